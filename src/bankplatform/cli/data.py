@@ -1,0 +1,78 @@
+"""``bankplatform data``: the synthetic core-banking raw extract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bankplatform.errors import BankplatformError
+from bankplatform.manifest import load_manifest
+from bankplatform.project import find_project_root, resolve_env
+
+_PROGRESS_FROM = 100_000
+
+
+@click.group()
+def data() -> None:
+    """Synthetic core-banking data."""
+
+
+@data.command("generate")
+@click.option("--customers", type=int, help="Number of customers [env default].")
+@click.option(
+    "--seed", type=int, help="Random seed; same seed and size give identical files."
+)
+@click.option("--dirty-rate", type=float, help="Share of defective rows per table.")
+@click.option(
+    "--group-bias",
+    type=float,
+    help="Planted bias against one protected group (0 = off).",
+)
+@click.option(
+    "--drift", type=float, help="Planted drift over application time (0 = off)."
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the parquet files [data/01_raw].",
+)
+@click.option("--env", help="Kedro env whose parameters_data.yml gives the defaults.")
+def generate(output: Path | None, env: str | None, **options: Any) -> None:
+    """Write the synthetic raw extract (customers, accounts, transactions,
+    loan applications, loan outcomes) as parquet."""
+    from bankplatform.synthetic import (
+        GeneratorConfig,
+        generate_raw_extract,
+    )
+
+    root = find_project_root()
+    chosen = resolve_env(load_manifest(root), env)
+    defaults = _env_defaults(root, chosen)
+    if not defaults.pop("enabled", True):
+        msg = f"synthetic data generation is disabled in env {chosen!r}"
+        raise BankplatformError(msg)
+    settings = {**defaults, **{k: v for k, v in options.items() if v is not None}}
+    config = GeneratorConfig.model_validate(settings)
+    target = output or root / "data" / "01_raw"
+    summary = generate_raw_extract(
+        config, target, progress=config.customers >= _PROGRESS_FROM
+    )
+    defects = sum(sum(kinds.values()) for kinds in summary.defects.values())
+    rows = ", ".join(f"{table} {count:,}" for table, count in summary.rows.items())
+    click.echo(
+        f"wrote {target}: {rows} ({defects:,} defective rows planted, seed {config.seed})"
+    )
+
+
+def _env_defaults(root: Path, env: str) -> dict[str, Any]:
+    from kedro.config import OmegaConfigLoader
+
+    if not (root / "conf" / env).is_dir():
+        msg = f"Kedro env {env!r} has no folder {root / 'conf' / env}"
+        raise BankplatformError(msg)
+    loader = OmegaConfigLoader(
+        conf_source=str(root / "conf"), base_env="base", default_run_env=env, env=env
+    )
+    return dict(loader["parameters"].get("synthetic_extract", {}))

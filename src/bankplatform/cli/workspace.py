@@ -1,0 +1,80 @@
+"""``bankplatform workspace``: the workspace manifest and what the workspace holds."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import click
+import yaml
+
+from bankplatform.manifest import load_manifest
+from bankplatform.project import find_project_root
+
+
+@click.group()
+def workspace() -> None:
+    """The workspace manifest (.kedro.yml) and what the workspace holds."""
+
+
+@workspace.command("show")
+def show() -> None:
+    """Validate .kedro.yml and print it."""
+    root = find_project_root()
+    manifest = load_manifest(root)
+    click.echo(f"# {root / '.kedro.yml'} (valid)")
+    click.echo(
+        yaml.safe_dump(manifest.model_dump(mode="json"), sort_keys=False).rstrip()
+    )
+
+
+@workspace.command("status")
+@click.option("--env", help="Kedro env [manifest default].")
+def status(env: str | None) -> None:
+    """Summarise what the pipelines have produced in this workspace."""
+    from bankplatform.workspace import (
+        open_workspace,
+    )
+
+    _quiet_kedro_logs()
+    ws = open_workspace(env)
+    click.echo(
+        f"workspace {ws.manifest.workspace_id} | model {ws.manifest.model_name} | env {ws.env}"
+    )
+    extract = ws.root / "data" / "01_raw" / "_extract.json"
+    if extract.is_file():
+        click.echo(_describe_extract(json.loads(extract.read_text())))
+    if ws.catalog.exists("ingestion_report"):
+        click.echo(_describe_ingestion(ws.catalog.load("ingestion_report")))
+    else:
+        click.echo("ingestion: not run yet (kedro run --pipeline ingestion)")
+
+
+def _quiet_kedro_logs() -> None:
+    # Status output is for people; Kedro's per-dataset INFO lines drown it.
+    for name in ("kedro", "kedro_mlflow", "py.warnings"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _describe_extract(summary: dict[str, Any]) -> str:
+    config = summary["config"]
+    defects = sum(sum(kinds.values()) for kinds in summary["defects"].values())
+    return (
+        f"raw extract: {config['customers']:,} customers, seed {config['seed']}, "
+        f"{sum(summary['rows'].values()):,} rows, {defects:,} defective rows planted"
+    )
+
+
+def _describe_ingestion(report: dict[str, Any]) -> str:
+    lines = [
+        f"{'ingestion':<18}{'input':>12}{'accepted':>12}{'quarantined':>13}  top reasons"
+    ]
+    for table, counts in report["tables"].items():
+        reasons = sorted(counts["by_rule"].items(), key=lambda item: -item[1])[:3]
+        top = ", ".join(f"{rule} {count}" for rule, count in reasons)
+        lines.append(
+            f"  {table:<16}{counts['input']:>12,}{counts['accepted']:>12,}"
+            f"{counts['quarantined']:>13,}  {top}"
+        )
+    return "\n".join(lines)

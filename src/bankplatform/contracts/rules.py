@@ -1,0 +1,208 @@
+"""Data contracts of the raw extract, as pandera schemas, one per table.
+
+Every check carries the name of the rule a rejected row is quarantined under:
+
+| rule | meaning |
+| --- | --- |
+| ``missing_key`` | the primary key is empty |
+| ``duplicate_key`` | two or more rows share the primary key (all are held) |
+| ``missing_value`` | a required field is empty |
+| ``bad_format`` | an id does not have the source system's format |
+| ``impossible_date`` | a date before 1900 or after the extract's as-of date |
+| ``negative_amount`` | an amount or income below zero where that cannot be |
+| ``non_numeric_amount`` | an amount that is not decimal text |
+| ``unknown_category`` | a code outside the reference data |
+| ``orphan_foreign_key`` | a reference to a row that is not (or no longer) accepted |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+import pandera.pandas as pa
+
+from bankplatform.contracts import reference
+
+EARLIEST_DATE = pd.Timestamp("1900-01-01")
+TEXT = pd.StringDtype("pyarrow")
+_DECIMAL_TEXT = r"-?\d+(\.\d+)?"
+
+
+@dataclass(frozen=True)
+class TableContract:
+    """The contract of one raw table.
+
+    Attributes:
+        table: Raw table name.
+        key: Primary key column.
+        foreign_key: Column that must reference an accepted parent row.
+        id_pattern: Regular expression of the primary key's format.
+        decimal_columns: Columns delivered as decimal text, parsed on acceptance.
+    """
+
+    table: str
+    key: str
+    id_pattern: str
+    foreign_key: str | None = None
+    decimal_columns: tuple[str, ...] = ()
+
+    def schema(
+        self, as_of: date, parent_keys: Collection[str] | None
+    ) -> pa.DataFrameSchema:
+        """The pandera schema for one run.
+
+        Args:
+            as_of: Extract date; later dates are impossible.
+            parent_keys: Accepted keys of the parent table, if there is one.
+
+        Returns:
+            A schema whose failed checks are named by quarantine rule.
+        """
+        columns = {
+            self.key: pa.Column(
+                TEXT,
+                _matches(self.id_pattern, "bad_format"),
+                nullable=False,
+                unique=True,
+                report_duplicates="all",
+            ),
+            **_COLUMN_RULES[self.table](pd.Timestamp(as_of)),
+        }
+        if self.foreign_key is not None and parent_keys is not None:
+            fk_checks = [
+                pa.Check(lambda s: s.isin(parent_keys), name="orphan_foreign_key")
+            ]
+            if self.foreign_key == self.key:
+                columns[self.key] = columns[self.key].set_checks(
+                    [*columns[self.key].checks, *fk_checks]
+                )
+            else:
+                columns[self.foreign_key] = pa.Column(TEXT, fk_checks, nullable=False)
+        return pa.DataFrameSchema(columns, name=self.table, strict=False, coerce=False)
+
+
+def _matches(pattern: str, rule: str) -> pa.Check:
+    return pa.Check(lambda s: s.str.fullmatch(pattern), name=rule)
+
+
+def _one_of(values: Collection[object]) -> pa.Check:
+    allowed = list(values)
+    return pa.Check(lambda s: s.isin(allowed), name="unknown_category")
+
+
+def _dated(as_of: pd.Timestamp) -> pa.Check:
+    return pa.Check(
+        lambda s: (pd.to_datetime(s) >= EARLIEST_DATE) & (pd.to_datetime(s) <= as_of),
+        name="impossible_date",
+    )
+
+
+def _not_negative() -> pa.Check:
+    return pa.Check(
+        lambda s: pd.Series(pd.to_numeric(s, errors="coerce")).fillna(0) >= 0,
+        name="negative_amount",
+    )
+
+
+def _decimal_text() -> pa.Check:
+    return _matches(_DECIMAL_TEXT, "non_numeric_amount")
+
+
+def _customer_rules(as_of: pd.Timestamp) -> dict[str, pa.Column]:
+    return {
+        "name": pa.Column(TEXT, nullable=False),
+        "date_of_birth": pa.Column(checks=_dated(as_of), nullable=False),
+        "national_id": pa.Column(TEXT, nullable=False),
+        "email": pa.Column(TEXT, nullable=True),
+        "phone": pa.Column(TEXT, nullable=True),
+        "postcode": pa.Column(TEXT, nullable=False),
+        "gender": pa.Column(TEXT, _one_of(reference.GENDERS), nullable=False),
+        "income": pa.Column(float, _not_negative(), nullable=False),
+        "employment_status": pa.Column(
+            str, _one_of(reference.EMPLOYMENT_STATUSES), nullable=False
+        ),
+        "tenure_months": pa.Column("int32", _not_negative(), nullable=False),
+    }
+
+
+def _account_rules(as_of: pd.Timestamp) -> dict[str, pa.Column]:
+    return {
+        "product": pa.Column(TEXT, _one_of(reference.PRODUCTS), nullable=False),
+        "opened_at": pa.Column(checks=_dated(as_of), nullable=False),
+        "credit_limit": pa.Column(float, _not_negative(), nullable=True),
+    }
+
+
+def _transaction_rules(as_of: pd.Timestamp) -> dict[str, pa.Column]:
+    return {
+        "booked_at": pa.Column(checks=_dated(as_of), nullable=False),
+        "amount": pa.Column(TEXT, _decimal_text(), nullable=False),
+        "channel": pa.Column(TEXT, _one_of(reference.CHANNELS), nullable=False),
+        "mcc": pa.Column(TEXT, _matches(r"\d{4}", "bad_format"), nullable=True),
+        "counterparty": pa.Column(TEXT, nullable=True),
+        "balance_after": pa.Column(float, nullable=True),
+    }
+
+
+def _application_rules(as_of: pd.Timestamp) -> dict[str, pa.Column]:
+    return {
+        "applied_at": pa.Column(checks=_dated(as_of), nullable=False),
+        "amount": pa.Column(TEXT, [_decimal_text(), _not_negative()], nullable=False),
+        "term_months": pa.Column(
+            "int32", _one_of(reference.TERMS_MONTHS), nullable=False
+        ),
+        "purpose": pa.Column(TEXT, _one_of(reference.PURPOSES), nullable=False),
+    }
+
+
+def _outcome_rules(as_of: pd.Timestamp) -> dict[str, pa.Column]:
+    return {
+        "defaulted": pa.Column(
+            "int8", _one_of(reference.DEFAULT_FLAGS), nullable=False
+        ),
+        "observed_at": pa.Column(checks=_dated(as_of), nullable=False),
+    }
+
+
+_COLUMN_RULES = {
+    "customers": _customer_rules,
+    "accounts": _account_rules,
+    "transactions": _transaction_rules,
+    "loan_applications": _application_rules,
+    "loan_outcomes": _outcome_rules,
+}
+
+CONTRACTS = {
+    "customers": TableContract(
+        table="customers", key="customer_id", id_pattern=r"C\d{8}"
+    ),
+    "accounts": TableContract(
+        table="accounts",
+        key="account_id",
+        id_pattern=r"A\d{9}",
+        foreign_key="customer_id",
+    ),
+    "transactions": TableContract(
+        table="transactions",
+        key="transaction_id",
+        id_pattern=r"T\d{11}",
+        foreign_key="account_id",
+        decimal_columns=("amount",),
+    ),
+    "loan_applications": TableContract(
+        table="loan_applications",
+        key="application_id",
+        id_pattern=r"L\d{9}",
+        foreign_key="customer_id",
+        decimal_columns=("amount",),
+    ),
+    "loan_outcomes": TableContract(
+        table="loan_outcomes",
+        key="application_id",
+        id_pattern=r"L\d{9}",
+        foreign_key="application_id",
+    ),
+}

@@ -1,0 +1,5 @@
+"""Kedro datasets of bankplatform."""
+
+from bankplatform.datasets.raw_table import RawTableDataset
+
+__all__ = ["RawTableDataset"]

@@ -1,0 +1,6 @@
+"""Synthetic core-banking data: a seeded, deterministic raw extract at any scale."""
+
+from bankplatform.synthetic.config import GeneratorConfig
+from bankplatform.synthetic.extract import ExtractSummary, generate_raw_extract
+
+__all__ = ["ExtractSummary", "GeneratorConfig", "generate_raw_extract"]
