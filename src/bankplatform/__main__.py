@@ -1,6 +1,6 @@
 """``python -m bankplatform``: the bankplatform command line."""
 
-from bankplatform.cli import main
+from bankplatform.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -1,57 +1,21 @@
-"""The ``bankplatform`` command line (also ``python -m bankplatform``).
+"""Command lines of bankplatform.
 
-Every command exits 0 on success; on an expected failure it prints one line,
-``error: <what was wrong>``, to stderr and exits 1, never a traceback.
+``main`` is the ``bankplatform`` command. This package is also where Kedro looks
+for project commands (``<package>.cli.cli``): it overrides ``kedro run`` with
+one that reports a failure in one line instead of a traceback (set
+``BANKPLATFORM_DEBUG=1`` for the traceback). Kedro's own imports are slow, so
+they load only when Kedro asks for ``cli`` or ``run``.
 """
 
 from __future__ import annotations
 
-import os
-import warnings
 from typing import Any
 
-import click
-from pydantic import ValidationError
 
-from bankplatform import __version__
-from bankplatform.cli.data import data
-from bankplatform.cli.workspace import workspace
-from bankplatform.errors import BankplatformError
+def __getattr__(name: str) -> Any:
+    if name in {"cli", "run"}:
+        from bankplatform.cli import kedro_run
 
-os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-# Kedro 1.7 calls an OmegaConf function that warns of its own deprecation.
-warnings.filterwarnings(
-    "ignore", message=".*register_new_resolver.*", category=UserWarning
-)
-
-
-class _OneLineErrors(click.Group):
-    """A click group that turns expected failures into one line on stderr."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BankplatformError as error:
-            raise click.ClickException(str(error)) from None
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise click.ClickException(f"{where}: {first['msg']}") from None
-
-
-@click.group(
-    cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]}
-)
-@click.version_option(__version__, prog_name="bankplatform")
-def cli() -> None:
-    """bankplatform: the governed ML platform workspace for a bank's credit models."""
-
-
-cli.add_command(workspace)
-cli.add_command(data)
-
-
-def main() -> None:
-    """Entry point of the ``bankplatform`` script."""
-    cli(prog_name="bankplatform")
+        return getattr(kedro_run, name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -8,7 +8,7 @@ Every check carries the name of the rule a rejected row is quarantined under:
 | ``duplicate_key`` | two or more rows share the primary key (all are held) |
 | ``missing_value`` | a required field is empty |
 | ``bad_format`` | an id does not have the source system's format |
-| ``impossible_date`` | a date before 1900 or after the extract's as-of date |
+| ``impossible_date`` | on or before 1900-01-01 (births) or 1990-01-01 (events), or after the extract's as-of date |
 | ``negative_amount`` | an amount or income below zero where that cannot be |
 | ``non_numeric_amount`` | an amount that is not decimal text |
 | ``unknown_category`` | a code outside the reference data |
@@ -26,7 +26,9 @@ import pandera.pandas as pa
 
 from bankplatform.contracts import reference
 
-EARLIEST_DATE = pd.Timestamp("1900-01-01")
+# 1900-01-01 is the legacy systems' "no date" sentinel: never a real date here.
+EARLIEST_BIRTH = pd.Timestamp("1900-01-01")
+EARLIEST_EVENT = pd.Timestamp("1990-01-01")
 TEXT = pd.StringDtype("pyarrow")
 _DECIMAL_TEXT = r"-?\d+(\.\d+)?"
 
@@ -93,9 +95,9 @@ def _one_of(values: Collection[object]) -> pa.Check:
     return pa.Check(lambda s: s.isin(allowed), name="unknown_category")
 
 
-def _dated(as_of: pd.Timestamp) -> pa.Check:
+def _dated(as_of: pd.Timestamp, earliest: pd.Timestamp = EARLIEST_EVENT) -> pa.Check:
     return pa.Check(
-        lambda s: (pd.to_datetime(s) >= EARLIEST_DATE) & (pd.to_datetime(s) <= as_of),
+        lambda s: (pd.to_datetime(s) > earliest) & (pd.to_datetime(s) <= as_of),
         name="impossible_date",
     )
 
@@ -114,7 +116,9 @@ def _decimal_text() -> pa.Check:
 def _customer_rules(as_of: pd.Timestamp) -> dict[str, pa.Column]:
     return {
         "name": pa.Column(TEXT, nullable=False),
-        "date_of_birth": pa.Column(checks=_dated(as_of), nullable=False),
+        "date_of_birth": pa.Column(
+            checks=_dated(as_of, EARLIEST_BIRTH), nullable=False
+        ),
         "national_id": pa.Column(TEXT, nullable=False),
         "email": pa.Column(TEXT, nullable=True),
         "phone": pa.Column(TEXT, nullable=True),

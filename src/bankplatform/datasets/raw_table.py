@@ -21,7 +21,7 @@ from bankplatform.contracts.raw import RAW_SCHEMAS
 _TEXT = pd.StringDtype("pyarrow")
 
 
-class RawTableDataset(AbstractDataset[None, pd.DataFrame]):
+class RawTableDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
     """Loads one raw extract table from parquet, checking its layout first.
 
     A file that is not parquet, lacks a column or has a column of the wrong
@@ -111,7 +111,7 @@ class RawTableDataset(AbstractDataset[None, pd.DataFrame]):
         self._check_layout(path, table.schema)
         return table.to_pandas(types_mapper={pa.string(): _TEXT}.get)
 
-    def save(self, data: None) -> None:
+    def save(self, data: pd.DataFrame) -> None:
         """Refuse: the raw extract is written by the source system only."""
         msg = f"{self._filepath}: the raw extract is read-only for pipelines"
         raise DatasetError(msg)

@@ -145,11 +145,11 @@ def default_probability(
     """
     income = traits.income[owner]
     logit = (
-        -3.4
+        -3.7
         + 1.4 * traits.stress[owner]
         - 0.6 * np.log(income / 25_000)
         + 0.45 * traits.unemployed[owner]
-        + 0.4 * np.log1p(amount / income)
+        + 1.5 * np.log1p(amount / income)
         + np.array(_PURPOSE_RISK)[purpose]
         + 0.5 * group_bias * traits.in_bias_group[owner]
         + rng.normal(0, 0.4, owner.size)

@@ -1,0 +1,96 @@
+"""RawTableDataset: a corrupt raw file fails in one line that names the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from kedro.io.core import DatasetError
+
+from bankplatform.contracts.raw import RAW_SCHEMAS
+from bankplatform.datasets import RawTableDataset
+
+pytestmark = pytest.mark.unit
+
+
+def _outcomes(
+    path: Path, schema: pa.Schema | None = None, **columns: list[object]
+) -> Path:
+    data = {
+        "application_id": ["L000000001"],
+        "defaulted": [1],
+        "observed_at": [pd.Timestamp("2025-06-01")],
+        **columns,
+    }
+    pq.write_table(pa.table(data, schema=schema or RAW_SCHEMAS["loan_outcomes"]), path)
+    return path
+
+
+def _load_error(path: Path) -> str:
+    with pytest.raises(DatasetError) as error:
+        RawTableDataset(filepath=str(path), table="loan_outcomes").load()
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(path) in message
+    return message
+
+
+def test_loads_the_table_with_arrow_text(tmp_path: Path) -> None:
+    path = _outcomes(tmp_path / "loan_outcomes.parquet")
+    frame = RawTableDataset(filepath=str(path), table="loan_outcomes").load()
+    assert frame["application_id"].dtype == pd.StringDtype("pyarrow")
+    assert frame["defaulted"].tolist() == [1]
+
+
+def test_not_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "loan_outcomes.parquet"
+    path.write_text("application_id,defaulted\nL1,1\n")
+    assert "not a readable parquet file" in _load_error(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert "not found" in _load_error(tmp_path / "loan_outcomes.parquet")
+
+
+def test_missing_column(tmp_path: Path) -> None:
+    path = tmp_path / "loan_outcomes.parquet"
+    pq.write_table(
+        pa.table(
+            {"application_id": ["L000000001"], "defaulted": pa.array([1], pa.int8())}
+        ),
+        path,
+    )
+    assert _load_error(path).endswith("lacks column(s) observed_at")
+
+
+def test_unexpected_column(tmp_path: Path) -> None:
+    schema = RAW_SCHEMAS["loan_outcomes"].append(pa.field("national_id", pa.string()))
+    path = _outcomes(
+        tmp_path / "loan_outcomes.parquet", schema, national_id=["AB123456C"]
+    )
+    assert _load_error(path).endswith("has unexpected column(s) national_id")
+
+
+def test_wrong_type(tmp_path: Path) -> None:
+    schema = RAW_SCHEMAS["loan_outcomes"].set(1, pa.field("defaulted", pa.string()))
+    path = _outcomes(tmp_path / "loan_outcomes.parquet", schema, defaulted=["yes"])
+    assert _load_error(path).endswith(
+        "column defaulted of raw table loan_outcomes is string, expected int8"
+    )
+
+
+def test_the_pipeline_cannot_write_the_raw_extract(tmp_path: Path) -> None:
+    dataset = RawTableDataset(
+        filepath=str(tmp_path / "x.parquet"), table="loan_outcomes"
+    )
+    with pytest.raises(DatasetError, match="read-only"):
+        dataset.save(pd.DataFrame({"application_id": ["L000000001"]}))
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_unknown_table_is_refused() -> None:
+    with pytest.raises(DatasetError, match="unknown raw table 'loans'"):
+        RawTableDataset(filepath="data/01_raw/loans.parquet", table="loans")

@@ -1,0 +1,122 @@
+"""The real `bankplatform` command line: success, and one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import run_command
+
+pytestmark = pytest.mark.integration
+
+
+def _assert_one_line_error(stderr: str, expected: str) -> None:
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("Error: ")
+    assert expected in lines[-1]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["workspace"],
+        ["workspace", "show"],
+        ["workspace", "status"],
+        ["data"],
+        ["data", "generate"],
+    ],
+)
+def test_every_command_has_help(workspace_dir: Path, command: list[str]) -> None:
+    result = run_command(["bankplatform", *command, "--help"], workspace_dir)
+    assert result.returncode == 0
+    assert "Usage: bankplatform" in result.stdout
+
+
+def test_workspace_show_prints_the_validated_manifest(workspace_dir: Path) -> None:
+    result = run_command(["bankplatform", "workspace", "show"], workspace_dir)
+    assert result.returncode == 0, result.stderr
+    assert "model_name: credit_default_pd" in result.stdout
+    assert "- EU AI Act Annex III 5(b)" in result.stdout
+
+
+def test_workspace_show_refuses_an_invalid_manifest(workspace_dir: Path) -> None:
+    manifest = workspace_dir / ".kedro.yml"
+    manifest.write_text(manifest.read_text().replace("tier_1", "tier_7"))
+    result = run_command(["bankplatform", "workspace", "show"], workspace_dir)
+    assert result.returncode == 1
+    _assert_one_line_error(
+        result.stderr,
+        "field model_risk_tier: Input should be 'tier_1', 'tier_2' or 'tier_3'",
+    )
+
+
+def test_outside_a_workspace_the_error_says_so(tmp_path: Path) -> None:
+    result = run_command(["bankplatform", "workspace", "show"], tmp_path)
+    assert result.returncode == 1
+    _assert_one_line_error(result.stderr, "no bankplatform workspace (.kedro.yml)")
+
+
+def test_data_generate_writes_the_extract_with_env_defaults(
+    workspace_dir: Path,
+) -> None:
+    result = run_command(
+        [
+            "bankplatform",
+            "data",
+            "generate",
+            "--env",
+            "test",
+            "--customers",
+            "200",
+            "--seed",
+            "9",
+        ],
+        workspace_dir,
+    )
+    assert result.returncode == 0, result.stderr
+    raw = workspace_dir / "data" / "01_raw"
+    summary = json.loads((raw / "_extract.json").read_text())
+    # --customers overrides, dirty_rate comes from conf/test/parameters_data.yml.
+    assert summary["config"]["customers"] == 200
+    assert summary["config"]["dirty_rate"] == 0.02
+    assert (
+        len(pd.read_parquet(raw / "customers.parquet")) == summary["rows"]["customers"]
+    )
+    assert f"customers {summary['rows']['customers']:,}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--customers", "3"],
+            "customers: Input should be greater than or equal to 10",
+        ),
+        (
+            ["--dirty-rate", "0.9"],
+            "dirty_rate: Input should be less than or equal to 0.2",
+        ),
+        (["--env", "prod"], "synthetic data generation is disabled in env 'prod'"),
+        (["--env", "staging"], "Kedro env 'staging' has no folder"),
+    ],
+)
+def test_data_generate_refuses_bad_input_in_one_line(
+    workspace_dir: Path, args: list[str], expected: str
+) -> None:
+    result = run_command(["bankplatform", "data", "generate", *args], workspace_dir)
+    assert result.returncode == 1
+    _assert_one_line_error(result.stderr, expected)
+    assert not (workspace_dir / "data" / "01_raw" / "customers.parquet").exists()
+
+
+def test_python_dash_m_is_the_same_command(workspace_dir: Path) -> None:
+    result = run_command(
+        ["python", "-m", "bankplatform", "workspace", "show"], workspace_dir
+    )
+    assert result.returncode == 0
+    assert "workspace_id: retail-credit-default" in result.stdout

@@ -1,0 +1,90 @@
+"""`kedro run --pipeline ingestion --env test` end to end, and a corrupt raw file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bankplatform.synthetic import ExtractSummary
+from tests.conftest import run_command
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.xdist_group("ingested")
+def test_ingestion_run_writes_accepted_quarantine_and_report(
+    ingested_workspace: Path,
+) -> None:
+    report = json.loads(
+        (ingested_workspace / "data/08_reporting/ingestion_report.json").read_text()
+    )
+    tables = report["tables"]
+    assert set(tables) == {
+        "customers",
+        "accounts",
+        "transactions",
+        "loan_applications",
+        "loan_outcomes",
+    }
+    assert report["input_rows"] == sum(t["input"] for t in tables.values())
+    assert report["quarantined_rows"] == sum(t["quarantined"] for t in tables.values())
+    assert all(t["accepted"] + t["quarantined"] == t["input"] for t in tables.values())
+    assert 0 < report["quarantined_rows"] < 0.2 * report["input_rows"]
+
+
+@pytest.mark.xdist_group("ingested")
+def test_workspace_status_summarises_the_run(ingested_workspace: Path) -> None:
+    result = run_command(
+        ["bankplatform", "workspace", "status", "--env", "test"], ingested_workspace
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(
+        (ingested_workspace / "data/08_reporting/ingestion_report.json").read_text()
+    )
+    customers = report["tables"]["customers"]
+    assert (
+        f"  {'customers':<16}{customers['input']:>12,}{customers['accepted']:>12,}{customers['quarantined']:>13,}"
+        in result.stdout
+    )
+    assert "raw extract: 1,000 customers, seed 7" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("corruption", "expected"),
+    [
+        ("text", "not a readable parquet file"),
+        ("columns", "raw table transactions lacks column(s)"),
+    ],
+)
+def test_a_corrupt_file_fails_the_run_naming_the_file(
+    workspace_dir: Path,
+    small_extract: tuple[Path, ExtractSummary],
+    corruption: str,
+    expected: str,
+) -> None:
+    raw = workspace_dir / "data" / "01_raw"
+    extract, _ = small_extract
+    for file in extract.iterdir():
+        shutil.copy(file, raw / file.name)
+    target = raw / "transactions.parquet"
+    if corruption == "text":
+        target.write_text("transaction_id,amount\nT1,12.50\n")
+    else:
+        shutil.copy(raw / "accounts.parquet", target)
+    result = run_command(
+        ["kedro", "run", "--pipeline", "ingestion", "--env", "test"], workspace_dir
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if expected in line]
+    assert lines, output[-2000:]
+    assert (
+        str(target) in output.replace("\n", "").replace(" ", "")
+        or "transactions.parquet" in lines[0]
+    )
+    # Earlier tables were accepted; nothing downstream of the broken table exists.
+    assert (workspace_dir / "data/02_intermediate/customers.parquet").exists()
+    assert not (workspace_dir / "data/08_reporting/ingestion_report.json").exists()
