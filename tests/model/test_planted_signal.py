@@ -3,8 +3,6 @@ pipeline (in-memory catalog, SequentialRunner) on 5k customers."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
