@@ -1,0 +1,41 @@
+"""Run the benchmarks: `make bench`, or `python benchmarks/run.py [NAME ...] [--quick]`.
+
+Each benchmark prints its measurements and a ratio against a baseline measured in
+the same run (medians; these machines are noisy, so never one absolute time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import generation
+import ingestion
+
+BENCHMARKS = {"generation": generation.main, "ingestion": ingestion.main}
+
+
+def main() -> None:
+    """Parse the command line and run the chosen benchmarks in order."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], default=[])
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, to check the code"
+    )
+    args = parser.parse_args()
+    # The figures are the output; Kedro's per-dataset INFO lines would bury them.
+    logging.getLogger("kedro").setLevel(logging.WARNING)
+    for name in args.names or list(BENCHMARKS):
+        started = time.perf_counter()
+        print(f"== {name}", flush=True)
+        BENCHMARKS[name](quick=args.quick)
+        print(f"== {name} done in {time.perf_counter() - started:.0f} s\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
