@@ -54,8 +54,9 @@ bench: install ## Run the benchmarks (not part of CI); ratios against baselines
 lab: install ## Start JupyterLab on 127.0.0.1
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks
 
-viz: install ## Build the kedro-viz site for reviewers into build/viz
+viz: install ## Build the offline-safe kedro-viz site for reviewers into build/
 	$(BIN)/kedro viz build --include-hooks
+	$(BIN)/python -m bankplatform.review.offline_site build
 
 clean-data: ## Remove generated data (keeps the folder layout)
 	find data -type f ! -name .gitkeep -delete

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bankplatform.review.offline_site import third_party_loaders
 from bankplatform.synthetic import ExtractSummary
 from tests.conftest import run_command
 
@@ -88,3 +89,21 @@ def test_a_corrupt_file_fails_the_run_naming_the_file(
     # Earlier tables were accepted; nothing downstream of the broken table exists.
     assert (workspace_dir / "data/02_intermediate/customers.parquet").exists()
     assert not (workspace_dir / "data/08_reporting/ingestion_report.json").exists()
+
+
+def test_the_reviewers_site_builds_offline_safe(workspace_dir: Path) -> None:
+    built = run_command(["kedro", "viz", "build"], workspace_dir)
+    assert built.returncode == 0, built.stderr[-2000:]
+    cleaned = run_command(
+        ["python", "-m", "bankplatform.review.offline_site", "build"], workspace_dir
+    )
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "build: offline-safe (" in cleaned.stdout
+    site = workspace_dir / "build"
+    assert third_party_loaders(site) == []
+    pipelines = json.loads((site / "api" / "main").read_text())
+    node_names = {node["name"] for node in pipelines["nodes"]}
+    assert (
+        "check_transactions_contract_node" in node_names
+        or "Check Transactions Contract Node" in node_names
+    )

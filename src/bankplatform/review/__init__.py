@@ -1,0 +1,1 @@
+"""What reviewers look at: the pipeline site (kedro-viz) made safe for offline rooms."""
