@@ -2,8 +2,16 @@
 
 from kedro.config import OmegaConfigLoader
 
-# Telemetry is off: bank networks forbid calls to third parties.
-DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
+from bankplatform.lineage.hooks import LineageHook
+
+HOOKS = (LineageHook(),)
+
+# Telemetry is off: bank networks forbid calls to third parties. kedro-mlflow's
+# own run lifecycle is off too: it writes through MLflow's thread-local active run
+# (which breaks under ThreadRunner and ParallelRunner) and fails the run when the
+# tracking store is down; LineageHook replaces it. Its config file (mlflow.yml),
+# datasets and `kedro mlflow ui` are still used.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry", "kedro-mlflow")
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from bankplatform import __version__
 from bankplatform.cli.data import data
+from bankplatform.cli.lineage import lineage
 from bankplatform.cli.workspace import workspace
 from bankplatform.errors import BankplatformError
 
@@ -53,6 +54,7 @@ def commands() -> None:
 
 commands.add_command(workspace)
 commands.add_command(data)
+commands.add_command(lineage)
 
 
 def main() -> None:

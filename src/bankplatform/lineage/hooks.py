@@ -1,0 +1,174 @@
+"""``LineageHook``: one MLflow run per Kedro run, whatever the runner.
+
+Everything is written by run id through ``MlflowClient`` (never MLflow's
+thread-local "active run"), so ThreadRunner works; with ParallelRunner the
+worker processes append their node timings to a file the main process reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from kedro.framework.hooks import hook_impl
+from kedro.pipeline import Pipeline
+from kedro.pipeline.node import Node
+
+from bankplatform.errors import BankplatformError
+from bankplatform.lineage import provenance
+from bankplatform.lineage.fingerprint import FingerprintCache
+from bankplatform.lineage.records import (
+    flatten_parameters,
+    input_records,
+    pipeline_graph,
+    pipeline_names,
+    run_tags,
+)
+from bankplatform.lineage.settings import load_settings, unreachable_reason
+from bankplatform.lineage.sinks import LineageSink, MlflowSink, SpoolSink
+from bankplatform.manifest import load_manifest
+
+TIMINGS_ENV_VAR = "BANKPLATFORM_LINEAGE_TIMINGS"
+
+
+class LineageRefused(BankplatformError):
+    """The env requires lineage and the tracking store cannot take it."""
+
+
+class LineageHook:
+    """Records the lineage of each Kedro run (see ``bankplatform.lineage``)."""
+
+    def __init__(self) -> None:
+        self._context: Any = None
+        self._sink: LineageSink | None = None
+        self._cache: FingerprintCache | None = None
+        self._started: dict[str, float] = {}
+        self._timings: dict[str, float] = {}
+        self._run_started = 0.0
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        """Keep the context: its config loader and params feed the run record."""
+        self._context = context
+
+    @hook_impl
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any
+    ) -> None:
+        """Open the run and record who, what code, which parameters and which data."""
+        root = Path(run_params["project_path"])
+        settings, tracking_uri = load_settings(self._context.config_loader, root)
+        reason = unreachable_reason(tracking_uri, settings.probe_timeout_s)
+        sink: LineageSink
+        if reason is None:
+            sink = MlflowSink(tracking_uri)
+        elif settings.when_unreachable == "refuse":
+            msg = f"lineage: tracking store {tracking_uri} is unreachable ({reason}); env {self._context.env} refuses to run without lineage"
+            raise LineageRefused(msg)
+        else:
+            sink = SpoolSink(settings.spool_dir)
+        self._run_started = time.perf_counter()
+        self._started, self._timings = {}, {}
+        self._cache = FingerprintCache(settings.fingerprint_cache)
+        manifest = load_manifest(root)
+        found = {
+            **provenance.git_state(root),
+            "user": provenance.acting_identity(),
+            "lineage.sink": "mlflow" if reason is None else f"spool ({reason})",
+        }
+        notebook = provenance.notebook_path()
+        if notebook:
+            found["notebook.path"] = notebook
+        lock_sha = provenance.lock_file_sha256(root)
+        if lock_sha:
+            found["env.lock_sha256"] = lock_sha
+        tags = run_tags(run_params, self._context.env, manifest, found)
+        sink.start(manifest.model_name, "+".join(pipeline_names(run_params)), tags)
+        self._sink = sink
+        params = dict(self._context.params)
+        sink.log_params(flatten_parameters(params))
+        sink.log_text(
+            json.dumps(params, indent=2, default=str), "lineage/parameters.json"
+        )
+        records, input_tags = input_records(pipeline.inputs(), catalog, self._cache)
+        if records:
+            sink.log_inputs(records)
+        if input_tags:
+            sink.set_tags(input_tags)
+        sink.log_text(pipeline_graph(pipeline), "lineage/pipeline_graph.json")
+        if lock_sha:
+            sink.log_text(
+                (root / provenance.LOCK_FILE).read_text(), "lineage/requirements.lock"
+            )
+        timings = settings.spool_dir / f".timings-{os.getpid()}-{time.time_ns()}.jsonl"
+        os.environ[TIMINGS_ENV_VAR] = str(timings)
+
+    @hook_impl
+    def before_node_run(self, node: Node) -> None:
+        """Start the node's clock."""
+        self._started[node.name] = time.perf_counter()
+
+    @hook_impl
+    def after_node_run(self, node: Node) -> None:
+        """Stop the node's clock; a parallel worker hands its time to the main process."""
+        seconds = time.perf_counter() - self._started.pop(
+            node.name, time.perf_counter()
+        )
+        if self._sink is not None:
+            self._timings[node.name] = seconds
+            return
+        timings = os.environ.get(TIMINGS_ENV_VAR)
+        if timings:
+            path = Path(timings)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(f"{path}.lock"), path.open("a") as stream:
+                stream.write(json.dumps({"node": node.name, "seconds": seconds}) + "\n")
+
+    @hook_impl
+    def after_pipeline_run(self, pipeline: Pipeline) -> None:
+        """Record timings and outputs, and close the run as FINISHED."""
+        self._close("FINISHED", pipeline, error=None)
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, pipeline: Pipeline) -> None:
+        """Close the run as FAILED with the error, keeping everything recorded so far."""
+        self._close("FAILED", pipeline, error=error)
+
+    def _close(self, status: str, pipeline: Pipeline, error: Exception | None) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        self._sink = None
+        timings = {
+            **self._timings,
+            **_worker_timings(os.environ.pop(TIMINGS_ENV_VAR, "")),
+        }
+        metrics = {f"node_seconds.{name}": value for name, value in timings.items()}
+        metrics["run_seconds"] = time.perf_counter() - self._run_started
+        sink.log_metrics(metrics)
+        written = sorted(pipeline.all_outputs())
+        sink.set_tags({"kedro.outputs": ",".join(written)[:8000]})
+        if error is not None:
+            lines = str(error).strip().splitlines()
+            sink.set_tags(
+                {
+                    "error.type": type(error).__name__,
+                    "error.message": (lines[0] if lines else "")[:8000],
+                }
+            )
+        sink.end(status)
+        if self._cache is not None:
+            self._cache.save()
+
+
+def _worker_timings(path: str) -> dict[str, float]:
+    if not path or not Path(path).is_file():
+        return {}
+    lines = Path(path).read_text().splitlines()
+    Path(path).unlink()
+    Path(f"{path}.lock").unlink(missing_ok=True)
+    return {entry["node"]: float(entry["seconds"]) for entry in map(json.loads, lines)}

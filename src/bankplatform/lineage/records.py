@@ -1,0 +1,165 @@
+"""What a run's lineage says, built from Kedro objects without touching any data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from kedro.pipeline import Pipeline
+
+from bankplatform.lineage.fingerprint import FingerprintCache, local_path
+from bankplatform.lineage.sinks import InputRecord
+from bankplatform.manifest import WorkspaceManifest
+
+MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter value
+_SELECTION_KEYS = (
+    "tags",
+    "node_names",
+    "from_nodes",
+    "to_nodes",
+    "from_inputs",
+    "to_outputs",
+    "namespaces",
+)
+
+
+def flatten_parameters(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested parameters as ``a.b.c`` keys; values longer than MLflow takes are cut
+    (the full set goes to the ``lineage/parameters.json`` artifact).
+
+    Args:
+        params: The env's resolved parameters.
+        prefix: Key prefix while recursing.
+
+    Returns:
+        Flat string parameters.
+    """
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_parameters(value, f"{name}."))
+            continue
+        text = json.dumps(value, default=str) if not isinstance(value, str) else value
+        if len(text) > MAX_PARAM_LENGTH:
+            text = text[: MAX_PARAM_LENGTH - 12] + "…[truncated]"
+        flat[name] = text
+    return flat
+
+
+def run_tags(
+    run_params: dict[str, Any],
+    env: str,
+    manifest: WorkspaceManifest,
+    provenance: dict[str, str],
+) -> dict[str, str]:
+    """Tags of a run: Kedro env and selection, manifest fields, provenance.
+
+    Args:
+        run_params: What Kedro passes to ``before_pipeline_run``.
+        env: The Kedro env the run resolved (``run_params`` has ``None`` for the default).
+        manifest: The workspace manifest.
+        provenance: Git state, identity, notebook, lock hash.
+
+    Returns:
+        String tags.
+    """
+    selection = {k: run_params.get(k) for k in _SELECTION_KEYS if run_params.get(k)}
+    runner = run_params.get("runner")
+    return {
+        "kedro.env": env,
+        "kedro.pipelines": "+".join(pipeline_names(run_params)),
+        "kedro.selection": json.dumps(selection, sort_keys=True, default=str),
+        "kedro.version": str(run_params.get("kedro_version")),
+        "kedro.runner": runner if isinstance(runner, str) else type(runner).__name__,
+        "workspace.id": manifest.workspace_id,
+        "workspace.model_name": manifest.model_name,
+        "workspace.owning_squad": manifest.owning_squad,
+        "workspace.model_risk_tier": manifest.model_risk_tier.value,
+        "workspace.regulatory_scope": ", ".join(
+            r.value for r in manifest.regulatory_scope
+        ),
+        **provenance,
+    }
+
+
+def pipeline_names(run_params: dict[str, Any]) -> list[str]:
+    """The pipelines a run asked for (``__default__`` when none)."""
+    names = (
+        run_params.get("pipeline_names")
+        or run_params.get("pipeline_name")
+        or ["__default__"]
+    )
+    return [names] if isinstance(names, str) else list(names)
+
+
+def input_records(
+    names: Iterable[str], catalog: Any, cache: FingerprintCache
+) -> tuple[list[InputRecord], dict[str, str]]:
+    """Fingerprint the datasets a run reads from storage.
+
+    Args:
+        names: The pipeline's free inputs.
+        catalog: The run's catalog (datasets are looked up, never loaded).
+        cache: Fingerprint cache.
+
+    Returns:
+        MLflow input records, and tags with each input's full sha256 and any
+        feature service the dataset's catalog metadata names.
+    """
+    records, tags = [], {}
+    for name in sorted(names):
+        if name.startswith("params:") or name == "parameters" or name not in catalog:
+            continue
+        dataset = catalog.get(name)
+        path = local_path(dataset)
+        fingerprint = cache.fingerprint(path) if path is not None else None
+        if fingerprint is None:
+            continue
+        profile = {
+            "sha256": fingerprint.sha256,
+            "files": fingerprint.files,
+            "bytes": fingerprint.size,
+        }
+        records.append(
+            InputRecord(
+                name, fingerprint.digest, fingerprint.source, json.dumps(profile)
+            )
+        )
+        tags[f"input.{name}.sha256"] = fingerprint.sha256
+        tags.update(_feature_service_tags(name, getattr(dataset, "metadata", None)))
+    return records, tags
+
+
+def _feature_service_tags(name: str, metadata: dict[str, Any] | None) -> dict[str, str]:
+    service = (metadata or {}).get("feature_service")
+    if not isinstance(service, dict):
+        return {}
+    return {
+        "feast.feature_service": str(service.get("name")),
+        "feast.feature_service_version": str(service.get("version")),
+        "feast.features": ",".join(map(str, service.get("features", []))),
+        "feast.training_set": name,
+    }
+
+
+def pipeline_graph(pipeline: Pipeline) -> str:
+    """The run's pipeline as JSON: nodes with their inputs, outputs and tags."""
+    nodes = [
+        {
+            "name": node.name,
+            "inputs": list(node.inputs),
+            "outputs": list(node.outputs),
+            "tags": sorted(node.tags),
+        }
+        for node in pipeline.nodes
+    ]
+    return json.dumps(
+        {
+            "nodes": nodes,
+            "inputs": sorted(pipeline.inputs()),
+            "outputs": sorted(pipeline.outputs()),
+        },
+        indent=2,
+    )
