@@ -8,6 +8,9 @@
     customers = ws.catalog.load("customers_accepted")
     ws.run("ingestion")  # the same pipeline production runs with `kedro run`
 
+    with tracked_run("exploration") as run:  # an ad-hoc experiment, tracked
+        run.log_metrics({"auc": 0.78})
+
 The session and catalog are the objects ``%load_ext kedro.ipython`` gives.
 """
 
@@ -21,8 +24,11 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from bankplatform.errors import BankplatformError
+from bankplatform.lineage.tracked import TrackedRun, tracked_run
 from bankplatform.manifest import WorkspaceManifest, load_manifest
 from bankplatform.project import find_project_root, resolve_env
+
+__all__ = ["TrackedRun", "Workspace", "open_workspace", "tracked_run"]
 
 if TYPE_CHECKING:
     from kedro.framework.context import KedroContext

@@ -18,7 +18,6 @@ from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
-from bankplatform.errors import BankplatformError
 from bankplatform.lineage import provenance
 from bankplatform.lineage.fingerprint import FingerprintCache
 from bankplatform.lineage.records import (
@@ -28,15 +27,11 @@ from bankplatform.lineage.records import (
     pipeline_names,
     run_tags,
 )
-from bankplatform.lineage.settings import load_settings, unreachable_reason
-from bankplatform.lineage.sinks import LineageSink, MlflowSink, SpoolSink
+from bankplatform.lineage.settings import describe_sink, load_settings
+from bankplatform.lineage.sinks import LineageSink, open_sink
 from bankplatform.manifest import load_manifest
 
 TIMINGS_ENV_VAR = "BANKPLATFORM_LINEAGE_TIMINGS"
-
-
-class LineageRefused(BankplatformError):
-    """The env requires lineage and the tracking store cannot take it."""
 
 
 class LineageHook:
@@ -62,30 +57,13 @@ class LineageHook:
         """Open the run and record who, what code, which parameters and which data."""
         root = Path(run_params["project_path"])
         settings, tracking_uri = load_settings(self._context.config_loader, root)
-        reason = unreachable_reason(tracking_uri, settings.probe_timeout_s)
-        sink: LineageSink
-        if reason is None:
-            sink = MlflowSink(tracking_uri)
-        elif settings.when_unreachable == "refuse":
-            msg = f"lineage: tracking store {tracking_uri} is unreachable ({reason}); env {self._context.env} refuses to run without lineage"
-            raise LineageRefused(msg)
-        else:
-            sink = SpoolSink(settings.spool_dir)
+        sink, reason = open_sink(settings, tracking_uri, str(self._context.env))
         self._run_started = time.perf_counter()
         self._started, self._timings = {}, {}
         self._cache = FingerprintCache(settings.fingerprint_cache)
         manifest = load_manifest(root)
-        found = {
-            **provenance.git_state(root),
-            "user": provenance.acting_identity(),
-            "lineage.sink": "mlflow" if reason is None else f"spool ({reason})",
-        }
-        notebook = provenance.notebook_path()
-        if notebook:
-            found["notebook.path"] = notebook
-        lock_sha = provenance.lock_file_sha256(root)
-        if lock_sha:
-            found["env.lock_sha256"] = lock_sha
+        found = {**provenance.describe(root), "lineage.sink": describe_sink(reason)}
+        lock_sha = found.get("env.lock_sha256")
         tags = run_tags(run_params, self._context.env, manifest, found)
         sink.start(manifest.model_name, "+".join(pipeline_names(run_params)), tags)
         self._sink = sink

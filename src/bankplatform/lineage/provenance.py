@@ -35,6 +35,18 @@ def git_state(root: Path) -> dict[str, str]:
     }
 
 
+def describe(root: Path) -> dict[str, str]:
+    """Provenance tags of a run started now in ``root``: git, user, notebook, lock."""
+    found = {**git_state(root), "user": acting_identity()}
+    notebook = notebook_path()
+    if notebook:
+        found["notebook.path"] = notebook
+    lock_sha = lock_file_sha256(root)
+    if lock_sha:
+        found["env.lock_sha256"] = lock_sha
+    return found
+
+
 def acting_identity() -> str:
     """Who started the run: ``$BANKPLATFORM_USER``, else the operating-system user."""
     return os.environ.get("BANKPLATFORM_USER") or getpass.getuser()

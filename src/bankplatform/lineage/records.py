@@ -73,6 +73,14 @@ def run_tags(
         "kedro.selection": json.dumps(selection, sort_keys=True, default=str),
         "kedro.version": str(run_params.get("kedro_version")),
         "kedro.runner": runner if isinstance(runner, str) else type(runner).__name__,
+        **workspace_tags(manifest),
+        **provenance,
+    }
+
+
+def workspace_tags(manifest: WorkspaceManifest) -> dict[str, str]:
+    """The manifest fields every run carries."""
+    return {
         "workspace.id": manifest.workspace_id,
         "workspace.model_name": manifest.model_name,
         "workspace.owning_squad": manifest.owning_squad,
@@ -80,7 +88,6 @@ def run_tags(
         "workspace.regulatory_scope": ", ".join(
             r.value for r in manifest.regulatory_scope
         ),
-        **provenance,
     }
 
 

@@ -111,6 +111,11 @@ def unreachable_reason(uri: str, timeout_s: float) -> str | None:
     return None
 
 
+def describe_sink(reason: str | None) -> str:
+    """The ``lineage.sink`` tag: where this run's lineage went first."""
+    return "mlflow" if reason is None else f"spool ({reason})"
+
+
 def _section(config_loader: AbstractConfigLoader, key: str) -> dict[str, Any]:
     try:
         return dict(config_loader[key] or {})

@@ -19,6 +19,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunT
 from mlflow.tracking import MlflowClient
 
 from bankplatform.errors import BankplatformError
+from bankplatform.lineage.settings import LineageSettings, unreachable_reason
 
 SPOOL_SUFFIX = ".jsonl"
 REPLAYED_SUFFIX = ".replayed"
@@ -142,6 +143,35 @@ class SpoolSink:
 
     def end(self, status: str) -> None:
         self._append("end", status=status)
+
+
+class LineageRefused(BankplatformError):
+    """The env requires lineage and the tracking store cannot take it."""
+
+
+def open_sink(
+    settings: LineageSettings, tracking_uri: str, env: str
+) -> tuple[LineageSink, str | None]:
+    """The sink for a run starting now: MLflow if reachable, else as the env says.
+
+    Args:
+        settings: The env's lineage settings.
+        tracking_uri: The env's tracking store.
+        env: Kedro env name (for the refusal message).
+
+    Returns:
+        The sink, and why MLflow was unreachable (``None`` if it was not).
+
+    Raises:
+        LineageRefused: MLflow is unreachable and the env refuses to run without it.
+    """
+    reason = unreachable_reason(tracking_uri, settings.probe_timeout_s)
+    if reason is None:
+        return MlflowSink(tracking_uri), None
+    if settings.when_unreachable == "refuse":
+        msg = f"lineage: tracking store {tracking_uri} is unreachable ({reason}); env {env} refuses to run without lineage"
+        raise LineageRefused(msg)
+    return SpoolSink(settings.spool_dir), reason
 
 
 def replay_spool(spool_dir: Path, tracking_uri: str) -> list[str]:
