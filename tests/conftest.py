@@ -47,7 +47,7 @@ def run_command(
 def make_workspace(target: Path) -> Path:
     """A throw-away copy of this workspace: manifest, conf, notebooks, data layers."""
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("pyproject.toml", ".kedro.yml", ".telemetry"):
+    for name in ("pyproject.toml", ".kedro.yml", ".telemetry", "requirements.lock"):
         shutil.copy(REPO / name, target / name)
     shutil.copytree(
         REPO / "conf", target / "conf", ignore=shutil.ignore_patterns("local")

@@ -11,7 +11,13 @@ HOOKS = (LineageHook(),)
 # (which breaks under ThreadRunner and ParallelRunner) and fails the run when the
 # tracking store is down; LineageHook replaces it. Its config file (mlflow.yml),
 # datasets and `kedro mlflow ui` are still used.
-DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry", "kedro-mlflow")
+# Kedro matches the distribution's metadata name, spelled by each project its own way.
+DISABLE_HOOKS_FOR_PLUGINS = (
+    "kedro-telemetry",
+    "kedro_telemetry",
+    "kedro-mlflow",
+    "kedro_mlflow",
+)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

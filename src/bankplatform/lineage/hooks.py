@@ -44,6 +44,7 @@ class LineageHook:
         self._started: dict[str, float] = {}
         self._timings: dict[str, float] = {}
         self._run_started = 0.0
+        self._owner_pid = 0
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
@@ -57,14 +58,16 @@ class LineageHook:
         """Open the run and record who, what code, which parameters and which data."""
         root = Path(run_params["project_path"])
         settings, tracking_uri = load_settings(self._context.config_loader, root)
-        sink, reason = open_sink(settings, tracking_uri, str(self._context.env))
+        env = _env_name(self._context)
+        sink, reason = open_sink(settings, tracking_uri, env)
         self._run_started = time.perf_counter()
+        self._owner_pid = os.getpid()
         self._started, self._timings = {}, {}
         self._cache = FingerprintCache(settings.fingerprint_cache)
         manifest = load_manifest(root)
         found = {**provenance.describe(root), "lineage.sink": describe_sink(reason)}
         lock_sha = found.get("env.lock_sha256")
-        tags = run_tags(run_params, self._context.env, manifest, found)
+        tags = run_tags(run_params, env, manifest, found)
         sink.start(manifest.model_name, "+".join(pipeline_names(run_params)), tags)
         self._sink = sink
         params = dict(self._context.params)
@@ -96,7 +99,9 @@ class LineageHook:
         seconds = time.perf_counter() - self._started.pop(
             node.name, time.perf_counter()
         )
-        if self._sink is not None:
+        # A forked ParallelRunner worker holds a copy of this hook: only the
+        # process that opened the run may keep timings in memory.
+        if self._sink is not None and os.getpid() == self._owner_pid:
             self._timings[node.name] = seconds
             return
         timings = os.environ.get(TIMINGS_ENV_VAR)
@@ -141,6 +146,16 @@ class LineageHook:
         sink.end(status)
         if self._cache is not None:
             self._cache.save()
+
+
+def _env_name(context: Any) -> str:
+    # `kedro run` without --env leaves context.env as None: the loader knows the default.
+    loader = context.config_loader
+    return str(
+        context.env
+        or getattr(loader, "env", None)
+        or getattr(loader, "default_run_env", "local")
+    )
 
 
 def _worker_timings(path: str) -> dict[str, float]:

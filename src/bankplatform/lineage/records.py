@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -72,7 +73,7 @@ def run_tags(
         "kedro.pipelines": "+".join(pipeline_names(run_params)),
         "kedro.selection": json.dumps(selection, sort_keys=True, default=str),
         "kedro.version": str(run_params.get("kedro_version")),
-        "kedro.runner": runner if isinstance(runner, str) else type(runner).__name__,
+        "kedro.runner": _runner_name(runner),
         **workspace_tags(manifest),
         **provenance,
     }
@@ -89,6 +90,13 @@ def workspace_tags(manifest: WorkspaceManifest) -> dict[str, str]:
             r.value for r in manifest.regulatory_scope
         ),
     }
+
+
+def _runner_name(runner: object) -> str:
+    # Kedro passes the runner's repr, e.g. "<kedro.runner.thread_runner.ThreadRunner object at 0x...>".
+    text = runner if isinstance(runner, str) else type(runner).__name__
+    found = re.search(r"(\w+) object at", text)
+    return found.group(1) if found else text
 
 
 def pipeline_names(run_params: dict[str, Any]) -> list[str]:

@@ -1,0 +1,234 @@
+"""Lineage in MLflow after real Kedro runs on the embedded default (SQLite)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from kedro.runner import ParallelRunner, ThreadRunner
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from bankplatform.synthetic import ExtractSummary
+from bankplatform.workspace import tracked_run
+from tests.conftest import make_workspace, run_command
+
+pytestmark = pytest.mark.integration
+NODES = {
+    "check_customers_contract_node",
+    "check_accounts_contract_node",
+    "check_transactions_contract_node",
+    "check_loan_applications_contract_node",
+    "check_loan_outcomes_contract_node",
+    "report_ingestion_node",
+}
+
+
+def _runs(root: Path) -> list[Run]:
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("credit_default_pd")
+    assert experiment is not None
+    return client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time ASC"]
+    )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _digests(run: Run) -> dict[str, str]:
+    return {i.dataset.name: i.dataset.digest for i in run.inputs.dataset_inputs}
+
+
+@pytest.fixture
+def extract_workspace(
+    tmp_path: Path, small_extract: tuple[Path, ExtractSummary]
+) -> Path:
+    root = make_workspace(tmp_path / "workspace")
+    for file in small_extract[0].iterdir():
+        shutil.copy(file, root / "data" / "01_raw" / file.name)
+    return root
+
+
+def _run_in_process(root: Path, env: str = "test", **run_args: Any) -> None:
+    bootstrap_project(root)
+    with KedroSession.create(project_path=root, env=env) as session:
+        session.run(pipeline_names=["ingestion"], **run_args)
+
+
+@pytest.mark.xdist_group("ingested")
+def test_a_kedro_run_records_its_whole_lineage(ingested_workspace: Path) -> None:
+    (run,) = _runs(ingested_workspace)
+    client = MlflowClient(f"sqlite:///{ingested_workspace / 'mlflow.db'}")
+    tags = run.data.tags
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "ingestion"
+    assert tags["kedro.env"] == "test"
+    assert tags["kedro.pipelines"] == "ingestion"
+    assert tags["workspace.model_name"] == "credit_default_pd"
+    assert tags["workspace.model_risk_tier"] == "tier_1"
+    assert (
+        tags["git.commit"] == "unknown"
+    )  # the throw-away workspace is no git checkout
+    assert tags["user"]
+    assert tags["env.lock_sha256"] == _sha256(ingested_workspace / "requirements.lock")
+    assert run.data.params["ingestion.as_of"] == "2026-12-31"
+    assert run.data.params["synthetic_extract.customers"] == "1000"
+    raw = ingested_workspace / "data" / "01_raw"
+    for record in run.inputs.dataset_inputs:
+        table = record.dataset.name.removesuffix("_raw")
+        full = _sha256(raw / f"{table}.parquet")
+        assert record.dataset.digest == full[:36]
+        assert json.loads(record.dataset.profile)["sha256"] == full
+        assert tags[f"input.{record.dataset.name}.sha256"] == full
+    assert len(run.inputs.dataset_inputs) == 5
+    assert {
+        k.removeprefix("node_seconds.")
+        for k in run.data.metrics
+        if k.startswith("node_seconds.")
+    } == NODES
+    assert run.data.metrics["run_seconds"] >= sum(
+        v for k, v in run.data.metrics.items() if k.startswith("node_seconds.")
+    )
+    downloaded = client.download_artifacts(
+        run.info.run_id, "lineage/pipeline_graph.json", str(ingested_workspace)
+    )
+    graph = json.loads(Path(downloaded).read_text())
+    assert {node["name"] for node in graph["nodes"]} == NODES
+    assert "transactions_quarantine" in tags["kedro.outputs"].split(",")
+
+
+def test_digests_are_stable_and_only_a_changed_input_changes(
+    extract_workspace: Path,
+) -> None:
+    _run_in_process(extract_workspace)
+    _run_in_process(extract_workspace, runner=ThreadRunner())
+    outcomes = extract_workspace / "data" / "01_raw" / "loan_outcomes.parquet"
+    frame = pd.read_parquet(outcomes)
+    frame.loc[0, "defaulted"] = 1 - frame.loc[0, "defaulted"]
+    frame.to_parquet(outcomes, index=False)
+    _run_in_process(extract_workspace, runner=ParallelRunner(max_workers=2))
+    first, second, third = _runs(extract_workspace)
+    assert _digests(first) == _digests(second)
+    changed = {
+        name
+        for name in _digests(first)
+        if _digests(first)[name] != _digests(third)[name]
+    }
+    assert changed == {"loan_outcomes_raw"}
+    assert _digests(third)["loan_outcomes_raw"] == _sha256(outcomes)[:36]
+    # One run per kedro run whatever the runner, with every node's timing.
+    assert [run.data.tags["kedro.runner"] for run in (second, third)] == [
+        "ThreadRunner",
+        "ParallelRunner",
+    ]
+    for run in (first, second, third):
+        assert run.info.status == "FINISHED"
+        assert {
+            k.removeprefix("node_seconds.")
+            for k in run.data.metrics
+            if k.startswith("node_seconds.")
+        } == NODES
+
+
+def test_a_failing_run_is_marked_failed_with_its_message(
+    extract_workspace: Path,
+) -> None:
+    broken = extract_workspace / "data" / "01_raw" / "transactions.parquet"
+    broken.write_text("not parquet")
+    with pytest.raises(Exception, match="not a readable parquet file"):
+        _run_in_process(extract_workspace)
+    (run,) = _runs(extract_workspace)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error.type"] == "DatasetError"
+    assert (
+        "transactions.parquet: not a readable parquet file"
+        in run.data.tags["error.message"]
+    )
+    # What was recorded before the failure is kept.
+    # The broken file is part of the record: it is what the run tried to read.
+    assert _digests(run)["transactions_raw"] == _sha256(broken)[:36]
+    assert run.data.params["ingestion.as_of"] == "2026-12-31"
+    assert "node_seconds.check_customers_contract_node" in run.data.metrics
+
+
+def test_local_spools_when_unreachable_and_replay_sends_it(
+    extract_workspace: Path,
+) -> None:
+    local = extract_workspace / "conf" / "local" / "mlflow.yml"
+    local.write_text("server:\n  mlflow_tracking_uri: http://127.0.0.1:9\n")
+    result = run_command(["kedro", "run", "--pipeline", "ingestion"], extract_workspace)
+    assert result.returncode == 0, result.stderr[-2000:]
+    spooled = list((extract_workspace / "data" / "lineage_spool").glob("*.jsonl"))
+    assert len(spooled) == 1
+    assert not (extract_workspace / "mlflow.db").exists()
+    local.unlink()
+    replayed = run_command(["bankplatform", "lineage", "replay"], extract_workspace)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed 1 spooled run(s)" in replayed.stdout
+    (run,) = _runs(extract_workspace)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["lineage.replayed"] == "true"
+    assert run.data.tags["lineage.sink"].startswith("spool (")
+    assert run.data.tags["kedro.env"] == "local"
+    assert (
+        _digests(run)["customers_raw"]
+        == _sha256(extract_workspace / "data/01_raw/customers.parquet")[:36]
+    )
+    assert {
+        k.removeprefix("node_seconds.")
+        for k in run.data.metrics
+        if k.startswith("node_seconds.")
+    } == NODES
+    again = run_command(["bankplatform", "lineage", "replay"], extract_workspace)
+    assert "replayed 0 spooled run(s)" in again.stdout
+    assert len(_runs(extract_workspace)) == 1
+
+
+def test_prod_refuses_to_run_without_lineage(extract_workspace: Path) -> None:
+    (extract_workspace / "conf" / "prod" / "mlflow.yml").write_text(
+        "server:\n  mlflow_tracking_uri: http://127.0.0.1:9\n"
+    )
+    result = run_command(
+        ["kedro", "run", "--pipeline", "ingestion", "--env", "prod"], extract_workspace
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "Error: run failed: lineage: tracking store http://127.0.0.1:9 is unreachable ("
+    )
+    assert last.endswith("env prod refuses to run without lineage")
+    assert not (
+        extract_workspace / "data" / "02_intermediate" / "customers.parquet"
+    ).exists()
+
+
+def test_tracked_run_gives_a_notebook_experiment_the_same_tags(
+    extract_workspace: Path,
+) -> None:
+    with tracked_run("income-bands", env="test", start=extract_workspace) as run:
+        run.log_params({"bands": 4})
+        run.log_metrics({"auc": 0.78})
+    with (
+        pytest.raises(ZeroDivisionError),
+        tracked_run("broken", env="test", start=extract_workspace),
+    ):
+        _ = 1 / 0
+    done, failed = _runs(extract_workspace)
+    assert (done.info.run_name, done.info.status) == ("income-bands", "FINISHED")
+    assert done.data.metrics["auc"] == 0.78
+    assert done.data.params["bands"] == "4"
+    assert done.data.tags["run.kind"] == "exploration"
+    assert done.data.tags["workspace.owning_squad"] == "retail-credit-risk-analytics"
+    assert (failed.info.status, failed.data.tags["error.type"]) == (
+        "FAILED",
+        "ZeroDivisionError",
+    )
