@@ -16,8 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import generation
 import ingestion
+import lineage_overhead
 
-BENCHMARKS = {"generation": generation.main, "ingestion": ingestion.main}
+BENCHMARKS = {
+    "generation": generation.main,
+    "ingestion": ingestion.main,
+    "lineage": lineage_overhead.main,
+}
 
 
 def main() -> None:

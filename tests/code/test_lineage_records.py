@@ -1,0 +1,68 @@
+"""Lineage building blocks: parameter flattening and the fingerprint cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from bankplatform.lineage.fingerprint import FingerprintCache
+from bankplatform.lineage.records import MAX_PARAM_LENGTH, flatten_parameters
+
+pytestmark = pytest.mark.unit
+
+
+def test_nested_parameters_flatten_and_long_values_are_cut() -> None:
+    flat = flatten_parameters(
+        {
+            "training": {"rounds": 50, "monotone": {"income": -1}},
+            "note": "x" * 7000,
+            "empty": {},
+        }
+    )
+    assert flat["training.rounds"] == "50"
+    assert flat["training.monotone.income"] == "-1"
+    assert flat["empty"] == "{}"
+    assert len(flat["note"]) == MAX_PARAM_LENGTH
+    assert flat["note"].endswith("…[truncated]")
+
+
+def test_file_fingerprint_is_its_sha256_and_is_cached_by_size_and_mtime(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "table.parquet"
+    data.write_bytes(b"a" * 1000)
+    cache = FingerprintCache(tmp_path / "cache.json")
+    first = cache.fingerprint(data)
+    assert first is not None
+    assert first.sha256 == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert first.digest == first.sha256[:36]
+    cache.save()
+    # Same size and mtime: the cached digest is reused without reading the file.
+    stat = data.stat()
+    data.write_bytes(b"b" * 1000)
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    reloaded = FingerprintCache(tmp_path / "cache.json")
+    assert reloaded.fingerprint(data) == first
+    # A rewrite that changes the mtime is read again.
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    changed = reloaded.fingerprint(data)
+    assert changed is not None
+    assert changed.sha256 == hashlib.sha256(b"b" * 1000).hexdigest()
+
+
+def test_folder_fingerprint_covers_names_and_contents(tmp_path: Path) -> None:
+    folder = tmp_path / "partitioned"
+    folder.mkdir()
+    (folder / "a.parquet").write_bytes(b"1")
+    (folder / "b.parquet").write_bytes(b"2")
+    cache = FingerprintCache(tmp_path / "cache.json")
+    before = cache.fingerprint(folder)
+    (folder / "b.parquet").rename(folder / "c.parquet")
+    after = cache.fingerprint(folder)
+    assert before is not None and after is not None
+    assert (before.files, before.size) == (2, 2)
+    assert before.sha256 != after.sha256
+    assert cache.fingerprint(tmp_path / "missing.parquet") is None
