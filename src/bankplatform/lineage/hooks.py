@@ -66,25 +66,23 @@ class LineageHook:
         self._cache = FingerprintCache(settings.fingerprint_cache)
         manifest = load_manifest(root)
         found = {**provenance.describe(root), "lineage.sink": describe_sink(reason)}
-        lock_sha = found.get("env.lock_sha256")
-        tags = run_tags(run_params, env, manifest, found)
+        records, input_tags = input_records(pipeline.inputs(), catalog, self._cache)
+        tags = {**run_tags(run_params, env, manifest, found), **input_tags}
         sink.start(manifest.model_name, "+".join(pipeline_names(run_params)), tags)
         self._sink = sink
         params = dict(self._context.params)
         sink.log_params(flatten_parameters(params))
-        sink.log_text(
-            json.dumps(params, indent=2, default=str), "lineage/parameters.json"
-        )
-        records, input_tags = input_records(pipeline.inputs(), catalog, self._cache)
         if records:
             sink.log_inputs(records)
-        if input_tags:
-            sink.set_tags(input_tags)
-        sink.log_text(pipeline_graph(pipeline), "lineage/pipeline_graph.json")
-        if lock_sha:
-            sink.log_text(
-                (root / provenance.LOCK_FILE).read_text(), "lineage/requirements.lock"
-            )
+        texts = {
+            "lineage/parameters.json": json.dumps(params, indent=2, default=str),
+            "lineage/pipeline_graph.json": pipeline_graph(pipeline),
+        }
+        if "env.lock_sha256" in found:
+            texts["lineage/requirements.lock"] = (
+                root / provenance.LOCK_FILE
+            ).read_text()
+        sink.log_texts(texts)
         timings = settings.spool_dir / f".timings-{os.getpid()}-{time.time_ns()}.jsonl"
         os.environ[TIMINGS_ENV_VAR] = str(timings)
 
@@ -132,18 +130,12 @@ class LineageHook:
         }
         metrics = {f"node_seconds.{name}": value for name, value in timings.items()}
         metrics["run_seconds"] = time.perf_counter() - self._run_started
-        sink.log_metrics(metrics)
-        written = sorted(pipeline.all_outputs())
-        sink.set_tags({"kedro.outputs": ",".join(written)[:8000]})
+        tags = {"kedro.outputs": ",".join(sorted(pipeline.all_outputs()))[:8000]}
         if error is not None:
             lines = str(error).strip().splitlines()
-            sink.set_tags(
-                {
-                    "error.type": type(error).__name__,
-                    "error.message": (lines[0] if lines else "")[:8000],
-                }
-            )
-        sink.end(status)
+            tags["error.type"] = type(error).__name__
+            tags["error.message"] = (lines[0] if lines else "")[:8000]
+        sink.finish(status, metrics, tags)
         if self._cache is not None:
             self._cache.save()
 

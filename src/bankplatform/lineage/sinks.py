@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -36,9 +37,14 @@ class InputRecord:
 
 
 class LineageSink(Protocol):
-    """What the lineage hook writes to."""
+    """What the lineage hook writes to. Calls are few and batched: on a busy disk
+    every tracking-store transaction waits for an fsync."""
 
     def start(self, experiment: str, run_name: str, tags: dict[str, str]) -> str: ...
+    def log_texts(self, texts: dict[str, str]) -> None: ...
+    def finish(
+        self, status: str, metrics: dict[str, float], tags: dict[str, str]
+    ) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
     def log_params(self, params: dict[str, str]) -> None: ...
     def log_inputs(self, inputs: list[InputRecord]) -> None: ...
@@ -103,6 +109,25 @@ class MlflowSink:
     def log_text(self, text: str, artifact_file: str) -> None:
         self._client.log_text(self.run_id, text, artifact_file)
 
+    def log_texts(self, texts: dict[str, str]) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            for artifact_file, text in texts.items():
+                target = Path(folder) / artifact_file
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+            self._client.log_artifacts(self.run_id, folder)
+
+    def finish(
+        self, status: str, metrics: dict[str, float], tags: dict[str, str]
+    ) -> None:
+        now = int(time.time() * 1000)
+        self._client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
+        self._client.set_terminated(self.run_id, status)
+
     def end(self, status: str) -> None:
         self._client.set_terminated(self.run_id, status)
 
@@ -140,6 +165,14 @@ class SpoolSink:
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self._append("log_text", text=text, artifact_file=artifact_file)
+
+    def log_texts(self, texts: dict[str, str]) -> None:
+        self._append("log_texts", texts=texts)
+
+    def finish(
+        self, status: str, metrics: dict[str, float], tags: dict[str, str]
+    ) -> None:
+        self._append("finish", status=status, metrics=metrics, tags=tags)
 
     def end(self, status: str) -> None:
         self._append("end", status=status)
@@ -221,6 +254,10 @@ def _apply(sink: MlflowSink, call: dict[str, Any], spool_id: str) -> None:
         sink.log_inputs([InputRecord(**record) for record in call["inputs"]])
     elif op == "log_text":
         sink.log_text(call["text"], call["artifact_file"])
+    elif op == "log_texts":
+        sink.log_texts(call["texts"])
+    elif op == "finish":
+        sink.finish(call["status"], call["metrics"], call["tags"])
     elif op == "end":
         sink.end(call["status"])
     else:
