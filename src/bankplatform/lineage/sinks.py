@@ -49,7 +49,6 @@ class LineageSink(Protocol):
     def log_params(self, params: dict[str, str]) -> None: ...
     def log_inputs(self, inputs: list[InputRecord]) -> None: ...
     def log_metrics(self, metrics: dict[str, float]) -> None: ...
-    def log_text(self, text: str, artifact_file: str) -> None: ...
     def end(self, status: str) -> None: ...
 
 
@@ -69,10 +68,6 @@ class MlflowSink:
         run = self._client.create_run(experiment_id, run_name=run_name, tags=tags)
         self.run_id = run.info.run_id
         return self.run_id
-
-    def attach(self, run_id: str) -> None:
-        """Write to an existing run (a worker process of a parallel run)."""
-        self.run_id = run_id
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self._client.log_batch(
@@ -105,9 +100,6 @@ class MlflowSink:
         items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
         for start in range(0, len(items), 500):
             self._client.log_batch(self.run_id, metrics=items[start : start + 500])
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        self._client.log_text(self.run_id, text, artifact_file)
 
     def log_texts(self, texts: dict[str, str]) -> None:
         with tempfile.TemporaryDirectory() as folder:
@@ -162,9 +154,6 @@ class SpoolSink:
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
         self._append("log_metrics", metrics=metrics)
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        self._append("log_text", text=text, artifact_file=artifact_file)
 
     def log_texts(self, texts: dict[str, str]) -> None:
         self._append("log_texts", texts=texts)
@@ -252,8 +241,6 @@ def _apply(sink: MlflowSink, call: dict[str, Any], spool_id: str) -> None:
         sink.start(call["experiment"], call["run_name"], tags)
     elif op == "log_inputs":
         sink.log_inputs([InputRecord(**record) for record in call["inputs"]])
-    elif op == "log_text":
-        sink.log_text(call["text"], call["artifact_file"])
     elif op == "log_texts":
         sink.log_texts(call["texts"])
     elif op == "finish":

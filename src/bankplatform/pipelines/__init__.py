@@ -1,0 +1,1 @@
+"""Kedro pipelines of bankplatform, one package each; `find_pipelines()` registers them."""
