@@ -19,6 +19,7 @@ from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
 from bankplatform.lineage import provenance
+from bankplatform.lineage.background import BackgroundSink
 from bankplatform.lineage.fingerprint import FingerprintCache
 from bankplatform.lineage.records import (
     flatten_parameters,
@@ -28,7 +29,7 @@ from bankplatform.lineage.records import (
     run_tags,
 )
 from bankplatform.lineage.settings import describe_sink, load_settings
-from bankplatform.lineage.sinks import LineageSink, open_sink
+from bankplatform.lineage.sinks import LineageSink, SpoolSink, open_sink
 from bankplatform.manifest import load_manifest
 
 TIMINGS_ENV_VAR = "BANKPLATFORM_LINEAGE_TIMINGS"
@@ -60,6 +61,14 @@ class LineageHook:
         settings, tracking_uri = load_settings(self._context.config_loader, root)
         env = _env_name(self._context)
         sink, reason = open_sink(settings, tracking_uri, env)
+        if reason is None and "ParallelRunner" not in str(run_params.get("runner")):
+            # A thread must not be running when ParallelRunner forks its workers.
+            fallback = (
+                (lambda: SpoolSink(settings.spool_dir))
+                if settings.when_unreachable == "spool"
+                else None
+            )
+            sink = BackgroundSink(sink, fallback)
         self._run_started = time.perf_counter()
         self._owner_pid = os.getpid()
         self._started, self._timings = {}, {}
