@@ -66,3 +66,39 @@ def test_folder_fingerprint_covers_names_and_contents(tmp_path: Path) -> None:
     assert (before.files, before.size) == (2, 2)
     assert before.sha256 != after.sha256
     assert cache.fingerprint(tmp_path / "missing.parquet") is None
+
+
+def test_a_training_set_carries_its_feature_service_into_the_tags(
+    tmp_path: Path,
+) -> None:
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro_datasets.pandas import ParquetDataset
+
+    from bankplatform.lineage.records import input_records
+
+    training = tmp_path / "training_set.parquet"
+    training.write_bytes(b"parquet bytes")
+    service = {
+        "name": "credit_default_v1",
+        "version": 1,
+        "features": ["txn_30d_count", "utilisation"],
+    }
+    catalog = DataCatalog(
+        datasets={
+            "training_set": ParquetDataset(
+                filepath=str(training), metadata={"feature_service": service}
+            ),
+            "scratch": MemoryDataset(),
+        }
+    )
+    records, tags = input_records(
+        ["training_set", "scratch", "params:training"],
+        catalog,
+        FingerprintCache(tmp_path / "c.json"),
+    )
+    assert [r.name for r in records] == ["training_set"]
+    assert records[0].digest == hashlib.sha256(b"parquet bytes").hexdigest()[:36]
+    assert tags["feast.feature_service"] == "credit_default_v1"
+    assert tags["feast.feature_service_version"] == "1"
+    assert tags["feast.features"] == "txn_30d_count,utilisation"
+    assert tags["feast.training_set"] == "training_set"

@@ -232,3 +232,33 @@ def test_tracked_run_gives_a_notebook_experiment_the_same_tags(
         "FAILED",
         "ZeroDivisionError",
     )
+
+
+def test_a_pipeline_run_from_jupyter_records_the_notebook(
+    extract_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nbformat
+    import papermill
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("%load_ext kedro.ipython"),
+        nbformat.v4.new_code_cell(f"%reload_kedro {extract_workspace} --env test"),
+        nbformat.v4.new_code_cell('session.run(pipeline_names=["ingestion"])'),
+    ]
+    source = tmp_path / "explore.ipynb"
+    nbformat.write(notebook, source)
+    # JupyterLab puts the notebook's path in its kernels' environment.
+    monkeypatch.setenv("JPY_SESSION_NAME", "notebooks/explore.ipynb")
+    papermill.execute_notebook(
+        source,
+        tmp_path / "out.ipynb",
+        cwd=str(extract_workspace),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    (run,) = _runs(extract_workspace)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["notebook.path"] == "notebooks/explore.ipynb"
+    assert run.data.tags["kedro.env"] == "test"
+    assert len(run.inputs.dataset_inputs) == 5
