@@ -16,7 +16,7 @@ unexport PYTHONDONTWRITEBYTECODE
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help install lock demo test lint bench lab viz clean-data
+.PHONY: help install lock demo test lint bench lab viz ui clean-data
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ lab: install ## Start JupyterLab on 127.0.0.1
 viz: install ## Build the offline-safe kedro-viz site for reviewers into build/
 	$(BIN)/kedro viz build --include-hooks
 	$(BIN)/python -m bankplatform.review.offline_site build
+
+ui: install ## MLflow's UI over the workspace's tracking store, on 127.0.0.1:5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 clean-data: ## Remove generated data (keeps the folder layout)
 	find data -type f ! -name .gitkeep -delete

@@ -9,8 +9,9 @@ HOOKS = (LineageHook(),)
 # Telemetry is off: bank networks forbid calls to third parties. kedro-mlflow's
 # own run lifecycle is off too: it writes through MLflow's thread-local active run
 # (which breaks under ThreadRunner and ParallelRunner) and fails the run when the
-# tracking store is down; LineageHook replaces it. Its config file (mlflow.yml),
-# datasets and `kedro mlflow ui` are still used.
+# tracking store is down; LineageHook replaces it. Its config format (mlflow.yml)
+# and datasets are still used; `kedro mlflow ui` needs its hook, so `make ui` runs
+# MLflow's own UI instead.
 # Kedro matches the distribution's metadata name, spelled by each project its own way.
 DISABLE_HOOKS_FOR_PLUGINS = (
     "kedro-telemetry",
