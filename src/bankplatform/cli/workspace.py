@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
+
+if TYPE_CHECKING:
+    from bankplatform.workspace import Workspace
 
 from bankplatform.manifest import load_manifest
 from bankplatform.project import find_project_root
@@ -49,6 +52,43 @@ def status(env: str | None) -> None:
         click.echo(_describe_ingestion(ws.catalog.load("ingestion_report")))
     else:
         click.echo("ingestion: not run yet (kedro run --pipeline ingestion)")
+    click.echo(_describe_lineage(ws))
+
+
+def _describe_lineage(ws: Workspace) -> str:
+    from mlflow.tracking import MlflowClient
+
+    from bankplatform.lineage.settings import load_settings, unreachable_reason
+
+    settings, uri = load_settings(ws.context.config_loader, ws.root)
+    spooled = (
+        len(list(settings.spool_dir.glob("*.jsonl")))
+        if settings.spool_dir.is_dir()
+        else 0
+    )
+    waiting = (
+        f"; {spooled} run(s) spooled, send with `bankplatform lineage replay`"
+        if spooled
+        else ""
+    )
+    reason = unreachable_reason(uri, settings.probe_timeout_s)
+    if reason is not None:
+        return f"lineage: tracking store {uri} unreachable ({reason}){waiting}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(ws.manifest.model_name)
+    runs = (
+        client.search_runs(
+            [experiment.experiment_id],
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+        if experiment
+        else []
+    )
+    if not runs:
+        return f"lineage: no run recorded yet in {uri}{waiting}"
+    last = runs[0]
+    return f"lineage: last run {last.info.run_name} {last.info.status} (run id {last.info.run_id}) in {uri}; `make ui` to browse{waiting}"
 
 
 def _quiet_kedro_logs() -> None:
