@@ -35,9 +35,11 @@ lock: ## Re-pin requirements.lock from the ranges in pyproject.toml
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 demo: install ## Generate the demo extract and run every pipeline on the embedded default
+	$(BIN)/bankplatform keys init
 	$(BIN)/bankplatform data generate
 	$(BIN)/kedro run
 	$(BIN)/bankplatform workspace status
+	$(BIN)/bankplatform audit verify
 
 test: install lint ## Lint, type-check, then run every test
 	$(BIN)/pytest -n 2 --dist loadgroup --durations=15 || [ $$? -eq 5 ]

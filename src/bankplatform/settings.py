@@ -3,8 +3,11 @@
 from kedro.config import OmegaConfigLoader
 
 from bankplatform.lineage.hooks import LineageHook
+from bankplatform.security.hooks import AuditHook
 
-HOOKS = (LineageHook(),)
+# Kedro calls hooks last-in-first-out: the audit record of a run's start is written
+# before its lineage opens, and a run that cannot be audited never starts.
+HOOKS = (LineageHook(), AuditHook())
 
 # Telemetry is off: bank networks forbid calls to third parties. kedro-mlflow's
 # own run lifecycle is off too: it writes through MLflow's thread-local active run

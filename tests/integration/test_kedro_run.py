@@ -109,3 +109,53 @@ def test_the_reviewers_site_builds_offline_safe(workspace_dir: Path) -> None:
         "transactions_quarantine",
         "ingestion_report",
     } <= node_names
+
+
+@pytest.mark.xdist_group("ingested")
+def test_the_run_is_in_the_audit_log_and_verify_sees_tampering(
+    ingested_workspace: Path, tmp_path: Path
+) -> None:
+    intact = run_command(["bankplatform", "audit", "verify"], ingested_workspace)
+    assert intact.returncode == 0, intact.stderr
+    assert intact.stdout.strip() == "audit log intact: 2 records, 1 signed checkpoints"
+    shown = run_command(
+        ["bankplatform", "audit", "show", "--tail", "1"], ingested_workspace
+    )
+    (last,) = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert (last["seq"], last["action"], last["resource"], last["outcome"]) == (
+        2,
+        "pipeline.run.end",
+        "pipeline:ingestion",
+        "allowed",
+    )
+    copy = tmp_path / "tampered"
+    shutil.copytree(
+        ingested_workspace,
+        copy,
+        ignore=shutil.ignore_patterns("data", "mlruns", "build"),
+    )
+    log = copy / ".bankplatform" / "audit" / "audit.jsonl"
+    log.write_text(
+        log.read_text().replace('"outcome":"allowed"', '"outcome":"denied"', 1)
+    )
+    tampered = run_command(["bankplatform", "audit", "verify"], copy)
+    assert tampered.returncode == 1
+    assert (
+        tampered.stderr.strip()
+        == "Error: audit log NOT intact: record seq 1: content does not match its hash (edited)"
+    )
+
+
+def test_a_run_without_keys_is_refused_in_one_line(workspace_dir: Path) -> None:
+    shutil.rmtree(workspace_dir / ".bankplatform")
+    result = run_command(["kedro", "run", "--pipeline", "ingestion"], workspace_dir)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: run failed: no master key: set BANKPLATFORM_MASTER_KEY or run `bankplatform keys init` "
+        f"to create {workspace_dir / '.bankplatform' / 'master.key'}"
+    )
+    keys = run_command(["bankplatform", "keys", "init"], workspace_dir)
+    assert keys.returncode == 0
+    assert "created master key file" in keys.stdout
+    status = run_command(["bankplatform", "keys", "status"], workspace_dir)
+    assert status.stdout.startswith("key version 1 (primary): created ")

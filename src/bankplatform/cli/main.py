@@ -15,7 +15,9 @@ import click
 from pydantic import ValidationError
 
 from bankplatform import __version__
+from bankplatform.cli.audit import audit
 from bankplatform.cli.data import data
+from bankplatform.cli.keys import keys
 from bankplatform.cli.lineage import lineage
 from bankplatform.cli.workspace import workspace
 from bankplatform.errors import BankplatformError
@@ -55,6 +57,8 @@ def commands() -> None:
 commands.add_command(workspace)
 commands.add_command(data)
 commands.add_command(lineage)
+commands.add_command(keys)
+commands.add_command(audit)
 
 
 def main() -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
 import subprocess
 from pathlib import Path
+
+from bankplatform.security.identity import acting_identity
 
 LOCK_FILE = "requirements.lock"
 
@@ -45,11 +46,6 @@ def describe(root: Path) -> dict[str, str]:
     if lock_sha:
         found["env.lock_sha256"] = lock_sha
     return found
-
-
-def acting_identity() -> str:
-    """Who started the run: ``$BANKPLATFORM_USER``, else the operating-system user."""
-    return os.environ.get("BANKPLATFORM_USER") or getpass.getuser()
 
 
 def notebook_path() -> str | None:

@@ -1,0 +1,264 @@
+"""Key management: the ``KeyManagementService`` interface and its local keyring.
+
+The embedded default keeps key-encryption keys (KEKs) and the audit signing key in
+a JSON keyring, each wrapped with AES-256-GCM under a master key that comes from
+``$BANKPLATFORM_MASTER_KEY`` (base64) or a file only its owner can read. A cloud
+KMS or Vault adapter implements the same interface: ``wrap``/``unwrap`` become the
+KMS's encrypt/decrypt of a data key, ``rotate`` creates a new key version, and
+``sign``/``public_key`` use an asymmetric KMS key (Ed25519 or ECDSA). Nothing here is
+home-made cryptography: AES-GCM and Ed25519 come from ``cryptography``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+from filelock import FileLock
+
+from bankplatform.errors import BankplatformError
+
+MASTER_KEY_ENV_VAR = "BANKPLATFORM_MASTER_KEY"
+_NONCE = 12
+MASTER_KEY_BYTES = 32
+
+
+class KeyManagementError(BankplatformError):
+    """A key is missing, unreadable or badly protected."""
+
+
+@dataclass(frozen=True)
+class KeyVersion:
+    """One key-encryption key version as ``keys status`` shows it."""
+
+    version: int
+    created_at: str
+    primary: bool
+
+
+class KeyManagementService(Protocol):
+    """What bankplatform needs from a KMS."""
+
+    def wrap(self, data_key: bytes, context: bytes) -> tuple[int, bytes]: ...
+    def unwrap(self, version: int, wrapped: bytes, context: bytes) -> bytes: ...
+    def rotate(self) -> int: ...
+    def status(self) -> list[KeyVersion]: ...
+    def sign(self, message: bytes) -> tuple[int, bytes]: ...
+    def verify(self, version: int, message: bytes, signature: bytes) -> bool: ...
+
+
+def load_master_key(key_file: Path) -> bytes:
+    """The master key: ``$BANKPLATFORM_MASTER_KEY`` or ``key_file`` (mode 600).
+
+    Args:
+        key_file: Where the master key lives when the environment has none.
+
+    Returns:
+        32 bytes.
+
+    Raises:
+        KeyManagementError: Missing, malformed, or readable by group or others.
+    """
+    text = os.environ.get(MASTER_KEY_ENV_VAR)
+    source = f"${MASTER_KEY_ENV_VAR}"
+    if not text:
+        if not key_file.is_file():
+            msg = f"no master key: set {MASTER_KEY_ENV_VAR} or run `bankplatform keys init` to create {key_file}"
+            raise KeyManagementError(msg)
+        mode = stat.S_IMODE(key_file.stat().st_mode)
+        if mode & 0o077:
+            msg = f"master key file {key_file} is readable by group or others (mode {mode:o}); run chmod 600 {key_file}"
+            raise KeyManagementError(msg)
+        text, source = key_file.read_text().strip(), str(key_file)
+    try:
+        key = base64.urlsafe_b64decode(text)
+    except ValueError:
+        key = b""
+    if len(key) != MASTER_KEY_BYTES:
+        msg = f"master key from {source} is not 32 bytes of base64"
+        raise KeyManagementError(msg)
+    return key
+
+
+def create_master_key_file(key_file: Path) -> bool:
+    """Create a random master key file readable by its owner only, unless one exists.
+
+    Returns:
+        Whether a file was created.
+    """
+    if key_file.exists():
+        return False
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as stream:
+        stream.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "\n")
+    return True
+
+
+class LocalKeyring:
+    """The embedded KMS: versioned KEKs and a signing key in a JSON file."""
+
+    def __init__(self, path: Path, master_key: bytes) -> None:
+        self._path = path
+        self._master = AESGCM(master_key)
+        self._lock = FileLock(f"{path}.lock")
+        self._signer: tuple[int, Ed25519PrivateKey] | None = None
+
+    def initialise(self) -> bool:
+        """Create the keyring with KEK version 1 and a signing key, unless it exists."""
+        with self._lock:
+            if self._path.exists():
+                self._read()  # fails if the master key does not open it
+                return False
+            signing = Ed25519PrivateKey.generate()
+            raw = signing.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+            content = {
+                "format": 1,
+                "primary": 1,
+                "keys": {"1": self._new_kek(1)},
+                "signing": {
+                    "version": 1,
+                    "wrapped": self._seal(raw, b"signing:v1"),
+                    "public": _b64(
+                        signing.public_key().public_bytes(
+                            Encoding.Raw, PublicFormat.Raw
+                        )
+                    ),
+                },
+            }
+            self._write(content)
+            return True
+
+    def wrap(self, data_key: bytes, context: bytes) -> tuple[int, bytes]:
+        """Wrap a data key with the primary KEK; ``context`` is bound as associated data."""
+        content = self._read()
+        version = int(content["primary"])
+        nonce = secrets.token_bytes(_NONCE)
+        kek = AESGCM(self._kek(content, version))
+        return version, nonce + kek.encrypt(nonce, data_key, context)
+
+    def unwrap(self, version: int, wrapped: bytes, context: bytes) -> bytes:
+        """Unwrap a data key; a wrong key, context or flipped bit raises."""
+        kek = AESGCM(self._kek(self._read(), version))
+        try:
+            return kek.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], context)
+        except InvalidTag:
+            msg = f"data key does not unwrap with key version {version} (wrong key, context or damaged)"
+            raise KeyManagementError(msg) from None
+
+    def rotate(self) -> int:
+        """Add a KEK version and make it primary; older versions stay for unwrapping."""
+        with self._lock:
+            content = self._read()
+            version = max(int(v) for v in content["keys"]) + 1
+            content["keys"][str(version)] = self._new_kek(version)
+            content["primary"] = version
+            self._write(content)
+        return version
+
+    def status(self) -> list[KeyVersion]:
+        """Every KEK version, oldest first."""
+        content = self._read()
+        return [
+            KeyVersion(
+                version=int(v),
+                created_at=entry["created_at"],
+                primary=int(v) == content["primary"],
+            )
+            for v, entry in sorted(
+                content["keys"].items(), key=lambda item: int(item[0])
+            )
+        ]
+
+    def sign(self, message: bytes) -> tuple[int, bytes]:
+        """Sign with the keyring's Ed25519 signing key."""
+        if self._signer is None:
+            signing = self._read()["signing"]
+            raw = self._open(
+                signing["wrapped"], f"signing:v{signing['version']}".encode()
+            )
+            self._signer = (
+                int(signing["version"]),
+                Ed25519PrivateKey.from_private_bytes(raw),
+            )
+        version, key = self._signer
+        return version, key.sign(message)
+
+    def verify(self, version: int, message: bytes, signature: bytes) -> bool:
+        """Check a signature with the public half of signing key ``version``."""
+        signing = self._read()["signing"]
+        if int(signing["version"]) != version:
+            return False
+        public = Ed25519PublicKey.from_public_bytes(
+            base64.urlsafe_b64decode(signing["public"])
+        )
+        try:
+            public.verify(signature, message)
+        except Exception:  # cryptography raises InvalidSignature
+            return False
+        return True
+
+    def _new_kek(self, version: int) -> dict[str, Any]:
+        return {
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "wrapped": self._seal(secrets.token_bytes(32), f"kek:v{version}".encode()),
+        }
+
+    def _kek(self, content: dict[str, Any], version: int) -> bytes:
+        entry = content["keys"].get(str(version))
+        if entry is None:
+            msg = f"key version {version} is not in the keyring {self._path}"
+            raise KeyManagementError(msg)
+        return self._open(entry["wrapped"], f"kek:v{version}".encode())
+
+    def _seal(self, secret: bytes, context: bytes) -> str:
+        nonce = secrets.token_bytes(_NONCE)
+        return _b64(nonce + self._master.encrypt(nonce, secret, context))
+
+    def _open(self, sealed: str, context: bytes) -> bytes:
+        blob = base64.urlsafe_b64decode(sealed)
+        try:
+            return self._master.decrypt(blob[:_NONCE], blob[_NONCE:], context)
+        except InvalidTag:
+            msg = f"the master key does not open the keyring {self._path}"
+            raise KeyManagementError(msg) from None
+
+    def _read(self) -> dict[str, Any]:
+        if not self._path.is_file():
+            msg = f"no keyring at {self._path}; run `bankplatform keys init`"
+            raise KeyManagementError(msg)
+        content: dict[str, Any] = json.loads(self._path.read_text())
+        return content
+
+    def _write(self, content: dict[str, Any]) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self._path.with_suffix(".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as stream:
+            json.dump(content, stream, indent=2)
+            stream.flush()
+            os.fsync(stream.fileno())
+        temporary.replace(self._path)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode()
