@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import audit_log
 import generation
 import ingestion
 import lineage_overhead
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "generation": generation.main,
     "ingestion": ingestion.main,
     "lineage": lineage_overhead.main,
+    "audit": audit_log.main,
 }
 
 

@@ -133,10 +133,9 @@ class AuditLog:
         if self._path.is_file():
             with self._path.open(encoding="utf-8") as stream:
                 for number, line in enumerate(stream, start=1):
-                    problem = _check_record(line, number, expected, prev)
+                    record, problem = _check_record(line, number, expected, prev)
                     if problem:
                         return Verdict(False, count, 0, problem)
-                    record = json.loads(line)
                     prev, expected, count = record["hash"], expected + 1, count + 1
                     hashes[record["seq"]] = record["hash"]
         checkpoints = 0
@@ -197,19 +196,31 @@ class AuditLog:
         return ""
 
 
-def _check_record(line: str, number: int, expected: int, prev: str) -> str:
+def _check_record(
+    line: str, number: int, expected: int, prev: str
+) -> tuple[dict[str, Any], str]:
     try:
         record = json.loads(line)
         stated = record.pop("hash")
     except (ValueError, KeyError, AttributeError):
-        return f"line {number}: not an audit record"
+        return {}, f"line {number}: not an audit record"
     if record.get("seq") != expected:
-        return f"record at line {number}: seq {record.get('seq')}, expected {expected} (a record was deleted or reordered)"
+        return (
+            record,
+            f"record at line {number}: seq {record.get('seq')}, expected {expected} (a record was deleted or reordered)",
+        )
     if record.get("prev_hash") != prev:
-        return f"record seq {expected}: prev_hash does not match the record before it (deleted or reordered)"
+        return (
+            record,
+            f"record seq {expected}: prev_hash does not match the record before it (deleted or reordered)",
+        )
     if hashlib.sha256(canonical(record)).hexdigest() != stated:
-        return f"record seq {expected}: content does not match its hash (edited)"
-    return ""
+        return (
+            record,
+            f"record seq {expected}: content does not match its hash (edited)",
+        )
+    record["hash"] = stated
+    return record, ""
 
 
 def _append_line(path: Path, line: bytes) -> None:

@@ -122,6 +122,7 @@ class LocalKeyring:
         self._master = AESGCM(master_key)
         self._lock = FileLock(f"{path}.lock")
         self._signer: tuple[int, Ed25519PrivateKey] | None = None
+        self._verifier: tuple[int, Ed25519PublicKey] | None = None
 
     def initialise(self) -> bool:
         """Create the keyring with KEK version 1 and a signing key, unless it exists."""
