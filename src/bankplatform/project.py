@@ -46,3 +46,15 @@ def resolve_env(manifest: WorkspaceManifest, env: str | None = None) -> str:
         The env name.
     """
     return env or os.environ.get("KEDRO_ENV") or manifest.default_kedro_env
+
+
+def context_env(context: object) -> str:
+    """The env a Kedro context resolved (``kedro run`` without ``--env`` leaves
+    ``context.env`` as ``None``; its config loader knows the default)."""
+    loader = getattr(context, "config_loader", None)
+    return str(
+        getattr(context, "env", None)
+        or getattr(loader, "env", None)
+        or getattr(loader, "default_run_env", None)
+        or "local"
+    )

@@ -31,6 +31,7 @@ from bankplatform.lineage.records import (
 from bankplatform.lineage.settings import describe_sink, load_settings
 from bankplatform.lineage.sinks import LineageSink, SpoolSink, open_sink
 from bankplatform.manifest import load_manifest
+from bankplatform.project import context_env
 
 TIMINGS_ENV_VAR = "BANKPLATFORM_LINEAGE_TIMINGS"
 
@@ -59,7 +60,7 @@ class LineageHook:
         """Open the run and record who, what code, which parameters and which data."""
         root = Path(run_params["project_path"])
         settings, tracking_uri = load_settings(self._context.config_loader, root)
-        env = _env_name(self._context)
+        env = context_env(self._context)
         sink, reason = open_sink(settings, tracking_uri, env)
         if reason is None and "ParallelRunner" not in str(run_params.get("runner")):
             # A thread must not be running when ParallelRunner forks its workers.
@@ -147,16 +148,6 @@ class LineageHook:
         sink.finish(status, metrics, tags)
         if self._cache is not None:
             self._cache.save()
-
-
-def _env_name(context: Any) -> str:
-    # `kedro run` without --env leaves context.env as None: the loader knows the default.
-    loader = context.config_loader
-    return str(
-        context.env
-        or getattr(loader, "env", None)
-        or getattr(loader, "default_run_env", "local")
-    )
 
 
 def _worker_timings(path: str) -> dict[str, float]:
