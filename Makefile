@@ -53,8 +53,10 @@ lint: install ## ruff (lint + format), mypy on src/, import contracts
 bench: install ## Run the benchmarks (not part of CI); ratios against baselines
 	$(BIN)/python benchmarks/run.py
 
+# The extension manager stays read-only: browsing it would query PyPI from the lab.
 lab: install ## Start JupyterLab on 127.0.0.1
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks \
+		--LabApp.extension_manager=readonly $(if $(filter 0,$(shell id -u)),--allow-root)
 
 viz: install ## Build the offline-safe kedro-viz site for reviewers into build/
 	$(BIN)/kedro viz build --include-hooks
