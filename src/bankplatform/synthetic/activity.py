@@ -272,7 +272,9 @@ def _counterparties(
         dtype=object,
     )
     names = fixed[channel]
-    merchant = np.isin(channel, (0, 1, 4))
+    merchant = np.isin(
+        channel, [CHANNELS.index(c) for c in ("pos", "ecommerce", "direct_debit")]
+    )
     names[merchant] = rng.choice(pools.companies, merchant.sum())
     salary = channel == CHANNELS.index("salary")
     names[salary] = traits.employer[owner[salary]]
