@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bankplatform.project import env_config_loader
 from bankplatform.security.kms import create_master_key_file
 from bankplatform.security.settings import load_security_settings
 from bankplatform.synthetic import ExtractSummary, GeneratorConfig, generate_raw_extract
@@ -61,7 +62,7 @@ def make_workspace(target: Path) -> Path:
     for layer in ("01_raw", "02_intermediate", "08_reporting"):
         (target / "data" / layer).mkdir(parents=True)
     # What `bankplatform keys init` creates: runs are audited, so they need keys.
-    settings = load_security_settings(target, "local")
+    settings = load_security_settings(env_config_loader(target, "local"), target)
     create_master_key_file(settings.master_key_file)
     settings.keyring_service().initialise()
     return target

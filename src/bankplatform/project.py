@@ -1,12 +1,19 @@
-"""Where the workspace is and which Kedro env is active; cheap, no Kedro import."""
+"""Where the workspace is, which Kedro env is active and how to read its conf.
+
+Cheap to import: Kedro is imported only when a config loader is asked for.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bankplatform.errors import BankplatformError
 from bankplatform.manifest import MANIFEST_FILE, WorkspaceManifest
+
+if TYPE_CHECKING:
+    from kedro.config import OmegaConfigLoader
 
 PROJECT_ENV_VAR = "BANKPLATFORM_PROJECT"
 
@@ -58,3 +65,30 @@ def context_env(context: object) -> str:
         or getattr(loader, "default_run_env", None)
         or "local"
     )
+
+
+def require_env_folder(root: Path, env: str) -> None:
+    """Refuse an env that has no folder under ``conf/``."""
+    if not (root / "conf" / env).is_dir():
+        msg = f"Kedro env {env!r} has no folder {root / 'conf' / env}"
+        raise BankplatformError(msg)
+
+
+def env_config_loader(root: Path, env: str) -> OmegaConfigLoader:
+    """The config loader a Kedro session of ``env`` would use, for code outside a run."""
+    from kedro.config import OmegaConfigLoader  # noqa: PLC0415
+
+    require_env_folder(root, env)
+    return OmegaConfigLoader(
+        conf_source=str(root / "conf"), base_env="base", default_run_env=env, env=env
+    )
+
+
+def pipeline_names(run_params: dict[str, Any]) -> list[str]:
+    """The pipelines a Kedro run asked for (``__default__`` when none)."""
+    names = (
+        run_params.get("pipeline_names")
+        or run_params.get("pipeline_name")
+        or ["__default__"]
+    )
+    return [names] if isinstance(names, str) else list(names)

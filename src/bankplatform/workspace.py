@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING, Any
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from bankplatform.errors import BankplatformError
 from bankplatform.lineage.tracked import TrackedRun, tracked_run
 from bankplatform.manifest import WorkspaceManifest, load_manifest
-from bankplatform.project import find_project_root, resolve_env
+from bankplatform.project import find_project_root, require_env_folder, resolve_env
 
 __all__ = ["TrackedRun", "Workspace", "open_workspace", "tracked_run"]
 
@@ -79,9 +78,7 @@ def open_workspace(env: str | None = None, start: Path | None = None) -> Workspa
     root = find_project_root(start)
     manifest = load_manifest(root)
     chosen = resolve_env(manifest, env)
-    if not (root / "conf" / chosen).is_dir():
-        msg = f"Kedro env {chosen!r} has no folder {root / 'conf' / chosen}"
-        raise BankplatformError(msg)
+    require_env_folder(root, chosen)
     bootstrap_project(root)
     session = KedroSession.create(project_path=root, env=chosen)
     context = session.load_context()

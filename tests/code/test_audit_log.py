@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,20 @@ def log(tmp_path: Path) -> AuditLog:
     return audit
 
 
-def _lines(path: Path) -> list[str]:
-    return path.read_text().splitlines()
+def _rewrite(path: Path, change: Callable[[list[str]], list[str]]) -> None:
+    path.write_text("\n".join(change(path.read_text().splitlines())) + "\n")
+
+
+def _edit_outcome(lines: list[str]) -> list[str]:
+    record = json.loads(lines[6])
+    record["outcome"] = "denied"
+    return [*lines[:6], json.dumps(record), *lines[7:]]
+
+
+def _forge_head(lines: list[str]) -> list[str]:
+    forged = json.loads(lines[0])
+    forged["head_hash"] = "f" * 64
+    return [json.dumps(forged), *lines[1:]]
 
 
 def test_an_intact_log_verifies_with_its_checkpoints(log: AuditLog) -> None:
@@ -56,62 +69,46 @@ def test_an_intact_log_verifies_with_its_checkpoints(log: AuditLog) -> None:
     assert records[1]["prev_hash"] == records[0]["hash"]
 
 
-def test_an_edited_record_is_named(log: AuditLog, tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
-    lines = _lines(path)
-    record = json.loads(lines[6])
-    record["outcome"] = "denied"
-    lines[6] = json.dumps(record)
-    path.write_text("\n".join(lines) + "\n")
-    assert (
-        log.verify().problem == "record seq 7: content does not match its hash (edited)"
-    )
-
-
-def test_a_deleted_record_is_named(log: AuditLog, tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
-    lines = _lines(path)
-    del lines[3]
-    path.write_text("\n".join(lines) + "\n")
-    assert (
-        log.verify().problem
-        == "record at line 4: seq 5, expected 4 (a record was deleted or reordered)"
-    )
-
-
-def test_reordered_records_are_named(log: AuditLog, tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
-    lines = _lines(path)
-    lines[2], lines[3] = lines[3], lines[2]
-    path.write_text("\n".join(lines) + "\n")
-    assert (
-        log.verify().problem
-        == "record at line 3: seq 4, expected 3 (a record was deleted or reordered)"
-    )
-
-
-def test_truncation_after_a_checkpoint_is_detected(
-    log: AuditLog, tmp_path: Path
+@pytest.mark.parametrize(
+    ("file", "change", "problem"),
+    [
+        (
+            "audit.jsonl",
+            _edit_outcome,
+            "record seq 7: content does not match its hash (edited)",
+        ),
+        (
+            "audit.jsonl",
+            lambda lines: lines[:3] + lines[4:],
+            "record at line 4: seq 5, expected 4 (a record was deleted or reordered)",
+        ),
+        (
+            "audit.jsonl",
+            lambda lines: [*lines[:2], lines[3], lines[2], *lines[4:]],
+            "record at line 3: seq 4, expected 3 (a record was deleted or reordered)",
+        ),
+        (
+            "audit.jsonl",
+            lambda lines: lines[:8],
+            "log truncated: a signed checkpoint covers seq 10 but the log ends at seq 8",
+        ),
+        (
+            "audit.jsonl.checkpoints",
+            _forge_head,
+            "checkpoint at seq 5: signature does not verify (forged or altered)",
+        ),
+    ],
+    ids=["edited", "deleted", "reordered", "truncated", "forged-checkpoint"],
+)
+def test_tampering_is_named(
+    log: AuditLog,
+    tmp_path: Path,
+    file: str,
+    change: Callable[[list[str]], list[str]],
+    problem: str,
 ) -> None:
-    path = tmp_path / "audit.jsonl"
-    path.write_text("\n".join(_lines(path)[:8]) + "\n")
-    assert (
-        log.verify().problem
-        == "log truncated: a signed checkpoint covers seq 10 but the log ends at seq 8"
-    )
-
-
-def test_a_forged_checkpoint_is_detected(log: AuditLog, tmp_path: Path) -> None:
-    checkpoints = tmp_path / "audit.jsonl.checkpoints"
-    lines = _lines(checkpoints)
-    forged = json.loads(lines[0])
-    forged["head_hash"] = "f" * 64
-    lines[0] = json.dumps(forged)
-    checkpoints.write_text("\n".join(lines) + "\n")
-    assert (
-        log.verify().problem
-        == "checkpoint at seq 5: signature does not verify (forged or altered)"
-    )
+    _rewrite(tmp_path / file, change)
+    assert log.verify().problem == problem
 
 
 def test_a_rewritten_chain_does_not_match_its_signed_checkpoint(tmp_path: Path) -> None:

@@ -42,9 +42,6 @@ def show(tail: int | None, env: str | None) -> None:
 
 
 def _log(env: str | None) -> AuditLog:
-    from bankplatform.manifest import load_manifest
-    from bankplatform.project import find_project_root, resolve_env
-    from bankplatform.security.settings import load_security_settings
+    from bankplatform.security.settings import workspace_security_settings
 
-    root = find_project_root()
-    return load_security_settings(root, resolve_env(load_manifest(root), env)).audit()
+    return workspace_security_settings(env).audit()

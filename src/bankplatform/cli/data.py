@@ -9,7 +9,7 @@ import click
 
 from bankplatform.errors import BankplatformError
 from bankplatform.manifest import load_manifest
-from bankplatform.project import find_project_root, resolve_env
+from bankplatform.project import env_config_loader, find_project_root, resolve_env
 
 _PROGRESS_FROM = 100_000
 
@@ -67,12 +67,4 @@ def generate(output: Path | None, env: str | None, **options: Any) -> None:
 
 
 def _env_defaults(root: Path, env: str) -> dict[str, Any]:
-    from kedro.config import OmegaConfigLoader
-
-    if not (root / "conf" / env).is_dir():
-        msg = f"Kedro env {env!r} has no folder {root / 'conf' / env}"
-        raise BankplatformError(msg)
-    loader = OmegaConfigLoader(
-        conf_source=str(root / "conf"), base_env="base", default_run_env=env, env=env
-    )
-    return dict(loader["parameters"].get("synthetic_extract", {}))
+    return dict(env_config_loader(root, env)["parameters"].get("synthetic_extract", {}))

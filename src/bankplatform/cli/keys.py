@@ -16,13 +16,10 @@ def keys() -> None:
 @click.option("--env", help="Kedro env whose security.yml applies [manifest default].")
 def init(env: str | None) -> None:
     """Create the master key file (mode 600) and the keyring, unless they exist."""
-    from bankplatform.manifest import load_manifest
-    from bankplatform.project import find_project_root, resolve_env
     from bankplatform.security.kms import MASTER_KEY_ENV_VAR, create_master_key_file
-    from bankplatform.security.settings import load_security_settings
+    from bankplatform.security.settings import workspace_security_settings
 
-    root = find_project_root()
-    settings = load_security_settings(root, resolve_env(load_manifest(root), env))
+    settings = workspace_security_settings(env)
     if not os.environ.get(MASTER_KEY_ENV_VAR) and create_master_key_file(
         settings.master_key_file
     ):
@@ -37,12 +34,9 @@ def init(env: str | None) -> None:
 @click.option("--env", help="Kedro env whose security.yml applies [manifest default].")
 def status(env: str | None) -> None:
     """Show the key versions and which one is primary."""
-    from bankplatform.manifest import load_manifest
-    from bankplatform.project import find_project_root, resolve_env
-    from bankplatform.security.settings import load_security_settings
+    from bankplatform.security.settings import workspace_security_settings
 
-    root = find_project_root()
-    settings = load_security_settings(root, resolve_env(load_manifest(root), env))
+    settings = workspace_security_settings(env)
     for version in settings.keyring_service().status():
         marker = " (primary)" if version.primary else ""
         click.echo(

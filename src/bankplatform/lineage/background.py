@@ -62,10 +62,6 @@ class BackgroundSink:
     def log_texts(self, texts: dict[str, str]) -> None:
         self._put("log_texts", texts)
 
-    def end(self, status: str) -> None:
-        self._put("end", status)
-        self._drain()
-
     def finish(
         self, status: str, metrics: dict[str, float], tags: dict[str, str]
     ) -> None:

@@ -25,13 +25,12 @@ from bankplatform.lineage.records import (
     flatten_parameters,
     input_records,
     pipeline_graph,
-    pipeline_names,
     run_tags,
 )
 from bankplatform.lineage.settings import describe_sink, load_settings
 from bankplatform.lineage.sinks import LineageSink, SpoolSink, open_sink
 from bankplatform.manifest import load_manifest
-from bankplatform.project import context_env
+from bankplatform.project import context_env, pipeline_names
 
 TIMINGS_ENV_VAR = "BANKPLATFORM_LINEAGE_TIMINGS"
 

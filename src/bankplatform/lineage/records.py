@@ -12,6 +12,7 @@ from kedro.pipeline import Pipeline
 from bankplatform.lineage.fingerprint import FingerprintCache, local_path
 from bankplatform.lineage.sinks import InputRecord
 from bankplatform.manifest import WorkspaceManifest
+from bankplatform.project import pipeline_names
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter value
 _SELECTION_KEYS = (
@@ -97,16 +98,6 @@ def _runner_name(runner: object) -> str:
     text = runner if isinstance(runner, str) else type(runner).__name__
     found = re.search(r"(\w+) object at", text)
     return found.group(1) if found else text
-
-
-def pipeline_names(run_params: dict[str, Any]) -> list[str]:
-    """The pipelines a run asked for (``__default__`` when none)."""
-    names = (
-        run_params.get("pipeline_names")
-        or run_params.get("pipeline_name")
-        or ["__default__"]
-    )
-    return [names] if isinstance(names, str) else list(names)
 
 
 def input_records(

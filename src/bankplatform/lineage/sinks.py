@@ -49,7 +49,6 @@ class LineageSink(Protocol):
     def log_params(self, params: dict[str, str]) -> None: ...
     def log_inputs(self, inputs: list[InputRecord]) -> None: ...
     def log_metrics(self, metrics: dict[str, float]) -> None: ...
-    def end(self, status: str) -> None: ...
 
 
 class MlflowSink:
@@ -96,8 +95,7 @@ class MlflowSink:
         self._client.log_inputs(self.run_id, datasets=datasets)
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        items = _metrics(metrics)
         for start in range(0, len(items), 500):
             self._client.log_batch(self.run_id, metrics=items[start : start + 500])
 
@@ -112,15 +110,11 @@ class MlflowSink:
     def finish(
         self, status: str, metrics: dict[str, float], tags: dict[str, str]
     ) -> None:
-        now = int(time.time() * 1000)
         self._client.log_batch(
             self.run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            metrics=_metrics(metrics),
             tags=[RunTag(k, v) for k, v in tags.items()],
         )
-        self._client.set_terminated(self.run_id, status)
-
-    def end(self, status: str) -> None:
         self._client.set_terminated(self.run_id, status)
 
 
@@ -163,8 +157,10 @@ class SpoolSink:
     ) -> None:
         self._append("finish", status=status, metrics=metrics, tags=tags)
 
-    def end(self, status: str) -> None:
-        self._append("end", status=status)
+
+def _metrics(metrics: dict[str, float]) -> list[Metric]:
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, 0) for k, v in metrics.items()]
 
 
 class LineageRefused(BankplatformError):
@@ -245,7 +241,5 @@ def _apply(sink: MlflowSink, call: dict[str, Any], spool_id: str) -> None:
         sink.log_texts(call["texts"])
     elif op == "finish":
         sink.finish(call["status"], call["metrics"], call["tags"])
-    elif op == "end":
-        sink.end(call["status"])
     else:
         getattr(sink, op)(call[op.split("_", 1)[1]])

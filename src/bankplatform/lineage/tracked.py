@@ -8,14 +8,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kedro.config import OmegaConfigLoader
-
 from bankplatform.lineage import provenance
 from bankplatform.lineage.records import workspace_tags
 from bankplatform.lineage.settings import describe_sink, load_settings
 from bankplatform.lineage.sinks import LineageSink, open_sink
 from bankplatform.manifest import load_manifest
-from bankplatform.project import find_project_root, resolve_env
+from bankplatform.project import env_config_loader, find_project_root, resolve_env
 
 
 class TrackedRun:
@@ -65,12 +63,7 @@ def tracked_run(
     root = find_project_root(start)
     manifest = load_manifest(root)
     chosen = resolve_env(manifest, env)
-    loader = OmegaConfigLoader(
-        conf_source=str(root / "conf"),
-        base_env="base",
-        default_run_env=chosen,
-        env=chosen,
-    )
+    loader = env_config_loader(root, chosen)
     settings, tracking_uri = load_settings(loader, root)
     sink, reason = open_sink(settings, tracking_uri, chosen)
     tags = {
@@ -84,9 +77,10 @@ def tracked_run(
     try:
         yield run
     except BaseException as error:
-        sink.set_tags(
-            {"error.type": type(error).__name__, "error.message": str(error)[:8000]}
-        )
-        sink.end("FAILED")
+        failure = {
+            "error.type": type(error).__name__,
+            "error.message": str(error)[:8000],
+        }
+        sink.finish("FAILED", {}, failure)
         raise
-    sink.end("FINISHED")
+    sink.finish("FINISHED", {}, {})

@@ -11,6 +11,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 
+from bankplatform.project import context_env, pipeline_names
 from bankplatform.security.audit import AuditLog
 from bankplatform.security.identity import acting_identity
 from bankplatform.security.settings import load_security_settings
@@ -21,17 +22,14 @@ class AuditHook:
 
     def __init__(self) -> None:
         self._env = "local"
+        self._config_loader: Any = None
         self._log: AuditLog | None = None
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        """Remember the env the run resolved."""
-        loader = context.config_loader
-        self._env = str(
-            context.env
-            or getattr(loader, "env", None)
-            or getattr(loader, "default_run_env", "local")
-        )
+        """Remember the run's env and config loader."""
+        self._env = context_env(context)
+        self._config_loader = context.config_loader
 
     @hook_impl
     def before_pipeline_run(
@@ -39,11 +37,11 @@ class AuditHook:
     ) -> None:
         """Audit the start; raises (so the run does not start) if that fails."""
         root = Path(run_params["project_path"])
-        self._log = load_security_settings(root, self._env).audit()
+        self._log = load_security_settings(self._config_loader, root).audit()
         self._log.append(
             actor=acting_identity(),
             action="pipeline.run.start",
-            resource=f"pipeline:{'+'.join(_names(run_params))}",
+            resource=f"pipeline:{'+'.join(pipeline_names(run_params))}",
             outcome="allowed",
             details={"env": self._env, "nodes": len(pipeline.nodes)},
         )
@@ -67,13 +65,8 @@ class AuditHook:
         log.append(
             actor=acting_identity(),
             action="pipeline.run.end",
-            resource=f"pipeline:{'+'.join(_names(run_params))}",
+            resource=f"pipeline:{'+'.join(pipeline_names(run_params))}",
             outcome="failed" if outcome == "failed" else "allowed",
             details={"env": self._env, **details},
         )
         log.close()
-
-
-def _names(run_params: dict[str, Any]) -> list[str]:
-    names = run_params.get("pipeline_names") or ["__default__"]
-    return [names] if isinstance(names, str) else list(names)

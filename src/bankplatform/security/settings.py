@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kedro.config import MissingConfigException, OmegaConfigLoader
+from kedro.config import AbstractConfigLoader, MissingConfigException
 from pydantic import BaseModel, ConfigDict, Field
 
+from bankplatform.manifest import load_manifest
+from bankplatform.project import env_config_loader, find_project_root, resolve_env
 from bankplatform.security.audit import AuditLog
 from bankplatform.security.kms import LocalKeyring, load_master_key
 
@@ -49,17 +51,34 @@ class SecuritySettings(BaseModel):
         )
 
 
-def load_security_settings(root: Path, env: str) -> SecuritySettings:
-    """Read ``security:`` for ``env`` (base merged with the env)."""
-    loader = OmegaConfigLoader(
-        conf_source=str(root / "conf"),
-        base_env="base",
-        default_run_env=env,
-        env=env,
-        config_patterns={"security": ["security*", "security*/**"]},
-    )
+def load_security_settings(
+    config_loader: AbstractConfigLoader, root: Path
+) -> SecuritySettings:
+    """Read ``security:`` from an env's config (a run's own loader, or ``env_config_loader``).
+
+    Args:
+        config_loader: The env's config loader.
+        root: The workspace folder the paths are relative to.
+
+    Returns:
+        The settings with absolute paths.
+    """
+    known_patterns = getattr(config_loader, "config_patterns", None)
+    if isinstance(known_patterns, dict):
+        known_patterns.setdefault("security", ["security*", "security*/**"])
     try:
-        section = dict(loader["security"] or {}).get("security", {})
+        section = dict(config_loader["security"] or {}).get("security", {})
     except MissingConfigException:
         section = {}
     return SecuritySettings.model_validate(section).anchored(root)
+
+
+def workspace_security_settings(env: str | None = None) -> SecuritySettings:
+    """The security settings of the workspace around the current folder.
+
+    Args:
+        env: Kedro env; defaults to ``$KEDRO_ENV`` or the manifest's.
+    """
+    root = find_project_root()
+    chosen = resolve_env(load_manifest(root), env)
+    return load_security_settings(env_config_loader(root, chosen), root)
