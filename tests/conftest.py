@@ -2,22 +2,82 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from bankplatform.project import env_config_loader
-from bankplatform.security.kms import create_master_key_file
-from bankplatform.security.settings import load_security_settings
+from bankplatform.security.envelope import EncryptingWriter, decrypt
+from bankplatform.security.kms import (
+    LocalKeyring,
+    create_master_key_file,
+    load_master_key,
+)
 from bankplatform.synthetic import ExtractSummary, GeneratorConfig, generate_raw_extract
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+KEYS_FOLDER = ".bankplatform"
+
+
+@functools.cache
+def shared_keys() -> Path:
+    """One master key and keyring per test process, copied into every workspace.
+
+    Sharing them lets an extract encrypted once (``small_extract``) open in any
+    throw-away workspace, as a bank's extract opens wherever its KMS is reachable.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="bankplatform-keys-"))
+    create_master_key_file(folder / "master.key")
+    LocalKeyring(
+        folder / "keyring.json", load_master_key(folder / "master.key")
+    ).initialise()
+    return folder
+
+
+def shared_keyring() -> LocalKeyring:
+    """The shared test keyring."""
+    folder = shared_keys()
+    return LocalKeyring(folder / "keyring.json", load_master_key(folder / "master.key"))
+
+
+def workspace_keyring(root: Path) -> LocalKeyring:
+    """The keyring of a throw-away workspace."""
+    folder = root / KEYS_FOLDER
+    return LocalKeyring(folder / "keyring.json", load_master_key(folder / "master.key"))
+
+
+def read_encrypted(
+    path: Path, dataset: str, keyring: LocalKeyring | None = None
+) -> pd.DataFrame:
+    """Decrypt an encrypted parquet file of ``dataset`` (test keys by default)."""
+    plain = decrypt(path.read_bytes(), dataset, keyring or shared_keyring())
+    return pq.read_table(pa.BufferReader(plain)).to_pandas()
+
+
+def write_encrypted(frame: pd.DataFrame | pa.Table, path: Path, dataset: str) -> None:
+    """Encrypt a table into ``path`` for ``dataset`` with the test keys."""
+    table = (
+        frame
+        if isinstance(frame, pa.Table)
+        else pa.Table.from_pandas(frame, preserve_index=False)
+    )
+    with EncryptingWriter(path, dataset, shared_keyring()) as sink:
+        pq.write_table(table, sink)
+
+
+def read_raw(folder: Path, table: str) -> pd.DataFrame:
+    """A table of an encrypted raw extract."""
+    return read_encrypted(folder / f"{table}.parquet.enc", f"{table}_raw")
 
 
 def command_env() -> dict[str, str]:
@@ -25,7 +85,13 @@ def command_env() -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"BANKPLATFORM_PROJECT", "KEDRO_ENV"}
+        if k
+        not in {
+            "BANKPLATFORM_PROJECT",
+            "KEDRO_ENV",
+            "BANKPLATFORM_USER",
+            "BANKPLATFORM_TOKEN",
+        }
     }
     env.update(KEDRO_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", PYTHONOPTIMIZE="1")
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -33,13 +99,16 @@ def command_env() -> dict[str, str]:
 
 
 def run_command(
-    args: list[str], cwd: Path, timeout: float = 300
+    args: list[str],
+    cwd: Path,
+    timeout: float = 300,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command of the venv (``bankplatform``, ``kedro``) in ``cwd``."""
     return subprocess.run(
         [str(BIN / args[0]), *args[1:]],
         cwd=cwd,
-        env=command_env(),
+        env={**command_env(), **(extra_env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -59,12 +128,11 @@ def make_workspace(target: Path) -> Path:
     shutil.copytree(REPO / "notebooks", target / "notebooks")
     # Kedro wants a source folder; the package itself is installed in the venv.
     (target / "src").mkdir()
-    for layer in ("01_raw", "02_intermediate", "08_reporting"):
+    for layer in ("01_raw", "02_intermediate", "03_primary", "08_reporting"):
         (target / "data" / layer).mkdir(parents=True)
-    # What `bankplatform keys init` creates: runs are audited, so they need keys.
-    settings = load_security_settings(env_config_loader(target, "local"), target)
-    create_master_key_file(settings.master_key_file)
-    settings.keyring_service().initialise()
+    # What `bankplatform keys init` creates (here the shared test keys): runs are
+    # audited and data encrypted, so they need keys.
+    shutil.copytree(shared_keys(), target / KEYS_FOLDER)
     return target
 
 
@@ -78,10 +146,11 @@ def workspace_dir(tmp_path: Path) -> Path:
 def small_extract(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, ExtractSummary]:
-    """1k customers with 2 % defects: every defect kind appears in every table."""
+    """1k customers with 2 % defects, encrypted with the test keys: every defect
+    kind appears in every table."""
     folder = tmp_path_factory.mktemp("extract_1k")
     config = GeneratorConfig(customers=1_000, seed=7, dirty_rate=0.02)
-    return folder, generate_raw_extract(config, folder)
+    return folder, generate_raw_extract(config, folder, key_service=shared_keyring())
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,12 @@
 from kedro.config import OmegaConfigLoader
 
 from bankplatform.lineage.hooks import LineageHook
-from bankplatform.security.hooks import AuditHook
+from bankplatform.security.hooks import AccessHook, ResidencyHook
 
-# Kedro calls hooks last-in-first-out: the audit record of a run's start is written
-# before its lineage opens, and a run that cannot be audited never starts.
-HOOKS = (LineageHook(), AuditHook())
+# Kedro calls hooks last-in-first-out: the starter's identity and permission are
+# checked and the run's start audited first, then data residency, and only then
+# does lineage open; a run that cannot be audited or is refused never starts.
+HOOKS = (LineageHook(), ResidencyHook(), AccessHook())
 
 # Telemetry is off: bank networks forbid calls to third parties. kedro-mlflow's
 # own run lifecycle is off too: it writes through MLflow's thread-local active run

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from bankplatform.contracts.raw import RAW_SCHEMAS, RAW_TABLES
+from bankplatform.security.envelope import decrypt
 from bankplatform.synthetic import ExtractSummary, GeneratorConfig, generate_raw_extract
 from bankplatform.synthetic.extract import SUMMARY_FILE
+from tests.conftest import read_raw, shared_keyring
 
 pytestmark = pytest.mark.data
 
@@ -35,12 +38,29 @@ def test_same_seed_and_size_give_byte_identical_files(tmp_path: Path) -> None:
     assert all(first[table] != other[table] for table in RAW_TABLES)
 
 
+def test_encrypted_extract_holds_the_same_bytes_as_the_plain_one(
+    tmp_path: Path,
+) -> None:
+    config = GeneratorConfig(customers=300, seed=11, chunk_customers=128)
+    generate_raw_extract(config, tmp_path / "plain")
+    generate_raw_extract(config, tmp_path / "sealed", key_service=shared_keyring())
+    for table in RAW_TABLES:
+        sealed = (tmp_path / "sealed" / f"{table}.parquet.enc").read_bytes()
+        plain = (tmp_path / "plain" / f"{table}.parquet").read_bytes()
+        assert sealed[:5] == b"BPENC"
+        assert plain not in sealed  # nothing readable at rest
+        assert decrypt(sealed, f"{table}_raw", shared_keyring()) == plain
+
+
 def test_files_have_the_extract_layout(
     small_extract: tuple[Path, ExtractSummary],
 ) -> None:
     folder, summary = small_extract
     for table in RAW_TABLES:
-        parquet = pq.ParquetFile(folder / f"{table}.parquet")
+        sealed = (folder / f"{table}.parquet.enc").read_bytes()
+        parquet = pq.ParquetFile(
+            pa.BufferReader(decrypt(sealed, f"{table}_raw", shared_keyring()))
+        )
         assert parquet.schema_arrow == RAW_SCHEMAS[table]
         assert parquet.metadata.num_rows == summary.rows[table]
     written = json.loads((folder / SUMMARY_FILE).read_text())
@@ -78,9 +98,7 @@ def test_pii_fields_look_real_but_are_fake(
     small_extract: tuple[Path, ExtractSummary],
 ) -> None:
     folder, _ = small_extract
-    customers = pd.read_parquet(folder / "customers.parquet").dropna(
-        subset=["customer_id"]
-    )
+    customers = read_raw(folder, "customers").dropna(subset=["customer_id"])
     assert customers["national_id"].str.fullmatch(r"[A-Z]{2}\d{6}[A-D]").all()
     # Ofcom's range reserved for drama: no real person's number.
     assert customers["phone"].str.fullmatch(r"07700 900\d{3}").all()

@@ -12,6 +12,7 @@ import pytest
 from bankplatform.contracts.raw import RAW_TABLES
 from bankplatform.synthetic import ExtractSummary
 from bankplatform.synthetic.defects import ORPHAN_IDS, TABLE_DEFECTS
+from tests.conftest import read_encrypted, read_raw
 
 pytestmark = [
     pytest.mark.data,
@@ -21,10 +22,13 @@ pytestmark = [
 
 
 def _layer(root: Path, table: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    raw = pd.read_parquet(root / "data" / "01_raw" / f"{table}.parquet")
-    accepted = pd.read_parquet(root / "data" / "02_intermediate" / f"{table}.parquet")
-    held = pd.read_parquet(
-        root / "data" / "02_intermediate" / "quarantine" / f"{table}.parquet"
+    raw = read_raw(root / "data" / "01_raw", table)
+    accepted = read_encrypted(
+        root / "data" / "02_intermediate" / f"{table}.parquet.enc", f"{table}_accepted"
+    )
+    held = read_encrypted(
+        root / "data" / "02_intermediate" / "quarantine" / f"{table}.parquet.enc",
+        f"{table}_quarantine",
     )
     return raw, accepted, held
 

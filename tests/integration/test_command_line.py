@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from tests.conftest import run_command
+from tests.conftest import read_raw, run_command
 
 pytestmark = pytest.mark.integration
 
@@ -84,9 +83,8 @@ def test_data_generate_writes_the_extract_with_env_defaults(
     # --customers overrides, dirty_rate comes from conf/test/parameters_data.yml.
     assert summary["config"]["customers"] == 200
     assert summary["config"]["dirty_rate"] == 0.02
-    assert (
-        len(pd.read_parquet(raw / "customers.parquet")) == summary["rows"]["customers"]
-    )
+    assert len(read_raw(raw, "customers")) == summary["rows"]["customers"]
+    assert not (raw / "customers.parquet").exists()  # raw PII lands encrypted only
     assert f"customers {summary['rows']['customers']:,}" in result.stdout
 
 
@@ -111,7 +109,7 @@ def test_data_generate_refuses_bad_input_in_one_line(
     result = run_command(["bankplatform", "data", "generate", *args], workspace_dir)
     assert result.returncode == 1
     _assert_one_line_error(result.stderr, expected)
-    assert not (workspace_dir / "data" / "01_raw" / "customers.parquet").exists()
+    assert not (workspace_dir / "data" / "01_raw" / "customers.parquet.enc").exists()
 
 
 def test_python_dash_m_is_the_same_command(workspace_dir: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from bankplatform.review.offline_site import third_party_loaders
 from bankplatform.synthetic import ExtractSummary
-from tests.conftest import run_command
+from tests.conftest import read_raw, run_command, write_encrypted
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,8 @@ def test_workspace_status_summarises_the_run(ingested_workspace: Path) -> None:
 @pytest.mark.parametrize(
     ("corruption", "expected"),
     [
-        ("text", "not a readable parquet file"),
+        ("text", "not a bankplatform encrypted file"),
+        ("swapped", "file belongs to dataset 'accounts_raw', not 'transactions_raw'"),
         ("columns", "raw table transactions lacks column(s)"),
     ],
 )
@@ -71,11 +72,13 @@ def test_a_corrupt_file_fails_the_run_naming_the_file(
     extract, _ = small_extract
     for file in extract.iterdir():
         shutil.copy(file, raw / file.name)
-    target = raw / "transactions.parquet"
+    target = raw / "transactions.parquet.enc"
     if corruption == "text":
         target.write_text("transaction_id,amount\nT1,12.50\n")
+    elif corruption == "swapped":
+        shutil.copy(raw / "accounts.parquet.enc", target)
     else:
-        shutil.copy(raw / "accounts.parquet", target)
+        write_encrypted(read_raw(raw, "accounts"), target, "transactions_raw")
     result = run_command(
         ["kedro", "run", "--pipeline", "ingestion", "--env", "test"], workspace_dir
     )
@@ -85,10 +88,10 @@ def test_a_corrupt_file_fails_the_run_naming_the_file(
     assert lines, output[-2000:]
     assert (
         str(target) in output.replace("\n", "").replace(" ", "")
-        or "transactions.parquet" in lines[0]
+        or "transactions.parquet.enc" in lines[0]
     )
     # Earlier tables were accepted; nothing downstream of the broken table exists.
-    assert (workspace_dir / "data/02_intermediate/customers.parquet").exists()
+    assert (workspace_dir / "data/02_intermediate/customers.parquet.enc").exists()
     assert not (workspace_dir / "data/08_reporting/ingestion_report.json").exists()
 
 
@@ -115,19 +118,47 @@ def test_the_reviewers_site_builds_offline_safe(workspace_dir: Path) -> None:
 def test_the_run_is_in_the_audit_log_and_verify_sees_tampering(
     ingested_workspace: Path, tmp_path: Path
 ) -> None:
-    intact = run_command(["bankplatform", "audit", "verify"], ingested_workspace)
-    assert intact.returncode == 0, intact.stderr
-    assert intact.stdout.strip() == "audit log intact: 2 records, 1 signed checkpoints"
-    shown = run_command(
-        ["bankplatform", "audit", "show", "--tail", "1"], ingested_workspace
+    shown = run_command(["bankplatform", "audit", "show"], ingested_workspace)
+    records = [json.loads(line) for line in shown.stdout.splitlines()]
+    # The fixture's run comes first; later tests of the group may append.
+    end = next(i for i, r in enumerate(records) if r["action"] == "pipeline.run.end")
+    run = records[: end + 1]
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    assert (run[0]["action"], run[0]["actor"], run[0]["outcome"]) == (
+        "run_pipeline",
+        "local-developer",
+        "allowed",
     )
-    (last,) = [json.loads(line) for line in shown.stdout.splitlines()]
-    assert (last["seq"], last["action"], last["resource"], last["outcome"]) == (
-        2,
-        "pipeline.run.end",
+    assert run[1]["action"] == "pipeline.run.start"
+    assert (run[-1]["resource"], run[-1]["outcome"]) == (
         "pipeline:ingestion",
         "allowed",
     )
+    data_access = {(r["action"], r["resource"]) for r in run[2:-1]}
+    tables = (
+        "customers",
+        "accounts",
+        "transactions",
+        "loan_applications",
+        "loan_outcomes",
+    )
+    assert data_access == {
+        ("read_pii", "dataset:pseudonymisation_key"),
+        *{("read_pii", f"dataset:{t}_raw") for t in tables},
+        *{("write_pii", f"dataset:{t}_accepted") for t in tables},
+        *{("write_pii", f"dataset:{t}_quarantine") for t in tables},
+        *{("read_pii", f"dataset:{t}_accepted") for t in tables},
+        *{("write_confidential", f"dataset:{t}_primary") for t in tables},
+    }
+    # Every load and save ran as the ingestion service, on the starter's behalf.
+    assert {(r["actor"], r["on_behalf_of"], r["outcome"]) for r in run[2:-1]} == {
+        ("svc-ingestion", "local-developer", "allowed")
+    }
+    intact = run_command(["bankplatform", "audit", "verify"], ingested_workspace)
+    assert intact.returncode == 0, intact.stderr
+    # `show` and `verify` are audited (read_audit_log) before they read the log.
+    assert records[-1]["action"] == "read_audit_log"
+    assert intact.stdout.startswith(f"audit log intact: {len(records) + 1} records")
     copy = tmp_path / "tampered"
     shutil.copytree(
         ingested_workspace,

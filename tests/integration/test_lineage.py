@@ -8,7 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
@@ -16,9 +17,15 @@ from kedro.runner import ParallelRunner, ThreadRunner
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from bankplatform.security.envelope import decrypt
 from bankplatform.synthetic import ExtractSummary
 from bankplatform.workspace import tracked_run
-from tests.conftest import make_workspace, run_command
+from tests.conftest import (
+    make_workspace,
+    run_command,
+    shared_keyring,
+    write_encrypted,
+)
 
 pytestmark = pytest.mark.integration
 NODES = {
@@ -27,6 +34,11 @@ NODES = {
     "check_transactions_contract_node",
     "check_loan_applications_contract_node",
     "check_loan_outcomes_contract_node",
+    "pseudonymise_customers_node",
+    "pseudonymise_accounts_node",
+    "pseudonymise_transactions_node",
+    "pseudonymise_loan_applications_node",
+    "publish_loan_outcomes_node",
     "report_ingestion_node",
 }
 
@@ -85,7 +97,7 @@ def test_a_kedro_run_records_its_whole_lineage(ingested_workspace: Path) -> None
     raw = ingested_workspace / "data" / "01_raw"
     for record in run.inputs.dataset_inputs:
         table = record.dataset.name.removesuffix("_raw")
-        full = _sha256(raw / f"{table}.parquet")
+        full = _sha256(raw / f"{table}.parquet.enc")
         assert record.dataset.digest == full[:36]
         assert json.loads(record.dataset.profile)["sha256"] == full
         assert tags[f"input.{record.dataset.name}.sha256"] == full
@@ -111,10 +123,20 @@ def test_digests_are_stable_and_only_a_changed_input_changes(
 ) -> None:
     _run_in_process(extract_workspace)
     _run_in_process(extract_workspace, runner=ThreadRunner())
-    outcomes = extract_workspace / "data" / "01_raw" / "loan_outcomes.parquet"
-    frame = pd.read_parquet(outcomes)
-    frame.loc[0, "defaulted"] = 1 - frame.loc[0, "defaulted"]
-    frame.to_parquet(outcomes, index=False)
+    outcomes = extract_workspace / "data" / "01_raw" / "loan_outcomes.parquet.enc"
+    table = pq.read_table(
+        pa.BufferReader(
+            decrypt(outcomes.read_bytes(), "loan_outcomes_raw", shared_keyring())
+        )
+    )
+    defaulted = table["defaulted"].to_pylist()
+    defaulted[0] = 1 - (defaulted[0] or 0)
+    table = table.set_column(
+        table.schema.get_field_index("defaulted"),
+        "defaulted",
+        pa.array(defaulted, pa.int8()),
+    )
+    write_encrypted(table, outcomes, "loan_outcomes_raw")
     _run_in_process(extract_workspace, runner=ParallelRunner(max_workers=2))
     first, second, third = _runs(extract_workspace)
     assert _digests(first) == _digests(second)
@@ -142,15 +164,15 @@ def test_digests_are_stable_and_only_a_changed_input_changes(
 def test_a_failing_run_is_marked_failed_with_its_message(
     extract_workspace: Path,
 ) -> None:
-    broken = extract_workspace / "data" / "01_raw" / "transactions.parquet"
+    broken = extract_workspace / "data" / "01_raw" / "transactions.parquet.enc"
     broken.write_text("not parquet")
-    with pytest.raises(Exception, match="not a readable parquet file"):
+    with pytest.raises(Exception, match="not a bankplatform encrypted file"):
         _run_in_process(extract_workspace)
     (run,) = _runs(extract_workspace)
     assert run.info.status == "FAILED"
     assert run.data.tags["error.type"] == "DatasetError"
     assert (
-        "transactions.parquet: not a readable parquet file"
+        "transactions.parquet.enc: cannot decrypt raw table transactions: not a bankplatform encrypted file (bad magic)"
         in run.data.tags["error.message"]
     )
     # What was recorded before the failure is kept.
@@ -181,7 +203,7 @@ def test_local_spools_when_unreachable_and_replay_sends_it(
     assert run.data.tags["kedro.env"] == "local"
     assert (
         _digests(run)["customers_raw"]
-        == _sha256(extract_workspace / "data/01_raw/customers.parquet")[:36]
+        == _sha256(extract_workspace / "data/01_raw/customers.parquet.enc")[:36]
     )
     assert {
         k.removeprefix("node_seconds.")
@@ -197,8 +219,23 @@ def test_prod_refuses_to_run_without_lineage(extract_workspace: Path) -> None:
     (extract_workspace / "conf" / "prod" / "mlflow.yml").write_text(
         "server:\n  mlflow_tracking_uri: http://127.0.0.1:9\n"
     )
+    issued = run_command(
+        [
+            "bankplatform",
+            "token",
+            "issue",
+            "--user",
+            "scheduler",
+            "--role",
+            "data_scientist",
+        ],
+        extract_workspace,
+    )
+    assert issued.returncode == 0, issued.stderr
     result = run_command(
-        ["kedro", "run", "--pipeline", "ingestion", "--env", "prod"], extract_workspace
+        ["kedro", "run", "--pipeline", "ingestion", "--env", "prod"],
+        extract_workspace,
+        extra_env={"BANKPLATFORM_TOKEN": issued.stdout.strip()},
     )
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
@@ -207,7 +244,7 @@ def test_prod_refuses_to_run_without_lineage(extract_workspace: Path) -> None:
     )
     assert last.endswith("env prod refuses to run without lineage")
     assert not (
-        extract_workspace / "data" / "02_intermediate" / "customers.parquet"
+        extract_workspace / "data" / "02_intermediate" / "customers.parquet.enc"
     ).exists()
 
 

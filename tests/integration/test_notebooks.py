@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import nbformat
-import pandas as pd
 import papermill
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, read_encrypted
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ingested")]
 
@@ -42,11 +41,12 @@ def test_explore_notebook_reports_what_ingestion_produced(
     assert summary["quarantined_rows"] == report["quarantined_rows"]
     assert summary["accepted_rows"] == report["input_rows"] - report["quarantined_rows"]
     assert summary["top_rule"] == "orphan_foreign_key"
-    outcomes = pd.read_parquet(
-        ingested_workspace / "data/02_intermediate/loan_outcomes.parquet"
+    primary = ingested_workspace / "data" / "03_primary"
+    outcomes = read_encrypted(
+        primary / "loan_outcomes.parquet.enc", "loan_outcomes_primary"
     )
-    applications = pd.read_parquet(
-        ingested_workspace / "data/02_intermediate/loan_applications.parquet"
+    applications = read_encrypted(
+        primary / "loan_applications.parquet.enc", "loan_applications_primary"
     )
     joined = applications.merge(outcomes, on="application_id")
     assert summary["applications"] == len(joined)

@@ -52,7 +52,8 @@ def applications(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
         catalog[f"{table}_accepted"] = ParquetDataset(
             filepath=str(folder / "accepted" / f"{table}.parquet")
         )
-    SequentialRunner().run(create_pipeline(), catalog)
+    contracts = create_pipeline().to_outputs(*(f"{t}_accepted" for t in RAW_TABLES))
+    SequentialRunner().run(contracts, catalog)
     accepted = {table: catalog.load(f"{table}_accepted") for table in RAW_TABLES}
     return _simple_aggregates(accepted)
 

@@ -42,6 +42,7 @@ def show(tail: int | None, env: str | None) -> None:
 
 
 def _log(env: str | None) -> AuditLog:
-    from bankplatform.security.settings import workspace_security_settings
+    from bankplatform.cli.access import authorised
+    from bankplatform.security.policy import Action
 
-    return workspace_security_settings(env).audit()
+    return authorised(env, Action.READ_AUDIT_LOG, "audit_log").audit_log()

@@ -36,12 +36,14 @@ def data() -> None:
 @click.option(
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the parquet files [data/01_raw].",
+    help="Folder for the encrypted parquet files [data/01_raw].",
 )
 @click.option("--env", help="Kedro env whose parameters_data.yml gives the defaults.")
 def generate(output: Path | None, env: str | None, **options: Any) -> None:
     """Write the synthetic raw extract (customers, accounts, transactions,
-    loan applications, loan outcomes) as parquet."""
+    loan applications, loan outcomes) as envelope-encrypted parquet."""
+    from bankplatform.cli.access import authorised
+    from bankplatform.security.policy import Action
     from bankplatform.synthetic import (
         GeneratorConfig,
         generate_raw_extract,
@@ -53,11 +55,15 @@ def generate(output: Path | None, env: str | None, **options: Any) -> None:
     if not defaults.pop("enabled", True):
         msg = f"synthetic data generation is disabled in env {chosen!r}"
         raise BankplatformError(msg)
+    security = authorised(chosen, Action.GENERATE_SYNTHETIC_DATA, "dataset:*_raw")
     settings = {**defaults, **{k: v for k, v in options.items() if v is not None}}
     config = GeneratorConfig.model_validate(settings)
     target = output or root / "data" / "01_raw"
     summary = generate_raw_extract(
-        config, target, progress=config.customers >= _PROGRESS_FROM
+        config,
+        target,
+        progress=config.customers >= _PROGRESS_FROM,
+        key_service=security.key_service(),
     )
     defects = sum(sum(kinds.values()) for kinds in summary.defects.values())
     rows = ", ".join(f"{table} {count:,}" for table, count in summary.rows.items())

@@ -19,6 +19,7 @@ from bankplatform.cli.audit import audit
 from bankplatform.cli.data import data
 from bankplatform.cli.keys import keys
 from bankplatform.cli.lineage import lineage
+from bankplatform.cli.token import token
 from bankplatform.cli.workspace import workspace
 from bankplatform.errors import BankplatformError
 
@@ -59,6 +60,7 @@ commands.add_command(data)
 commands.add_command(lineage)
 commands.add_command(keys)
 commands.add_command(audit)
+commands.add_command(token)
 
 
 def main() -> None:

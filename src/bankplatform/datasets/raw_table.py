@@ -17,6 +17,9 @@ from kedro.io.core import (
 )
 
 from bankplatform.contracts.raw import RAW_SCHEMAS
+from bankplatform.security.envelope import EnvelopeError, decrypt
+from bankplatform.security.kms import KeyManagementError, KeyManagementService
+from bankplatform.security.runtime import active_key_service, guard_dataset
 
 _TEXT = pd.StringDtype("pyarrow")
 
@@ -28,7 +31,9 @@ class RawTableDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
     type fails with a one-line ``DatasetError`` naming the file, before any
     row is judged. Text columns load as Arrow-backed strings, which keeps
     the data contracts fast on tens of millions of rows. The raw extract is
-    the source system's: the pipeline never writes it.
+    the source system's: the pipeline never writes it. With ``encrypted: true``
+    the file must be envelope-encrypted for ``<table>_raw`` (what
+    ``bankplatform data generate`` writes); a plain file is refused.
 
     Example ``catalog.yml``:
 
@@ -36,8 +41,9 @@ class RawTableDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
         "{table}_raw":
           type: bankplatform.datasets.RawTableDataset
-          filepath: data/01_raw/{table}.parquet
+          filepath: data/01_raw/{table}.parquet.enc
           table: "{table}"
+          encrypted: true
 
     Example in Python:
 
@@ -54,16 +60,20 @@ class RawTableDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         *,
         filepath: str,
         table: str,
+        encrypted: bool = False,
         fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        key_service: KeyManagementService | None = None,
     ) -> None:
         """Create a dataset for one raw table.
 
         Args:
             filepath: Path or fsspec URL of the parquet file.
             table: Raw table name, one of ``RAW_SCHEMAS``.
+            encrypted: The file is envelope-encrypted (bound to ``<table>_raw``).
             fs_args: Extra arguments for the fsspec filesystem.
             metadata: Catalog metadata (zone, classification); not used here.
+            key_service: The KMS; default the active workspace's keyring.
 
         Raises:
             DatasetError: ``table`` is not a raw extract table.
@@ -76,6 +86,8 @@ class RawTableDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         self._filepath = PurePosixPath(path)
         self._fs = fsspec.filesystem(protocol, **(fs_args or {}))
         self._table = table
+        self._encrypted = encrypted
+        self._key_service = key_service
         self.metadata = metadata
 
     def _describe(self) -> dict[str, Any]:
@@ -83,6 +95,7 @@ class RawTableDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
             "filepath": str(self._filepath),
             "protocol": self._protocol,
             "table": self._table,
+            "encrypted": self._encrypted,
         }
 
     def _exists(self) -> bool:
@@ -97,19 +110,31 @@ class RawTableDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         Raises:
             DatasetError: Missing or unreadable file, or the wrong layout.
         """
+        guard_dataset(f"{self._table}_raw", self.metadata, "read")
         path = get_filepath_str(self._filepath, self._protocol)
         if not self._fs.exists(path):
             msg = f"{path}: raw table {self._table} not found (run `bankplatform data generate`)"
             raise DatasetError(msg)
+        with self._fs.open(path, "rb") as stream:
+            content = stream.read()
+        if self._encrypted:
+            content = self._decrypt(path, content)
         try:
-            with self._fs.open(path, "rb") as stream:
-                table = pq.read_table(stream)
+            table = pq.read_table(pa.BufferReader(content))
         except (pa.ArrowInvalid, OSError) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             msg = f"{path}: not a readable parquet file ({reason})"
             raise DatasetError(msg) from None
         self._check_layout(path, table.schema)
         return table.to_pandas(types_mapper={pa.string(): _TEXT}.get)
+
+    def _decrypt(self, path: str, content: bytes) -> bytes:
+        try:
+            keys = self._key_service or active_key_service()
+            return decrypt(content, f"{self._table}_raw", keys)
+        except (EnvelopeError, KeyManagementError) as error:
+            msg = f"{path}: cannot decrypt raw table {self._table}: {error}"
+            raise DatasetError(msg) from None
 
     def save(self, data: pd.DataFrame) -> None:
         """Refuse: the raw extract is written by the source system only."""

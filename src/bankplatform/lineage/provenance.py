@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from bankplatform.security.identity import acting_identity
+from bankplatform.security.runtime import acting_identity
 
 LOCK_FILE = "requirements.lock"
 

@@ -62,7 +62,7 @@ class AuditLog:
         self._checkpoints = path.with_name(path.name + ".checkpoints")
         self._kms = kms
         self._every = checkpoint_every
-        self._lock = FileLock(f"{path}.lock")
+        self._lock_path = f"{path}.lock"
         self._wrote = False
 
     def append(
@@ -83,7 +83,7 @@ class AuditLog:
             AuditWriteError: The log could not be written.
         """
         try:
-            with self._lock:
+            with self._lock():
                 seq, prev_hash = self._head()
                 record: dict[str, Any] = {
                     "seq": seq + 1,
@@ -108,11 +108,16 @@ class AuditLog:
             raise AuditWriteError(msg) from None
         return record
 
+    def _lock(self) -> FileLock:
+        # A new lock object each time: one inherited across fork (ParallelRunner's
+        # workers) refuses to work.
+        return FileLock(self._lock_path)
+
     def close(self) -> None:
         """Sign the chain head if this process wrote since the last checkpoint."""
         if not self._wrote:
             return
-        with self._lock:
+        with self._lock():
             seq, head = self._head()
             if seq and self._last_checkpoint_seq() != seq:
                 self._checkpoint(seq, head)

@@ -1,6 +1,11 @@
-"""``AuditHook``: every pipeline run's start and end in the audit log.
+"""Kedro hooks of the security layer: who runs what, and where data may go.
 
-A run whose start cannot be audited does not start (the write raises).
+``AccessHook`` activates the env's security for the context, checks that the
+person (or scheduler) starting a run may run each pipeline, makes every node act
+as its pipeline's service identity on that person's behalf, and audits the run's
+start and end. ``ResidencyHook`` refuses, before any node runs, a run that would
+move ``pii`` data into the ``cloud`` zone. A run whose start cannot be audited
+does not start (the write raises).
 """
 
 from __future__ import annotations
@@ -10,41 +15,79 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
+from kedro.pipeline.node import Node
 
 from bankplatform.project import context_env, pipeline_names
-from bankplatform.security.audit import AuditLog
-from bankplatform.security.identity import acting_identity
-from bankplatform.security.settings import load_security_settings
+from bankplatform.security.policy import Action, Principal
+from bankplatform.security.residency import ResidencyViolation, residency_violations
+from bankplatform.security.runtime import (
+    WorkspaceSecurity,
+    act_as,
+    acting_identity,
+    activate,
+    active_security,
+    open_security,
+)
 
 
-class AuditHook:
-    """Audits pipeline runs (one concern; lineage is ``LineageHook``'s)."""
+class AccessHook:
+    """Identity, run permission, per-node service identity, run audit."""
 
     def __init__(self) -> None:
-        self._env = "local"
-        self._config_loader: Any = None
-        self._log: AuditLog | None = None
+        self._security: WorkspaceSecurity | None = None
+        self._starter: Principal | None = None
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        """Remember the run's env and config loader."""
-        self._env = context_env(context)
-        self._config_loader = context.config_loader
+        """Activate the env's keys, policy and audit log for this process."""
+        self._security = open_security(
+            context.config_loader, Path(context.project_path), context_env(context)
+        )
+        activate(self._security)
 
     @hook_impl
     def before_pipeline_run(
         self, run_params: dict[str, Any], pipeline: Pipeline
     ) -> None:
-        """Audit the start; raises (so the run does not start) if that fails."""
-        root = Path(run_params["project_path"])
-        self._log = load_security_settings(self._config_loader, root).audit()
-        self._log.append(
-            actor=acting_identity(),
+        """Check and audit the starter's permission, then audit the start.
+
+        Raises:
+            IdentityError: No acceptable identity.
+            AccessDenied: The starter may not run a requested pipeline (audited).
+        """
+        security = self._require()
+        self._starter = security.starter()
+        for name in pipeline_names(run_params):
+            security.enforce(self._starter, Action.RUN_PIPELINE, f"pipeline:{name}")
+        security.audit_log().append(
+            actor=self._starter.name,
             action="pipeline.run.start",
             resource=f"pipeline:{'+'.join(pipeline_names(run_params))}",
             outcome="allowed",
-            details={"env": self._env, "nodes": len(pipeline.nodes)},
+            details={"env": security.env, "nodes": len(pipeline.nodes)},
         )
+
+    # Kedro loads a node's inputs before `before_node_run` and saves its outputs
+    # after `after_node_run`, in the thread that runs the node: each of the three
+    # hooks sets the identity for the thread, so loads and saves act as the service.
+    @hook_impl
+    def before_dataset_loaded(self, node: Node) -> None:
+        """Act as the node's service for its input loads."""
+        self._act_for(node)
+
+    @hook_impl
+    def before_node_run(self, node: Node) -> None:
+        """Act as the node's service while it runs."""
+        self._act_for(node)
+
+    @hook_impl
+    def before_dataset_saved(self, node: Node) -> None:
+        """Act as the node's service for its output saves."""
+        self._act_for(node)
+
+    def _act_for(self, node: Node) -> None:
+        if self._security is not None and self._starter is not None:
+            act_as(self._security.policy.service_for(set(node.tags), self._starter))
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
@@ -56,17 +99,61 @@ class AuditHook:
         """Audit a failed end with the error's type."""
         self._end(run_params, "failed", {"error_type": type(error).__name__})
 
+    def _require(self) -> WorkspaceSecurity:
+        if self._security is None:  # pragma: no cover - Kedro creates the context first
+            msg = "AccessHook: no Kedro context was created"
+            raise RuntimeError(msg)
+        return self._security
+
     def _end(
         self, run_params: dict[str, Any], outcome: str, details: dict[str, Any]
     ) -> None:
-        log, self._log = self._log, None
-        if log is None:
+        starter, self._starter = self._starter, None
+        act_as(None)
+        if starter is None or self._security is None:
             return
+        log = self._security.audit_log()
         log.append(
-            actor=acting_identity(),
+            actor=starter.name,
             action="pipeline.run.end",
             resource=f"pipeline:{'+'.join(pipeline_names(run_params))}",
             outcome="failed" if outcome == "failed" else "allowed",
-            details={"env": self._env, **details},
+            details={"env": self._security.env, **details},
         )
         log.close()
+
+
+class ResidencyHook:
+    """Refuses runs that would put ``pii`` data into the ``cloud`` zone."""
+
+    @hook_impl
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any
+    ) -> None:
+        """Check every node before any runs; a refusal is audited and fails the run.
+
+        Raises:
+            ResidencyViolation: A pii input of a ``cloud``-tagged node, a pii
+                input of a node writing a ``cloud``-zone dataset, or a pii
+                dataset placed in the ``cloud`` zone.
+        """
+        found = residency_violations(pipeline, lambda name: _metadata(catalog, name))
+        if not found:
+            return
+        active_security().audit_log().append(
+            actor=acting_identity(),
+            action="data_residency",
+            resource=f"pipeline:{'+'.join(pipeline_names(run_params))}",
+            outcome="denied",
+            details={"violations": found},
+        )
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        msg = f"data residency: {found[0]}{more}"
+        raise ResidencyViolation(msg)
+
+
+def _metadata(catalog: Any, name: str) -> dict[str, Any]:
+    if name.startswith("params:") or name == "parameters" or name not in catalog:
+        return {}
+    metadata = getattr(catalog.get(name), "metadata", None)
+    return dict(metadata or {})

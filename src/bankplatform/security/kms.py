@@ -53,17 +53,31 @@ class KeyVersion:
     version: int
     created_at: str
     primary: bool
+    retired_at: str | None = None
 
 
 class KeyManagementService(Protocol):
-    """What bankplatform needs from a KMS."""
+    """What bankplatform needs from a KMS.
 
+    An adapter for a cloud KMS or Vault maps: ``generate_data_key`` to the KMS's
+    GenerateDataKey (or Vault transit ``datakey``), ``wrap``/``unwrap`` to
+    Encrypt/Decrypt with the context as encryption context, ``rotate`` to a new key
+    version made primary, ``retire`` to disabling a version, ``sign``/``verify``/
+    ``public_key`` to an asymmetric signing key, and ``pseudonymisation_key`` to a
+    secret the KMS releases to the ingestion service only (or an HMAC key used
+    through the KMS's GenerateMac).
+    """
+
+    def generate_data_key(self, context: bytes) -> tuple[bytes, int, bytes]: ...
     def wrap(self, data_key: bytes, context: bytes) -> tuple[int, bytes]: ...
     def unwrap(self, version: int, wrapped: bytes, context: bytes) -> bytes: ...
     def rotate(self) -> int: ...
+    def retire(self, version: int) -> None: ...
     def status(self) -> list[KeyVersion]: ...
     def sign(self, message: bytes) -> tuple[int, bytes]: ...
     def verify(self, version: int, message: bytes, signature: bytes) -> bool: ...
+    def public_key(self) -> tuple[int, bytes]: ...
+    def pseudonymisation_key(self) -> bytes: ...
 
 
 def load_master_key(key_file: Path) -> bytes:
@@ -120,13 +134,18 @@ class LocalKeyring:
     def __init__(self, path: Path, master_key: bytes) -> None:
         self._path = path
         self._master = AESGCM(master_key)
-        self._lock = FileLock(f"{path}.lock")
+        self._lock_path = f"{path}.lock"
         self._signer: tuple[int, Ed25519PrivateKey] | None = None
         self._verifier: tuple[int, Ed25519PublicKey] | None = None
 
+    def _lock(self) -> FileLock:
+        # A new lock object each time: one inherited across fork (ParallelRunner's
+        # workers) refuses to work.
+        return FileLock(self._lock_path)
+
     def initialise(self) -> bool:
         """Create the keyring with KEK version 1 and a signing key, unless it exists."""
-        with self._lock:
+        with self._lock():
             if self._path.exists():
                 self._read()  # fails if the master key does not open it
                 return False
@@ -149,26 +168,37 @@ class LocalKeyring:
             self._write(content)
             return True
 
+    def generate_data_key(self, context: bytes) -> tuple[bytes, int, bytes]:
+        """A fresh 256-bit data key, plus its version and wrapped form."""
+        data_key = secrets.token_bytes(32)
+        version, wrapped = self.wrap(data_key, context)
+        return data_key, version, wrapped
+
     def wrap(self, data_key: bytes, context: bytes) -> tuple[int, bytes]:
-        """Wrap a data key with the primary KEK; ``context`` is bound as associated data."""
+        """Wrap a data key with the primary KEK.
+
+        ``context`` and the key version are bound as associated data.
+        """
         content = self._read()
         version = int(content["primary"])
         nonce = secrets.token_bytes(_NONCE)
         kek = AESGCM(self._kek(content, version))
-        return version, nonce + kek.encrypt(nonce, data_key, context)
+        return version, nonce + kek.encrypt(nonce, data_key, _bound(context, version))
 
     def unwrap(self, version: int, wrapped: bytes, context: bytes) -> bytes:
-        """Unwrap a data key; a wrong key, context or flipped bit raises."""
+        """Unwrap a data key; a wrong key, context, version or flipped bit raises."""
         kek = AESGCM(self._kek(self._read(), version))
         try:
-            return kek.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], context)
+            return kek.decrypt(
+                wrapped[:_NONCE], wrapped[_NONCE:], _bound(context, version)
+            )
         except InvalidTag:
-            msg = f"data key does not unwrap with key version {version} (wrong key, context or damaged)"
+            msg = f"data key does not unwrap with key version {version} (wrong key, dataset or damaged)"
             raise KeyManagementError(msg) from None
 
     def rotate(self) -> int:
         """Add a KEK version and make it primary; older versions stay for unwrapping."""
-        with self._lock:
+        with self._lock():
             content = self._read()
             version = max(int(v) for v in content["keys"]) + 1
             content["keys"][str(version)] = self._new_kek(version)
@@ -176,19 +206,54 @@ class LocalKeyring:
             self._write(content)
         return version
 
+    def retire(self, version: int) -> None:
+        """Destroy a non-primary KEK version; its record stays for ``status``."""
+        with self._lock():
+            content = self._read()
+            if int(content["primary"]) == version:
+                msg = f"key version {version} is primary and cannot be retired"
+                raise KeyManagementError(msg)
+            entry = content["keys"].get(str(version))
+            if entry is None or "wrapped" not in entry:
+                return
+            del entry["wrapped"]
+            entry["retired_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            self._write(content)
+
     def status(self) -> list[KeyVersion]:
-        """Every KEK version, oldest first."""
+        """Every KEK version, oldest first, retired ones included."""
         content = self._read()
         return [
             KeyVersion(
                 version=int(v),
                 created_at=entry["created_at"],
                 primary=int(v) == content["primary"],
+                retired_at=entry.get("retired_at"),
             )
             for v, entry in sorted(
                 content["keys"].items(), key=lambda item: int(item[0])
             )
         ]
+
+    def public_key(self) -> tuple[int, bytes]:
+        """The signing key's version and raw Ed25519 public key."""
+        signing = self._read()["signing"]
+        return int(signing["version"]), base64.urlsafe_b64decode(signing["public"])
+
+    def pseudonymisation_key(self) -> bytes:
+        """The HMAC key for pseudonymous tokens, created on first use.
+
+        It does not rotate with the KEKs: a new key would break every join on
+        tokens made before it.
+        """
+        with self._lock():
+            content = self._read()
+            sealed = content.get("pseudonymisation")
+            if sealed is None:
+                sealed = self._seal(secrets.token_bytes(32), b"pseudonymisation")
+                content["pseudonymisation"] = sealed
+                self._write(content)
+        return self._open(sealed, b"pseudonymisation")
 
     def sign(self, message: bytes) -> tuple[int, bytes]:
         """Sign with the keyring's Ed25519 signing key."""
@@ -229,6 +294,9 @@ class LocalKeyring:
         if entry is None:
             msg = f"key version {version} is not in the keyring {self._path}"
             raise KeyManagementError(msg)
+        if "wrapped" not in entry:
+            msg = f"key version {version} was retired on {entry['retired_at']}"
+            raise KeyManagementError(msg)
         return self._open(entry["wrapped"], f"kek:v{version}".encode())
 
     def _seal(self, secret: bytes, context: bytes) -> str:
@@ -259,6 +327,10 @@ class LocalKeyring:
             stream.flush()
             os.fsync(stream.fileno())
         temporary.replace(self._path)
+
+
+def _bound(context: bytes, version: int) -> bytes:
+    return context + f"|kek:v{version}".encode()
 
 
 def _b64(raw: bytes) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from kedro.config import AbstractConfigLoader, MissingConfigException
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,6 +12,8 @@ from bankplatform.manifest import load_manifest
 from bankplatform.project import env_config_loader, find_project_root, resolve_env
 from bankplatform.security.audit import AuditLog
 from bankplatform.security.kms import LocalKeyring, load_master_key
+from bankplatform.security.policy import AccessPolicy
+from bankplatform.security.tokens import TokenService
 
 
 class SecuritySettings(BaseModel):
@@ -21,6 +24,10 @@ class SecuritySettings(BaseModel):
         master_key_file: The master key, when ``$BANKPLATFORM_MASTER_KEY`` is not set.
         audit_log: The audit log (its checkpoints go beside it).
         audit_checkpoint_every: Records between two signed checkpoints.
+        revocation_list: Revoked token ids.
+        token_issuer: ``iss`` of issued tokens (and the only one accepted).
+        token_audience: ``aud`` of issued tokens (and the only one accepted).
+        token_ttl_minutes: Default lifetime of an issued token.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -29,6 +36,10 @@ class SecuritySettings(BaseModel):
     master_key_file: Path = Path(".bankplatform/master.key")
     audit_log: Path = Path(".bankplatform/audit/audit.jsonl")
     audit_checkpoint_every: int = Field(default=100, ge=1)
+    revocation_list: Path = Path(".bankplatform/revoked_tokens.json")
+    token_issuer: str = "bankplatform"  # noqa: S105 - a name, not a secret
+    token_audience: str = "bankplatform"  # noqa: S105 - a name, not a secret
+    token_ttl_minutes: int = Field(default=60, ge=1)
 
     def anchored(self, root: Path) -> SecuritySettings:
         """The same settings with every path under ``root``."""
@@ -37,6 +48,7 @@ class SecuritySettings(BaseModel):
                 "keyring": root / self.keyring,
                 "master_key_file": root / self.master_key_file,
                 "audit_log": root / self.audit_log,
+                "revocation_list": root / self.revocation_list,
             }
         )
 
@@ -48,6 +60,16 @@ class SecuritySettings(BaseModel):
         """The audit log, signing checkpoints with the keyring."""
         return AuditLog(
             self.audit_log, self.keyring_service(), self.audit_checkpoint_every
+        )
+
+    def tokens(self, policy: AccessPolicy) -> TokenService:
+        """The token service of this workspace."""
+        return TokenService(
+            self.keyring_service(),
+            policy,
+            self.revocation_list,
+            self.token_issuer,
+            self.token_audience,
         )
 
 
@@ -63,14 +85,25 @@ def load_security_settings(
     Returns:
         The settings with absolute paths.
     """
+    section = _security_file(config_loader).get("security", {})
+    return SecuritySettings.model_validate(section).anchored(root)
+
+
+def load_access_policy(config_loader: AbstractConfigLoader) -> AccessPolicy:
+    """Read ``access:`` (roles, users, services, pipelines) from ``security.yml``."""
+    return AccessPolicy.model_validate(
+        _security_file(config_loader).get("access", {"roles": {}})
+    )
+
+
+def _security_file(config_loader: AbstractConfigLoader) -> dict[str, Any]:
     known_patterns = getattr(config_loader, "config_patterns", None)
     if isinstance(known_patterns, dict):
         known_patterns.setdefault("security", ["security*", "security*/**"])
     try:
-        section = dict(config_loader["security"] or {}).get("security", {})
+        return dict(config_loader["security"] or {})
     except MissingConfigException:
-        section = {}
-    return SecuritySettings.model_validate(section).anchored(root)
+        return {}
 
 
 def workspace_security_settings(env: str | None = None) -> SecuritySettings:

@@ -3,7 +3,9 @@
 Memory stays bounded at any size because each chunk of customers is drawn,
 damaged and appended as one row group, then dropped. Every chunk has its own
 random stream derived from (seed, chunk number), so the same seed and size
-give byte-identical files.
+give identical tables (byte-identical files when not encrypted). With a key
+service the tables land envelope-encrypted (``<table>.parquet.enc``, bound to
+the catalog entry ``<table>_raw``), as the raw PII layer must be at rest.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from bankplatform.contracts.raw import RAW_SCHEMAS, RAW_TABLES
+from bankplatform.security.envelope import EncryptingWriter
+from bankplatform.security.kms import KeyManagementService
 from bankplatform.synthetic.activity import draw_accounts, draw_transactions
 from bankplatform.synthetic.config import GeneratorConfig
 from bankplatform.synthetic.defects import plant_defects
@@ -57,8 +61,17 @@ class ExtractSummary:
         )
 
 
+def raw_file_name(table: str, *, encrypted: bool) -> str:
+    """The file name of a raw table: ``<table>.parquet`` or ``<table>.parquet.enc``."""
+    return f"{table}.parquet.enc" if encrypted else f"{table}.parquet"
+
+
 def generate_raw_extract(
-    config: GeneratorConfig, output_dir: Path, *, progress: bool = False
+    config: GeneratorConfig,
+    output_dir: Path,
+    *,
+    progress: bool = False,
+    key_service: KeyManagementService | None = None,
 ) -> ExtractSummary:
     """Generate the raw extract into ``output_dir``.
 
@@ -67,8 +80,9 @@ def generate_raw_extract(
 
     Args:
         config: Size, seed and planted effects.
-        output_dir: Folder for ``<table>.parquet`` and ``_extract.json``.
+        output_dir: Folder for the five tables and ``_extract.json``.
         progress: Show a progress bar over customer chunks.
+        key_service: Encrypt each table with this KMS (``<table>.parquet.enc``).
 
     Returns:
         Row and defect counts of what was written.
@@ -77,11 +91,22 @@ def generate_raw_extract(
     pools = FakerPools.build(config.seed)
     rows = dict.fromkeys(RAW_TABLES, 0)
     defects: dict[str, dict[str, int]] = {table: {} for table in RAW_TABLES}
+    encrypted = key_service is not None
     partial = {table: output_dir / f".{table}.parquet.partial" for table in RAW_TABLES}
     with ExitStack() as stack:
+        sinks = {
+            table: (
+                stack.enter_context(
+                    EncryptingWriter(partial[table], f"{table}_raw", key_service)
+                )
+                if key_service is not None
+                else partial[table]
+            )
+            for table in RAW_TABLES
+        }
         writers = {
             table: stack.enter_context(
-                pq.ParquetWriter(partial[table], RAW_SCHEMAS[table], compression="zstd")
+                pq.ParquetWriter(sinks[table], RAW_SCHEMAS[table], compression="zstd")
             )
             for table in RAW_TABLES
         }
@@ -97,7 +122,9 @@ def generate_raw_extract(
                 for kind, count in planted.items():
                     defects[table][kind] = defects[table].get(kind, 0) + count
     for table in RAW_TABLES:
-        os.replace(partial[table], output_dir / f"{table}.parquet")
+        os.replace(
+            partial[table], output_dir / raw_file_name(table, encrypted=encrypted)
+        )
     summary = ExtractSummary(config=config, rows=rows, defects=defects)
     (output_dir / SUMMARY_FILE).write_text(summary.to_json() + "\n")
     return summary

@@ -1,4 +1,5 @@
-"""The ingestion pipeline: raw extract -> data contracts -> accepted and quarantine."""
+"""The ingestion pipeline: raw extract -> data contracts -> accepted and quarantine
+-> pseudonymised primary layer."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ from bankplatform.pipelines.ingestion.nodes import (
     check_transactions,
     report_ingestion,
 )
+from bankplatform.pipelines.ingestion.pseudonymisation import (
+    pseudonymise_accounts,
+    pseudonymise_customers,
+    pseudonymise_loan_applications,
+    pseudonymise_transactions,
+    publish_loan_outcomes,
+)
 
 _PARENT = {
     "accounts": "customers",
@@ -31,14 +39,31 @@ _CHECKS: dict[str, Callable[..., ContractResult]] = {
     "loan_outcomes": check_loan_outcomes,
 }
 
+_PSEUDONYMISE: dict[str, Callable[..., object]] = {
+    "customers": pseudonymise_customers,
+    "accounts": pseudonymise_accounts,
+    "transactions": pseudonymise_transactions,
+    "loan_applications": pseudonymise_loan_applications,
+}
+
 
 def create_pipeline(**kwargs: object) -> Pipeline:
     """Build the ingestion pipeline.
 
     Returns:
-        One contract node per raw table, parents first, and the report node.
+        One contract node per raw table (parents first), one pseudonymisation
+        node per table with identifiers, and the report node.
     """
     nodes = [_contract_node(table) for table in RAW_TABLES]
+    nodes.extend(_pseudonymise_node(table) for table in _PSEUDONYMISE)
+    nodes.append(
+        Node(
+            publish_loan_outcomes,
+            inputs="loan_outcomes_accepted",
+            outputs="loan_outcomes_primary",
+            name="publish_loan_outcomes_node",
+        )
+    )
     nodes.append(
         Node(
             report_ingestion,
@@ -64,4 +89,16 @@ def _contract_node(table: str) -> Node:
             f"{table}_contract_counts",
         ],
         name=f"check_{table}_contract_node",
+    )
+
+
+def _pseudonymise_node(table: str) -> Node:
+    inputs = [f"{table}_accepted", "pseudonymisation_key"]
+    if table == "customers":
+        inputs.append("params:ingestion")
+    return Node(
+        _PSEUDONYMISE[table],
+        inputs=inputs,
+        outputs=f"{table}_primary",
+        name=f"pseudonymise_{table}_node",
     )

@@ -1,0 +1,63 @@
+"""``bankplatform token``: signed bearer tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import click
+
+
+@click.group()
+def token() -> None:
+    """Signed bearer tokens (for the CLI in non-local envs, schedulers, scoring clients)."""
+
+
+@token.command("issue")
+@click.option("--user", required=True, help="Subject: a person, scheduler or client.")
+@click.option(
+    "--role", "roles", required=True, multiple=True, help="Role (repeatable)."
+)
+@click.option(
+    "--ttl-minutes", type=click.IntRange(min=1), help="Lifetime [security.yml]."
+)
+@click.option("--env", help="Kedro env whose security.yml applies [manifest default].")
+def issue(
+    user: str, roles: tuple[str, ...], ttl_minutes: int | None, env: str | None
+) -> None:
+    """Print a signed token for USER with ROLE(s); needs platform_admin outside local."""
+    from bankplatform.cli.access import authorised
+    from bankplatform.security.policy import Action
+
+    security = authorised(env, Action.ISSUE_TOKENS, f"token:{user}")
+    minutes = ttl_minutes or security.settings.token_ttl_minutes
+    signed, jti = security.tokens().issue(user, list(roles), timedelta(minutes=minutes))
+    security.audit_log().append(
+        actor=security.starter().name,
+        action="token.issue",
+        resource=f"token:{jti}",
+        outcome="allowed",
+        details={"subject": user, "roles": sorted(roles), "ttl_minutes": minutes},
+    )
+    click.echo(f"token id (jti) {jti}, expires in {minutes} min", err=True)
+    click.echo(signed)
+
+
+@token.command("revoke")
+@click.argument("jti")
+@click.option("--reason", required=True, help="Why (kept in the revocation list).")
+@click.option("--env", help="Kedro env whose security.yml applies [manifest default].")
+def revoke(jti: str, reason: str, env: str | None) -> None:
+    """Revoke the token with id JTI."""
+    from bankplatform.cli.access import authorised
+    from bankplatform.security.policy import Action
+
+    security = authorised(env, Action.ISSUE_TOKENS, f"token:{jti}")
+    security.tokens().revoke(jti, reason)
+    security.audit_log().append(
+        actor=security.starter().name,
+        action="token.revoke",
+        resource=f"token:{jti}",
+        outcome="allowed",
+        details={"reason": reason},
+    )
+    click.echo(f"revoked token {jti}")

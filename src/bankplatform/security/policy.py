@@ -1,0 +1,155 @@
+"""Roles and permitted actions (``access:`` in ``conf/<env>/security.yml``).
+
+Shaped like Feast's permission model: an enum of actions, a policy that maps
+roles to actions and identities to roles, and one enforcement function that
+denies by default and writes every decision it is given a log for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from bankplatform.errors import BankplatformError
+from bankplatform.security.audit import AuditLog
+
+
+class Action(StrEnum):
+    """Everything a role can be permitted to do."""
+
+    RUN_PIPELINE = "run_pipeline"
+    GENERATE_SYNTHETIC_DATA = "generate_synthetic_data"
+    READ_PII = "read_pii"
+    WRITE_PII = "write_pii"
+    READ_CONFIDENTIAL = "read_confidential"
+    WRITE_CONFIDENTIAL = "write_confidential"
+    REGISTER_MODEL = "register_model"
+    APPROVE_MODEL = "approve_model"
+    REJECT_MODEL = "reject_model"
+    PROMOTE_MODEL = "promote_model"
+    DECOMMISSION_MODEL = "decommission_model"
+    MANAGE_KEYS = "manage_keys"
+    ISSUE_TOKENS = "issue_tokens"
+    MANAGE_TRAFFIC = "manage_traffic"
+    SCORE = "score"
+    READ_AUDIT_LOG = "read_audit_log"
+    READ_REPORTS = "read_reports"
+
+
+class AccessDenied(BankplatformError):
+    """The acting identity lacks the permission; the message says which."""
+
+
+class IdentityError(BankplatformError):
+    """No acceptable identity: unknown user, bad token, or none where one is needed."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who acts: a person or a service, with roles; a service acts on someone's behalf.
+
+    Attributes:
+        name: User name, token subject or service identity.
+        roles: The roles held.
+        source: ``user`` (``$BANKPLATFORM_USER`` or the local default),
+            ``token`` or ``service``.
+        on_behalf_of: For a service: who started it.
+    """
+
+    name: str
+    roles: frozenset[str]
+    source: str
+    on_behalf_of: str | None = None
+
+
+class AccessPolicy(BaseModel):
+    """``access:`` in ``security.yml``.
+
+    Attributes:
+        roles: Role -> permitted actions.
+        users: User -> roles.
+        services: Service identity -> roles.
+        pipelines: Pipeline -> the service identity its nodes run as.
+        local_default_user: Who acts in a developer env when
+            ``$BANKPLATFORM_USER`` is not set.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    roles: dict[str, frozenset[Action]]
+    users: dict[str, list[str]] = {}
+    services: dict[str, list[str]] = {}
+    pipelines: dict[str, str] = {}
+    local_default_user: str | None = None
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Self:
+        for kind, members in (("user", self.users), ("service", self.services)):
+            for member, roles in members.items():
+                unknown = sorted(set(roles) - set(self.roles))
+                if unknown:
+                    msg = f"{kind} {member} has unknown role(s) {', '.join(unknown)}"
+                    raise ValueError(msg)
+        for pipeline, service in self.pipelines.items():
+            if service not in self.services:
+                msg = f"pipeline {pipeline} runs as unknown service {service}"
+                raise ValueError(msg)
+        if self.local_default_user and self.local_default_user not in self.users:
+            msg = f"local_default_user {self.local_default_user} is not in users"
+            raise ValueError(msg)
+        return self
+
+    def permits(self, principal: Principal, action: Action) -> bool:
+        """Whether any of the principal's roles permits ``action`` (unknown roles: none)."""
+        return any(action in self.roles.get(role, ()) for role in principal.roles)
+
+    def user(self, name: str) -> Principal:
+        """A declared user with their roles."""
+        if name not in self.users:
+            msg = f"user {name!r} is not declared in security.yml (access.users)"
+            raise IdentityError(msg)
+        return Principal(name, frozenset(self.users[name]), "user")
+
+    def service_for(self, pipeline_tags: set[str], starter: Principal) -> Principal:
+        """The service identity a node runs as, given its pipeline tags, else the starter."""
+        for pipeline in sorted(pipeline_tags & set(self.pipelines)):
+            service = self.pipelines[pipeline]
+            return Principal(
+                service, frozenset(self.services[service]), "service", starter.name
+            )
+        return starter
+
+
+def enforce(
+    policy: AccessPolicy,
+    principal: Principal,
+    action: Action,
+    resource: str,
+    log: AuditLog | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Allow ``action`` on ``resource`` only if a role of ``principal`` permits it.
+
+    Deny by default. With a ``log``, the decision is audited either way; a
+    denial is written before it is raised.
+
+    Raises:
+        AccessDenied: No role of the principal permits the action.
+    """
+    allowed = policy.permits(principal, action)
+    if log is not None:
+        log.append(
+            actor=principal.name,
+            on_behalf_of=principal.on_behalf_of,
+            action=action.value,
+            resource=resource,
+            outcome="allowed" if allowed else "denied",
+            details={"roles": sorted(principal.roles), **(details or {})},
+        )
+    if not allowed:
+        roles = ", ".join(sorted(principal.roles)) or "none"
+        msg = f"access denied: {principal.name} (roles: {roles}) may not {action.value} on {resource}"
+        raise AccessDenied(msg)
