@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import audit_log
+import encrypted_parquet
 import generation
 import ingestion
 import lineage_overhead
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "ingestion": ingestion.main,
     "lineage": lineage_overhead.main,
     "audit": audit_log.main,
+    "encryption": encrypted_parquet.main,
 }
 
 

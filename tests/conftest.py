@@ -166,4 +166,6 @@ def ingested_workspace(
         ["kedro", "run", "--pipeline", "ingestion", "--env", "test"], root
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # Kept for the test that looks for raw PII in everything a run leaves behind.
+    (root / "kedro_run.log").write_text(result.stdout + result.stderr)
     yield root

@@ -1,0 +1,262 @@
+"""Security on real runs and commands: pseudonymisation, access, residency,
+tokens and key rotation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from kedro.io.core import DatasetError
+
+from bankplatform.synthetic import ExtractSummary
+from bankplatform.workspace import open_workspace
+from tests.conftest import read_encrypted, read_raw, run_command, workspace_keyring
+
+pytestmark = pytest.mark.integration
+TABLES = ("customers", "accounts", "transactions", "loan_applications", "loan_outcomes")
+PII_COLUMNS = {
+    "customers": ["customer_id", "name", "national_id", "email", "phone", "postcode"],
+    "accounts": ["account_id"],
+}
+
+
+def _raw_pii(root: Path) -> set[str]:
+    values: set[str] = set()
+    for table, columns in PII_COLUMNS.items():
+        frame = read_raw(root / "data" / "01_raw", table)
+        for column in columns:
+            values.update(str(v) for v in frame[column].dropna() if len(str(v)) >= 4)
+    return values
+
+
+def _audit(root: Path) -> list[dict[str, object]]:
+    log = root / ".bankplatform" / "audit" / "audit.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@pytest.mark.xdist_group("ingested")
+def test_no_raw_pii_value_reaches_later_layers_logs_or_mlflow(
+    ingested_workspace: Path,
+) -> None:
+    pii = _raw_pii(ingested_workspace)
+    assert len(pii) > 5_000
+    primary = {
+        table: read_encrypted(
+            ingested_workspace / "data" / "03_primary" / f"{table}.parquet.enc",
+            f"{table}_primary",
+        )
+        for table in TABLES
+    }
+    customers = primary["customers"]
+    assert "date_of_birth" not in customers and "name" not in customers
+    assert set(customers["age_band"].dropna()) <= {
+        "<18",
+        "18-24",
+        "25-34",
+        "35-44",
+        "45-54",
+        "55-64",
+        "65+",
+    }
+    assert customers["postcode_area"].str.fullmatch(r"[A-Z]{1,2}").all()
+    cells = {
+        str(value)
+        for frame in primary.values()
+        for column in frame.columns
+        if frame[column].dtype.kind in "OU"
+        or str(frame[column].dtype).startswith("string")
+        for value in frame[column].dropna().unique()
+    }
+    assert not cells & pii
+    leftovers = [
+        ingested_workspace / "kedro_run.log",
+        ingested_workspace / "mlflow.db",
+        *(ingested_workspace / "mlartifacts").rglob("*"),
+        *(ingested_workspace / "data" / "08_reporting").rglob("*"),
+        *(ingested_workspace / ".bankplatform" / "audit").rglob("*"),
+    ]
+    texts = [p.read_bytes().decode("latin-1") for p in leftovers if p.is_file()]
+    assert len(texts) >= 5
+    found = [value for value in pii if any(value in text for text in texts)]
+    assert found == []
+
+
+@pytest.mark.xdist_group("ingested")
+def test_joins_still_work_on_tokens(ingested_workspace: Path) -> None:
+    primary = ingested_workspace / "data" / "03_primary"
+    customers = read_encrypted(primary / "customers.parquet.enc", "customers_primary")
+    accounts = read_encrypted(primary / "accounts.parquet.enc", "accounts_primary")
+    transactions = read_encrypted(
+        primary / "transactions.parquet.enc", "transactions_primary"
+    )
+    raw_accounts = read_encrypted(
+        ingested_workspace / "data" / "02_intermediate" / "accounts.parquet.enc",
+        "accounts_accepted",
+    )
+    assert accounts["customer_token"].isin(customers["customer_token"]).all()
+    assert transactions["account_token"].isin(accounts["account_token"]).all()
+    # Token joins give the same row counts as the raw-id joins did.
+    per_customer = accounts.groupby("customer_token").size().sort_values().to_numpy()
+    raw_per_customer = (
+        raw_accounts.groupby("customer_id").size().sort_values().to_numpy()
+    )
+    assert (per_customer == raw_per_customer).all()
+    assert customers["customer_token"].str.fullmatch(r"cus_[0-9a-f]{32}").all()
+
+
+@pytest.mark.xdist_group("ingested")
+def test_a_data_scientist_cannot_read_raw_pii_and_the_denial_is_audited(
+    ingested_workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANKPLATFORM_USER", "dana.scientist")
+    monkeypatch.delenv("BANKPLATFORM_TOKEN", raising=False)
+    ws = open_workspace(env="test", start=ingested_workspace)
+    pseudonymised = ws.catalog.load("customers_primary")
+    assert "customer_token" in pseudonymised
+    for name in ("customers_raw", "customers_accepted", "pseudonymisation_key"):
+        with pytest.raises(DatasetError) as caught:
+            ws.catalog.load(name)
+        assert (
+            f"access denied: dana.scientist (roles: data_scientist) may not read_pii on dataset:{name}"
+            in str(caught.value)
+        )
+    tail = _audit(ingested_workspace)[-4:]
+    assert [(r["actor"], r["action"], r["resource"], r["outcome"]) for r in tail] == [
+        ("dana.scientist", "read_confidential", "dataset:customers_primary", "allowed"),
+        ("dana.scientist", "read_pii", "dataset:customers_raw", "denied"),
+        ("dana.scientist", "read_pii", "dataset:customers_accepted", "denied"),
+        ("dana.scientist", "read_pii", "dataset:pseudonymisation_key", "denied"),
+    ]
+
+
+def test_pii_into_the_cloud_zone_is_refused_before_anything_is_written(
+    workspace_dir: Path, small_extract: tuple[Path, ExtractSummary]
+) -> None:
+    for file in small_extract[0].iterdir():
+        shutil.copy(file, workspace_dir / "data" / "01_raw" / file.name)
+    (workspace_dir / "conf" / "test" / "catalog.yml").write_text(
+        """\
+"{table}_quarantine":
+  type: bankplatform.datasets.EncryptedParquetDataset
+  filepath: s3-mounted/quarantine/{table}.parquet.enc
+  dataset: "{table}_quarantine"
+  metadata: {zone: cloud, classification: pii}
+"""
+    )
+    result = run_command(
+        ["kedro", "run", "--pipeline", "ingestion", "--env", "test"], workspace_dir
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: run failed: data residency: dataset accounts_quarantine is classified "
+        "pii but placed in the cloud zone (and 9 more)"
+    )
+    written = [
+        p for p in workspace_dir.rglob("*.parquet.enc") if "01_raw" not in str(p)
+    ]
+    assert written == []
+    refusal = _audit(workspace_dir)[-1]
+    assert (refusal["action"], refusal["outcome"]) == ("data_residency", "denied")
+    assert len(refusal["details"]["violations"]) == 10  # type: ignore[index]
+    assert any(
+        v.startswith(
+            "node check_customers_contract_node would save pii data from customers_raw"
+        )
+        for v in refusal["details"]["violations"]  # type: ignore[index]
+    )
+
+
+def test_tokens_carry_roles_across_envs_and_revocation_and_denials_work(
+    workspace_dir: Path,
+) -> None:
+    def issue(user: str, role: str) -> tuple[str, str]:
+        done = run_command(
+            ["bankplatform", "token", "issue", "--user", user, "--role", role],
+            workspace_dir,
+        )
+        assert done.returncode == 0, done.stderr
+        jti = done.stderr.split("token id (jti) ")[1].split(",")[0]
+        return done.stdout.strip(), jti
+
+    auditor, auditor_jti = issue("audrey.auditor", "auditor")
+    client, _ = issue("scoring-app", "scoring_client")
+    denied = run_command(
+        ["bankplatform", "audit", "show", "--env", "prod"],
+        workspace_dir,
+        extra_env={"BANKPLATFORM_TOKEN": client},
+    )
+    assert denied.returncode == 1
+    assert denied.stderr.strip() == (
+        "Error: access denied: scoring-app (roles: scoring_client) may not read_audit_log on audit_log"
+    )
+    shown = run_command(
+        ["bankplatform", "audit", "show", "--tail", "2", "--env", "prod"],
+        workspace_dir,
+        extra_env={"BANKPLATFORM_TOKEN": auditor},
+    )
+    assert shown.returncode == 0, shown.stderr
+    denial, own = (json.loads(line) for line in shown.stdout.splitlines())
+    assert (denial["actor"], denial["outcome"]) == ("scoring-app", "denied")
+    assert (own["actor"], own["action"], own["outcome"]) == (
+        "audrey.auditor",
+        "read_audit_log",
+        "allowed",
+    )
+    no_token = run_command(
+        ["bankplatform", "audit", "show", "--env", "prod"], workspace_dir
+    )
+    assert no_token.stderr.strip().startswith(
+        "Error: env prod needs a signed token in $BANKPLATFORM_TOKEN"
+    )
+    revoked = run_command(
+        ["bankplatform", "token", "revoke", auditor_jti, "--reason", "left the bank"],
+        workspace_dir,
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    again = run_command(
+        ["bankplatform", "audit", "show", "--env", "prod"],
+        workspace_dir,
+        extra_env={"BANKPLATFORM_TOKEN": auditor},
+    )
+    assert again.stderr.strip() == "Error: token rejected: revoked"
+    unknown = run_command(
+        ["bankplatform", "token", "issue", "--user", "x", "--role", "superuser"],
+        workspace_dir,
+    )
+    assert unknown.stderr.strip() == "Error: unknown role(s) superuser"
+
+
+def test_keys_rotate_rewraps_every_file_and_the_pipeline_still_runs(
+    ingested_workspace: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "workspace"
+    shutil.copytree(ingested_workspace, root)
+    before = run_command(["bankplatform", "keys", "status"], root)
+    assert before.stdout.strip().splitlines()[-1].endswith("protects 20 file(s)")
+    rotated = run_command(["bankplatform", "keys", "rotate"], root)
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout.strip().splitlines()[-1] == (
+        "rotated: primary key version 2, 20 file(s) re-wrapped, retired: 1"
+    )
+    status = run_command(["bankplatform", "keys", "status"], root).stdout.splitlines()
+    assert status[0].startswith("key version 1 (retired ")
+    assert status[0].endswith("protects 0 file(s)")
+    assert status[1].startswith("key version 2 (primary)")
+    assert status[1].endswith("protects 20 file(s)")
+    rerun = run_command(
+        ["kedro", "run", "--pipeline", "ingestion", "--env", "test"], root
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    customers = read_encrypted(
+        root / "data" / "03_primary" / "customers.parquet.enc",
+        "customers_primary",
+        keyring=workspace_keyring(root),
+    )
+    assert len(customers) == len(
+        read_encrypted(
+            ingested_workspace / "data" / "03_primary" / "customers.parquet.enc",
+            "customers_primary",
+        )
+    )
