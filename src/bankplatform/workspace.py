@@ -5,7 +5,8 @@
     from bankplatform.workspace import open_workspace
 
     ws = open_workspace()  # finds the project from the notebook's folder
-    customers = ws.catalog.load("customers_accepted")
+    customers = ws.catalog.load("customers_primary")  # pseudonymised
+    store = ws.feature_store()  # the env's Feast FeatureStore
     ws.run("ingestion")  # the same pipeline production runs with `kedro run`
 
     with tracked_run("exploration") as run:  # an ad-hoc experiment, tracked
@@ -30,6 +31,7 @@ from bankplatform.project import find_project_root, require_env_folder, resolve_
 __all__ = ["TrackedRun", "Workspace", "open_workspace", "tracked_run"]
 
 if TYPE_CHECKING:
+    from feast import FeatureStore
     from kedro.framework.context import KedroContext
     from kedro.io import CatalogProtocol
 
@@ -44,6 +46,11 @@ class Workspace:
     session: KedroSession
     context: KedroContext = field(repr=False)
     catalog: CatalogProtocol[Any, Any] = field(repr=False)
+
+    def feature_store(self) -> FeatureStore:
+        """The Feast ``FeatureStore`` configured for this env (catalog entry ``feature_store``)."""
+        store: FeatureStore = self.catalog.load("feature_store")
+        return store
 
     @property
     def parameters(self) -> dict[str, Any]:

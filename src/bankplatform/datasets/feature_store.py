@@ -1,0 +1,128 @@
+"""``FeatureStoreDataset``: the env's configured Feast ``FeatureStore``, as a node input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from kedro.io.core import AbstractDataset, DatasetError
+
+from bankplatform.security.runtime import guard_dataset
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+_SQLITE_ONLINE = "online.db"
+
+
+class FeatureStoreDataset(AbstractDataset[None, "FeatureStore"]):
+    """Loads the Feast store of a Kedro env; its repo folder holds the feature tables.
+
+    The repo folder is ``filepath`` (the feature layer): the registry and the
+    SQLite online store default to files there, the sources' relative paths
+    resolve there, and on load the equivalent ``feature_store.yaml`` is written
+    there for Feast's own CLI (``feast -c data/04_feature feature-views list``).
+    Other stores pass through as Feast's own configuration, e.g. in ``conf/prod``
+    ``online_store: {type: redis, connection_string: ...}`` and ``registry:
+    {registry_type: sql, path: postgresql://...}``.
+
+    Example ``catalog.yml``:
+
+    .. code-block:: yaml
+
+        feature_store:
+          type: bankplatform.datasets.FeatureStoreDataset
+          filepath: data/04_feature
+          project: bankplatform
+          online_store: {type: sqlite}
+          offline_store: {type: duckdb}
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        project: str,
+        online_store: dict[str, Any] | None = None,
+        offline_store: dict[str, Any] | None = None,
+        registry: str | dict[str, Any] = "registry.db",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Create the dataset.
+
+        Args:
+            filepath: The Feast repo folder (feature layer).
+            project: Feast project name.
+            online_store: Feast online store config; default SQLite in the folder.
+            offline_store: Feast offline store config; default DuckDB.
+            registry: Registry file (relative to the folder) or Feast registry config.
+            metadata: Catalog metadata (zone, classification).
+        """
+        self._repo = Path(filepath)
+        self._project = project
+        self._online = dict(online_store or {"type": "sqlite"})
+        self._offline = dict(offline_store or {"type": "duckdb"})
+        self._registry = registry
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "filepath": str(self._repo),
+            "project": self._project,
+            "online_store": self._online.get("type"),
+            "offline_store": self._offline.get("type"),
+        }
+
+    def repo_settings(self) -> dict[str, Any]:
+        """The store's configuration as ``feature_store.yaml`` holds it."""
+        online = dict(self._online)
+        if online.get("type") == "sqlite":
+            online.setdefault("path", str(self._repo / _SQLITE_ONLINE))
+        registry = (
+            str(self._repo / self._registry)
+            if isinstance(self._registry, str)
+            else self._registry
+        )
+        return {
+            "project": self._project,
+            "provider": "local",
+            "registry": registry,
+            "online_store": online,
+            "offline_store": self._offline,
+            "entity_key_serialization_version": 3,
+            # Materialise only each entity's latest row, not every snapshot.
+            "materialization": {"pull_latest_features": True},
+        }
+
+    def load(self) -> FeatureStore:
+        """The configured store (the folder is created if missing).
+
+        Raises:
+            DatasetError: The configuration is not one Feast accepts.
+        """
+        # Feast is imported here, not with the package: other datasets load faster.
+        from feast import FeatureStore  # noqa: PLC0415
+        from feast.repo_config import RepoConfig  # noqa: PLC0415
+
+        guard_dataset("feature_store", self.metadata, "read")
+        settings = self.repo_settings()
+        self._repo.mkdir(parents=True, exist_ok=True)
+        try:
+            config = RepoConfig(repo_path=self._repo, **settings)
+        except Exception as error:  # pydantic's ValidationError and Feast's own
+            first = str(error).splitlines()[0]
+            msg = f"feature_store: invalid Feast configuration ({first})"
+            raise DatasetError(msg) from None
+        (self._repo / "feature_store.yaml").write_text(
+            "# Generated from the Kedro catalog entry `feature_store`; edit conf/, not this.\n"
+            + yaml.safe_dump(settings, sort_keys=False)
+        )
+        return FeatureStore(config=config)
+
+    def save(self, data: None) -> None:
+        """Refuse: the store is configuration, not data."""
+        msg = (
+            "feature_store: the store is configured in the catalog and cannot be saved"
+        )
+        raise DatasetError(msg)

@@ -1,0 +1,173 @@
+"""Working with the Feast store: register definitions, point-in-time training sets,
+online lookups, each failure a one-line ``FeatureStoreError``."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from feast import FeatureService, FeatureStore, FeatureView, FileSource
+from feast.errors import FeastObjectNotFoundException
+
+from bankplatform.errors import BankplatformError
+
+ROW_ID = "_row_id"
+
+
+class FeatureStoreError(BankplatformError):
+    """A feature store request that cannot be served: the message says why."""
+
+
+def service_features(service: FeatureService) -> list[str]:
+    """``view:feature`` references a feature service serves, in order."""
+    return [
+        f"{projection.name_to_use()}:{feature.name}"  # type: ignore[no-untyped-call]
+        for projection in service.feature_view_projections
+        for feature in projection.features
+    ]
+
+
+def register_definitions(store: FeatureStore, objects: Sequence[Any]) -> dict[str, Any]:
+    """``feast apply`` the definitions; idempotent, refuses silent service edits.
+
+    Raises:
+        FeatureStoreError: A registered feature service would change its features.
+    """
+    for service in (o for o in objects if isinstance(o, FeatureService)):
+        try:
+            registered = store.get_feature_service(service.name, allow_cache=False)
+        except FeastObjectNotFoundException:
+            continue
+        before, after = (
+            set(service_features(registered)),
+            set(service_features(service)),
+        )
+        if before != after:
+            added = ", ".join(sorted(after - before)) or "none"
+            removed = ", ".join(sorted(before - after)) or "none"
+            msg = (
+                f"feature service {service.name} is registered with other features "
+                f"(added: {added}; removed: {removed}); register it under a new version name"
+            )
+            raise FeatureStoreError(msg)
+    store.apply(_anchored(objects, Path(store.config.repo_path or ".")))
+    return {
+        "project": store.project,
+        "feature_views": sorted(v.name for v in store.list_feature_views()),
+        "feature_services": {
+            s.name: {"version": s.tags.get("version"), "features": service_features(s)}
+            for s in store.list_feature_services()
+        },
+    }
+
+
+def _anchored(objects: Sequence[Any], repo: Path) -> list[Any]:
+    """Copies whose file sources point at absolute paths under ``repo``.
+
+    Feast's DuckDB offline store reads a source's path as given, not relative to
+    the repo folder, so relative paths are anchored here at every apply.
+    """
+    copies = copy.deepcopy(list(objects))
+    sources = [o for o in copies if isinstance(o, FileSource)]
+    sources += [
+        o.batch_source
+        for o in copies
+        if isinstance(o, FeatureView) and isinstance(o.batch_source, FileSource)
+    ]
+    for source in sources:
+        source.file_options.uri = FileSource.get_uri_for_file_path(
+            repo, source.file_options.uri
+        )
+    return copies
+
+
+def check_feature_refs(store: FeatureStore, refs: Sequence[str]) -> None:
+    """Every ``view:feature`` must exist in the registry.
+
+    Raises:
+        FeatureStoreError: Naming the first unknown view or feature.
+    """
+    views = {v.name: v for v in store.list_all_feature_views()}
+    for ref in refs:
+        view_name, _, feature = ref.partition(":")
+        view = views.get(view_name)
+        if view is None:
+            msg = f"unknown feature view {view_name!r} in {ref!r}; known: {', '.join(sorted(views))}"
+            raise FeatureStoreError(msg)
+        names = [f.name for f in view.features]
+        if feature not in names:
+            msg = f"unknown feature {ref!r}; {view_name} has: {', '.join(names)}"
+            raise FeatureStoreError(msg)
+
+
+def training_set(
+    store: FeatureStore, entity_frame: pd.DataFrame, service: FeatureService
+) -> pd.DataFrame:
+    """Point-in-time correct features for each entity row, in the frame's order.
+
+    Feast does not keep the entity frame's row order, so a row id travels with it.
+
+    Args:
+        store: The feature store.
+        entity_frame: Join keys and ``event_timestamp`` (UTC), one row per example.
+        service: The feature service to serve.
+
+    Returns:
+        The entity frame's columns plus the features; same rows, same order.
+
+    Raises:
+        FeatureStoreError: A join key or the timestamp is missing, or rows were lost.
+    """
+    needed = {"event_timestamp"} | {
+        key
+        for projection in service.feature_view_projections
+        for key in store.get_feature_view(projection.name).join_keys
+    }
+    missing = sorted(needed - set(entity_frame.columns))
+    if missing:
+        msg = f"entity frame lacks column(s) {', '.join(missing)} needed by {service.name}"
+        raise FeatureStoreError(msg)
+    framed = entity_frame.assign(**{ROW_ID: range(len(entity_frame))})
+    result = store.get_historical_features(entity_df=framed, features=service).to_df()
+    if len(result) != len(entity_frame):
+        msg = f"feature store returned {len(result)} rows for {len(entity_frame)} entity rows"
+        raise FeatureStoreError(msg)
+    result = result.sort_values(ROW_ID).drop(columns=ROW_ID).reset_index(drop=True)
+    return result[
+        [
+            *entity_frame.columns,
+            *[c for c in result.columns if c not in entity_frame.columns],
+        ]
+    ]
+
+
+def online_customer_features(
+    store: FeatureStore, customer_tokens: Sequence[str], refs: Sequence[str]
+) -> pd.DataFrame:
+    """Online features of known customers.
+
+    Raises:
+        FeatureStoreError: An unknown feature, or a customer the online store lacks.
+    """
+    check_feature_refs(store, refs)
+    response = store.get_online_features(
+        features=list(refs),
+        entity_rows=[{"customer_token": token} for token in customer_tokens],
+    ).to_df()
+    features = [ref.partition(":")[2] for ref in refs]
+    unknown = response.loc[response[features].isna().all(axis=1), "customer_token"]
+    if len(unknown):
+        msg = f"unknown customer token(s) in the online store: {', '.join(map(str, unknown[:5]))}"
+        raise FeatureStoreError(msg)
+    return response
+
+
+def materialize(store: FeatureStore, views: Sequence[str], end: datetime) -> None:
+    """Load the latest value per customer up to ``end`` into the online store."""
+    store.materialize(
+        start_date=datetime(1970, 1, 2), end_date=end, feature_views=list(views)
+    )

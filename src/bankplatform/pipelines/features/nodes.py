@@ -1,0 +1,199 @@
+"""Nodes of the features pipeline: feature tables, Feast registration and
+materialisation, and the point-in-time training set."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from feast import FeatureStore
+from pydantic import BaseModel, ConfigDict, Field
+
+from bankplatform.feature_repo.definitions import (
+    CUSTOMER_FEATURE_VIEWS,
+    FEATURE_REPOSITORY,
+    FEATURE_SERVICES,
+)
+from bankplatform.features.customer_features import build_customer_snapshots
+from bankplatform.features.store import (
+    FeatureStoreError,
+    materialize,
+    register_definitions,
+    service_features,
+    training_set,
+)
+
+LABEL = "defaulted"
+PROTECTED_ATTRIBUTES = ("gender", "age_band")
+
+
+class FeaturesParameters(BaseModel):
+    """``params:features``.
+
+    Attributes:
+        chunk_customers: Customers per chunk when building snapshots (bounds memory).
+        feature_service: The feature service the training set is built from.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    chunk_customers: int = Field(default=50_000, ge=100)
+    feature_service: str = "credit_default_v1"
+
+
+def build_customer_features(
+    customers_primary: pd.DataFrame,
+    accounts_primary: pd.DataFrame,
+    transactions_primary: pd.DataFrame,
+    features: dict[str, Any],
+) -> pd.DataFrame:
+    """Monthly customer snapshots: transactions, balances, delinquency, profile.
+
+    Args:
+        customers_primary: Pseudonymised customers.
+        accounts_primary: Pseudonymised accounts.
+        transactions_primary: Pseudonymised transactions.
+        features: ``params:features``.
+
+    Returns:
+        One row per customer and month, keyed by ``customer_token`` and ``event_timestamp``.
+    """
+    parameters = FeaturesParameters.model_validate(features)
+    return build_customer_snapshots(
+        customers_primary,
+        accounts_primary,
+        transactions_primary,
+        parameters.chunk_customers,
+    )
+
+
+def build_application_features(loan_applications_primary: pd.DataFrame) -> pd.DataFrame:
+    """The terms of each application at its application time.
+
+    Args:
+        loan_applications_primary: Pseudonymised loan applications.
+
+    Returns:
+        ``application_id``, ``customer_token``, ``event_timestamp`` (UTC) and the terms.
+    """
+    applications = loan_applications_primary
+    return pd.DataFrame(
+        {
+            "application_id": applications["application_id"].astype(str),
+            "customer_token": applications["customer_token"].astype(str),
+            "event_timestamp": _utc(applications["applied_at"]),
+            "loan_amount": applications["amount"].astype("float64"),
+            "term_months": applications["term_months"].astype("int64"),
+            "purpose": applications["purpose"].astype(str),
+        }
+    )
+
+
+def register_feature_repository(
+    feature_store: FeatureStore,
+    customer_features: pd.DataFrame,
+    application_features: pd.DataFrame,
+) -> dict[str, Any]:
+    """``feast apply`` the repository (idempotent) once its tables hold every feature.
+
+    Args:
+        feature_store: The env's Feast store.
+        customer_features: The saved customer snapshots.
+        application_features: The saved application terms.
+
+    Returns:
+        What is registered: views, services with version and features.
+
+    Raises:
+        FeatureStoreError: A table lacks a defined feature, or a service changed.
+    """
+    columns = set(customer_features.columns) | set(application_features.columns)
+    for service in FEATURE_SERVICES.values():
+        absent = [
+            r for r in service_features(service) if r.partition(":")[2] not in columns
+        ]
+        if absent:
+            msg = f"feature tables lack {', '.join(absent)} served by {service.name}"
+            raise FeatureStoreError(msg)
+    return register_definitions(feature_store, FEATURE_REPOSITORY)
+
+
+def materialize_online_store(
+    feature_store: FeatureStore,
+    customer_features: pd.DataFrame,
+    feature_registration: dict[str, Any],
+) -> dict[str, Any]:
+    """Load each customer's latest snapshot into the online store.
+
+    Args:
+        feature_store: The env's Feast store.
+        customer_features: The customer snapshots (their latest time ends the range).
+        feature_registration: The registration report (orders this after apply).
+
+    Returns:
+        The views materialised and the end of the range.
+    """
+    end: datetime = customer_features["event_timestamp"].max().to_pydatetime()
+    views = [view.name for view in CUSTOMER_FEATURE_VIEWS]
+    materialize(feature_store, views, end)
+    return {
+        "project": feature_registration["project"],
+        "feature_views": views,
+        "materialized_until": end.isoformat(),
+        "customers": int(customer_features["customer_token"].nunique()),
+    }
+
+
+def build_training_set(
+    feature_store: FeatureStore,
+    loan_applications_primary: pd.DataFrame,
+    loan_outcomes_primary: pd.DataFrame,
+    customers_primary: pd.DataFrame,
+    feature_registration: dict[str, Any],
+    features: dict[str, Any],
+) -> pd.DataFrame:
+    """Point-in-time features for every labelled application, with its outcome.
+
+    Args:
+        feature_store: The env's Feast store.
+        loan_applications_primary: Pseudonymised applications.
+        loan_outcomes_primary: 12-month default outcomes.
+        customers_primary: For the protected attributes (fairness tests only).
+        feature_registration: The registration report (orders this after apply).
+        features: ``params:features``.
+
+    Returns:
+        One row per labelled application: keys, time, the service's features,
+        ``defaulted``, and ``gender`` and ``age_band`` (never features).
+    """
+    parameters = FeaturesParameters.model_validate(features)
+    service_name = parameters.feature_service
+    if service_name not in feature_registration["feature_services"]:
+        msg = f"feature service {service_name} is not registered"
+        raise FeatureStoreError(msg)
+    labelled = loan_applications_primary.merge(
+        loan_outcomes_primary[["application_id", LABEL]], on="application_id"
+    )
+    entities = pd.DataFrame(
+        {
+            "application_id": labelled["application_id"].astype(str),
+            "customer_token": labelled["customer_token"].astype(str),
+            "event_timestamp": _utc(labelled["applied_at"]),
+        }
+    )
+    rows = training_set(feature_store, entities, FEATURE_SERVICES[service_name])
+    rows[LABEL] = labelled[LABEL].astype("int8").to_numpy()
+    protected = customers_primary.set_index("customer_token")[
+        list(PROTECTED_ATTRIBUTES)
+    ]
+    return rows.join(protected, on="customer_token")
+
+
+def _utc(times: pd.Series) -> pd.Series:
+    stamps = pd.to_datetime(times)
+    return (
+        stamps.dt.tz_localize("UTC")
+        if stamps.dt.tz is None
+        else stamps.dt.tz_convert("UTC")
+    )
