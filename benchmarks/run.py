@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import audit_log
 import encrypted_parquet
+import feature_store
 import generation
 import ingestion
 import lineage_overhead
@@ -26,6 +27,7 @@ BENCHMARKS = {
     "lineage": lineage_overhead.main,
     "audit": audit_log.main,
     "encryption": encrypted_parquet.main,
+    "features": feature_store.main,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -11,7 +12,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pandas as pd
+import papermill
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -75,9 +78,83 @@ def write_encrypted(frame: pd.DataFrame | pa.Table, path: Path, dataset: str) ->
         pq.write_table(table, sink)
 
 
+def labelled_applications(root: Path) -> pd.DataFrame:
+    """A workspace's pseudonymised loan applications joined with their outcomes."""
+    primary = root / "data" / "03_primary"
+    applications = read_encrypted(
+        primary / "loan_applications.parquet.enc", "loan_applications_primary"
+    )
+    outcomes = read_encrypted(
+        primary / "loan_outcomes.parquet.enc", "loan_outcomes_primary"
+    )
+    return applications.merge(outcomes, on="application_id")
+
+
 def read_raw(folder: Path, table: str) -> pd.DataFrame:
     """A table of an encrypted raw extract."""
     return read_encrypted(folder / f"{table}.parquet.enc", f"{table}_raw")
+
+
+def tiny_book() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Two customers, three accounts, seven bookings over three months: features by hand."""
+    customers = pd.DataFrame(
+        {
+            "customer_token": ["cus_a", "cus_b"],
+            "income": [30_000.0, 50_000.0],
+            "employment_status": ["employed", "retired"],
+            "tenure_months": [12, 240],
+            "gender": ["F", "M"],
+        }
+    )
+    accounts = pd.DataFrame(
+        {
+            "account_token": ["acc_a1", "acc_a2", "acc_b1"],
+            "customer_token": ["cus_a", "cus_a", "cus_b"],
+            "product": ["current_account", "credit_card", "current_account"],
+            "credit_limit": [None, 1_000.0, None],
+        }
+    )
+    rows = [
+        ("acc_a1", "2024-01-05 10:00", 2_000.0, "salary", None, 2_000.0),
+        ("acc_a1", "2024-01-20 12:00", -100.0, "pos", "5411", 1_900.0),
+        ("acc_a1", "2024-01-28 09:00", -50.0, "atm", "6011", 1_850.0),
+        ("acc_a2", "2024-01-30 18:00", -300.0, "ecommerce", "7995", -300.0),
+        ("acc_a2", "2024-02-10 08:00", -12.0, "late_fee", None, -312.0),
+        ("acc_a1", "2024-02-15 07:00", 40.0, "returned_direct_debit", None, 1_890.0),
+        ("acc_b1", "2024-03-03 10:00", 3_000.0, "salary", None, 3_000.0),
+    ]
+    transactions = pd.DataFrame(
+        rows,
+        columns=[
+            "account_token",
+            "booked_at",
+            "amount",
+            "channel",
+            "mcc",
+            "balance_after",
+        ],
+    )
+    transactions["booked_at"] = pd.to_datetime(transactions["booked_at"])
+    return customers, accounts, transactions
+
+
+def notebook_summary(name: str, root: Path, output_dir: Path) -> dict[str, object]:
+    """Execute ``notebooks/<name>`` with papermill on workspace ``root`` (env test) and
+    return the JSON its cell tagged ``summary`` prints."""
+    output = output_dir / name
+    papermill.execute_notebook(
+        REPO / "notebooks" / name,
+        output,
+        parameters={"env": "test", "project_dir": str(root)},
+        cwd=str(root),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    executed = nbformat.read(output, as_version=4)
+    cell = next(c for c in executed.cells if "summary" in c.metadata.get("tags", []))
+    text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    summary: dict[str, object] = json.loads(text)
+    return summary
 
 
 def command_env() -> dict[str, str]:
@@ -151,6 +228,37 @@ def small_extract(
     folder = tmp_path_factory.mktemp("extract_1k")
     config = GeneratorConfig(customers=1_000, seed=7, dirty_rate=0.02)
     return folder, generate_raw_extract(config, folder, key_service=shared_keyring())
+
+
+@pytest.fixture(scope="session")
+def featured_workspace(
+    tmp_path_factory: pytest.TempPathFactory, ingested_workspace: Path
+) -> Path:
+    """A copy of the ingested workspace where `kedro run --pipeline features --env test` ran."""
+    root = tmp_path_factory.mktemp("featured") / "workspace"
+    shutil.copytree(ingested_workspace, root)
+    result = run_command(
+        ["kedro", "run", "--pipeline", "features", "--env", "test"], root
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (root / "kedro_features_run.log").write_text(result.stdout + result.stderr)
+    return root
+
+
+PII_COLUMNS = {
+    "customers": ["customer_id", "name", "national_id", "email", "phone", "postcode"],
+    "accounts": ["account_id"],
+}
+
+
+def raw_pii_values(root: Path) -> set[str]:
+    """Every direct identifier value of a workspace's raw extract (4+ characters)."""
+    values: set[str] = set()
+    for table, columns in PII_COLUMNS.items():
+        frame = read_raw(root / "data" / "01_raw", table)
+        for column in columns:
+            values.update(str(v) for v in frame[column].dropna() if len(str(v)) >= 4)
+    return values
 
 
 @pytest.fixture(scope="session")

@@ -12,23 +12,15 @@ from kedro.io.core import DatasetError
 
 from bankplatform.synthetic import ExtractSummary
 from bankplatform.workspace import open_workspace
-from tests.conftest import read_encrypted, read_raw, run_command, workspace_keyring
+from tests.conftest import (
+    raw_pii_values,
+    read_encrypted,
+    run_command,
+    workspace_keyring,
+)
 
 pytestmark = pytest.mark.integration
 TABLES = ("customers", "accounts", "transactions", "loan_applications", "loan_outcomes")
-PII_COLUMNS = {
-    "customers": ["customer_id", "name", "national_id", "email", "phone", "postcode"],
-    "accounts": ["account_id"],
-}
-
-
-def _raw_pii(root: Path) -> set[str]:
-    values: set[str] = set()
-    for table, columns in PII_COLUMNS.items():
-        frame = read_raw(root / "data" / "01_raw", table)
-        for column in columns:
-            values.update(str(v) for v in frame[column].dropna() if len(str(v)) >= 4)
-    return values
 
 
 def _audit(root: Path) -> list[dict[str, object]]:
@@ -40,7 +32,7 @@ def _audit(root: Path) -> list[dict[str, object]]:
 def test_no_raw_pii_value_reaches_later_layers_logs_or_mlflow(
     ingested_workspace: Path,
 ) -> None:
-    pii = _raw_pii(ingested_workspace)
+    pii = raw_pii_values(ingested_workspace)
     assert len(pii) > 5_000
     primary = {
         table: read_encrypted(

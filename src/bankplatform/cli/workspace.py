@@ -52,7 +52,26 @@ def status(env: str | None) -> None:
         click.echo(_describe_ingestion(ws.catalog.load("ingestion_report")))
     else:
         click.echo("ingestion: not run yet (kedro run --pipeline ingestion)")
+    click.echo(_describe_features(ws))
     click.echo(_describe_lineage(ws))
+
+
+def _describe_features(ws: Workspace) -> str:
+    if not (
+        ws.catalog.exists("feature_registration")
+        and ws.catalog.exists("online_store_materialization")
+    ):
+        return "features: not built yet (kedro run --pipeline features)"
+    registration = ws.catalog.load("feature_registration")
+    online = ws.catalog.load("online_store_materialization")
+    services = ", ".join(
+        f"{name} (version {entry['version']}, {len(entry['features'])} features)"
+        for name, entry in sorted(registration["feature_services"].items())
+    )
+    return (
+        f"features: Feast project {registration['project']}: {services}; online store "
+        f"holds {online['customers']:,} customers as of {online['materialized_until']}"
+    )
 
 
 def _describe_lineage(ws: Workspace) -> str:

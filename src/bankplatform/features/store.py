@@ -88,20 +88,35 @@ def _anchored(objects: Sequence[Any], repo: Path) -> list[Any]:
 def check_feature_refs(store: FeatureStore, refs: Sequence[str]) -> None:
     """Every ``view:feature`` must exist in the registry.
 
+    The registry's views are cached per store and re-read once before a
+    reference is declared unknown, so a lookup costs no registry read.
+
     Raises:
         FeatureStoreError: Naming the first unknown view or feature.
     """
-    views = {v.name: v for v in store.list_all_feature_views()}
+    views = _known_views(store, refresh=False)
     for ref in refs:
         view_name, _, feature = ref.partition(":")
-        view = views.get(view_name)
-        if view is None:
+        if feature not in views.get(view_name, ()):
+            views = _known_views(store, refresh=True)
+        if view_name not in views:
             msg = f"unknown feature view {view_name!r} in {ref!r}; known: {', '.join(sorted(views))}"
             raise FeatureStoreError(msg)
-        names = [f.name for f in view.features]
-        if feature not in names:
-            msg = f"unknown feature {ref!r}; {view_name} has: {', '.join(names)}"
+        if feature not in views[view_name]:
+            msg = f"unknown feature {ref!r}; {view_name} has: {', '.join(views[view_name])}"
             raise FeatureStoreError(msg)
+
+
+_VIEWS: dict[int, dict[str, list[str]]] = {}
+
+
+def _known_views(store: FeatureStore, *, refresh: bool) -> dict[str, list[str]]:
+    if refresh or id(store) not in _VIEWS:
+        _VIEWS[id(store)] = {
+            view.name: [f.name for f in view.features]
+            for view in store.list_all_feature_views(allow_cache=not refresh)
+        }
+    return _VIEWS[id(store)]
 
 
 def training_set(
@@ -157,13 +172,17 @@ def online_customer_features(
     response = store.get_online_features(
         features=list(refs),
         entity_rows=[{"customer_token": token} for token in customer_tokens],
-    ).to_df()
+    ).to_dict()
     features = [ref.partition(":")[2] for ref in refs]
-    unknown = response.loc[response[features].isna().all(axis=1), "customer_token"]
-    if len(unknown):
+    unknown = [
+        token
+        for row, token in enumerate(response["customer_token"])
+        if all(response[name][row] is None for name in features)
+    ]
+    if unknown:
         msg = f"unknown customer token(s) in the online store: {', '.join(map(str, unknown[:5]))}"
         raise FeatureStoreError(msg)
-    return response
+    return pd.DataFrame(response)
 
 
 def materialize(store: FeatureStore, views: Sequence[str], end: datetime) -> None:

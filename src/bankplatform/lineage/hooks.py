@@ -24,6 +24,7 @@ from bankplatform.lineage.fingerprint import FingerprintCache
 from bankplatform.lineage.records import (
     flatten_parameters,
     input_records,
+    output_feature_service_tags,
     pipeline_graph,
     run_tags,
 )
@@ -76,7 +77,11 @@ class LineageHook:
         manifest = load_manifest(root)
         found = {**provenance.describe(root), "lineage.sink": describe_sink(reason)}
         records, input_tags = input_records(pipeline.inputs(), catalog, self._cache)
-        tags = {**run_tags(run_params, env, manifest, found), **input_tags}
+        tags = {
+            **run_tags(run_params, env, manifest, found),
+            **output_feature_service_tags(pipeline.all_outputs(), catalog),
+            **input_tags,
+        }
         sink.start(manifest.model_name, "+".join(pipeline_names(run_params)), tags)
         self._sink = sink
         params = dict(self._context.params)

@@ -138,16 +138,37 @@ def input_records(
     return records, tags
 
 
+def output_feature_service_tags(names: Iterable[str], catalog: Any) -> dict[str, str]:
+    """Feature service tags of the training sets a run writes (catalog metadata)."""
+    tags: dict[str, str] = {}
+    for name in sorted(names):
+        if name in catalog:
+            metadata = getattr(catalog.get(name), "metadata", None)
+            tags.update(_feature_service_tags(name, metadata))
+    return tags
+
+
 def _feature_service_tags(name: str, metadata: dict[str, Any] | None) -> dict[str, str]:
     service = (metadata or {}).get("feature_service")
     if not isinstance(service, dict):
         return {}
+    features = service.get("features") or _registered_features(str(service.get("name")))
     return {
         "feast.feature_service": str(service.get("name")),
         "feast.feature_service_version": str(service.get("version")),
-        "feast.features": ",".join(map(str, service.get("features", []))),
+        "feast.features": ",".join(map(str, features))[:8000],
         "feast.training_set": name,
     }
+
+
+def _registered_features(service_name: str) -> list[str]:
+    """The features a service of our Feast repository serves (empty if unknown)."""
+    # Imported only when a training set is recorded: Feast is slow to import.
+    from bankplatform.feature_repo import FEATURE_SERVICES  # noqa: PLC0415
+    from bankplatform.features.store import service_features  # noqa: PLC0415
+
+    service = FEATURE_SERVICES.get(service_name)
+    return service_features(service) if service is not None else []
 
 
 def pipeline_graph(pipeline: Pipeline) -> str:

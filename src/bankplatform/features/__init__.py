@@ -1,0 +1,1 @@
+"""Customer features: snapshot computation and work with the Feast store."""

@@ -1,0 +1,230 @@
+"""The real Feast store (SQLite online, DuckDB offline) on a tiny book: point in
+time, TTL, row order and count, online/offline consistency, clear errors and
+versioned feature services."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from feast import FeatureService, FeatureStore
+
+from bankplatform.datasets import FeatureStoreDataset
+from bankplatform.feature_repo.definitions import (
+    CUSTOMER_FEATURE_VIEWS,
+    FEATURE_REPOSITORY,
+    credit_default_v1,
+)
+from bankplatform.features.customer_features import build_customer_snapshots
+from bankplatform.features.store import (
+    FeatureStoreError,
+    materialize,
+    online_customer_features,
+    register_definitions,
+    service_features,
+    training_set,
+)
+from bankplatform.pipelines.features.nodes import build_application_features
+from tests.conftest import tiny_book
+
+pytestmark = pytest.mark.integration
+T = pd.Timestamp
+LATE = {
+    "account_token": "acc_a1",
+    "booked_at": T("2024-03-20 10:00"),
+    "amount": -5_000.0,
+    "channel": "transfer_out",
+    "mcc": None,
+    "balance_after": -3_110.0,
+}
+
+
+@pytest.fixture
+def store_and_snapshots(tmp_path: Path) -> tuple[FeatureStore, pd.DataFrame]:
+    customers, accounts, transactions = tiny_book()
+    transactions = pd.concat([transactions, pd.DataFrame([LATE])], ignore_index=True)
+    snapshots = build_customer_snapshots(customers, accounts, transactions, 10)
+    repo = tmp_path / "04_feature"
+    repo.mkdir()
+    snapshots.to_parquet(repo / "customer_features.parquet")
+    applications = pd.DataFrame(
+        {
+            "application_id": ["L1", "L2", "L3", "L4"],
+            "customer_token": ["cus_a", "cus_b", "cus_a", "cus_zzz"],
+            "applied_at": [
+                T(
+                    "2024-03-10 12:00"
+                ),  # after the 1 March snapshot, before the late booking
+                T("2024-03-05 09:00"),
+                T(
+                    "2024-06-15 09:00"
+                ),  # 75 days after the last snapshot: beyond the TTL
+                T("2024-03-10 12:00"),  # a customer the store has never seen
+            ],
+            "amount": [5_000.0, 8_000.0, 2_000.0, 1_000.0],
+            "term_months": [24, 36, 12, 12],
+            "purpose": ["car", "holiday", "car", "car"],
+        }
+    )
+    build_application_features(applications).to_parquet(
+        repo / "application_features.parquet"
+    )
+    store = FeatureStoreDataset(filepath=str(repo), project="testbank").load()
+    register_definitions(store, FEATURE_REPOSITORY)
+    return store, snapshots
+
+
+def _entities() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "application_id": ["L1", "L2", "L3", "L4"],
+            "customer_token": ["cus_a", "cus_b", "cus_a", "cus_zzz"],
+            "event_timestamp": pd.to_datetime(
+                [
+                    "2024-03-10 12:00",
+                    "2024-03-05 09:00",
+                    "2024-06-15 09:00",
+                    "2024-03-10 12:00",
+                ],
+                utc=True,
+            ),
+        }
+    )
+
+
+def _snapshot(snapshots: pd.DataFrame, token: str, month: str) -> pd.Series:
+    chosen = snapshots[
+        (snapshots["customer_token"] == token)
+        & (snapshots["event_timestamp"] == T(month, tz="UTC"))
+    ]
+    return chosen.iloc[0]
+
+
+def test_training_rows_hold_the_as_of_values_in_the_frames_order(
+    store_and_snapshots: tuple[FeatureStore, pd.DataFrame],
+) -> None:
+    store, snapshots = store_and_snapshots
+    rows = training_set(store, _entities(), credit_default_v1)
+    assert list(rows["application_id"]) == [
+        "L1",
+        "L2",
+        "L3",
+        "L4",
+    ]  # order and count kept
+    features = [ref.partition(":")[2] for ref in service_features(credit_default_v1)]
+    march = _snapshot(snapshots, "cus_a", "2024-03-01")
+    april = _snapshot(snapshots, "cus_a", "2024-04-01")
+    # The 20 March transfer changes April's balance, not what L1 (10 March) sees.
+    assert april["current_balance"] != march["current_balance"]
+    first = rows.iloc[0]
+    for name in (
+        "current_balance",
+        "card_balance",
+        "late_fee_count_90d",
+        "txn_count_30d",
+        "income",
+    ):
+        assert first[name] == march[name], name
+    assert (first["loan_amount"], first["term_months"], first["purpose"]) == (
+        5_000.0,
+        24,
+        "car",
+    )
+    assert rows.iloc[1]["income"] == 50_000.0
+    # Beyond the 35-day TTL and unknown customers: the row stays, its features are null.
+    for position in (2, 3):
+        customer_values = rows.iloc[position][
+            [f for f in features if f not in {"loan_amount", "term_months", "purpose"}]
+        ]
+        assert customer_values.isna().all(), position
+    assert rows.iloc[2]["loan_amount"] == 2_000.0
+
+
+def test_online_values_equal_the_latest_offline_ones(
+    store_and_snapshots: tuple[FeatureStore, pd.DataFrame],
+) -> None:
+    store, snapshots = store_and_snapshots
+    end = snapshots["event_timestamp"].max().to_pydatetime()
+    materialize(store, [v.name for v in CUSTOMER_FEATURE_VIEWS], end)
+    refs = [
+        ref
+        for ref in service_features(credit_default_v1)
+        if not ref.startswith("loan_application")
+    ]
+    online = online_customer_features(store, ["cus_a", "cus_b"], refs).set_index(
+        "customer_token"
+    )
+    latest = snapshots.sort_values("event_timestamp").groupby("customer_token").tail(1)
+    for _, row in latest.iterrows():
+        for ref in refs:
+            name = ref.partition(":")[2]
+            expected, found = row[name], online.loc[row["customer_token"], name]
+            if isinstance(expected, float) and math.isnan(expected):
+                assert found is None or math.isnan(found), name
+            else:
+                assert found == expected, name
+    assert online.loc["cus_a", "current_balance"] == -3_110.0
+
+
+def test_unknown_features_customers_and_missing_keys_are_clear_errors(
+    store_and_snapshots: tuple[FeatureStore, pd.DataFrame],
+) -> None:
+    store, snapshots = store_and_snapshots
+    materialize(
+        store,
+        [v.name for v in CUSTOMER_FEATURE_VIEWS],
+        snapshots["event_timestamp"].max().to_pydatetime(),
+    )
+    with pytest.raises(FeatureStoreError) as caught:
+        online_customer_features(store, ["cus_a"], ["customer_balances:salary"])
+    assert str(caught.value).startswith(
+        "unknown feature 'customer_balances:salary'; customer_balances has: current_balance, card_balance"
+    )
+    with pytest.raises(
+        FeatureStoreError, match="unknown feature view 'customer_wealth'"
+    ):
+        online_customer_features(store, ["cus_a"], ["customer_wealth:net_worth"])
+    with pytest.raises(FeatureStoreError) as caught:
+        online_customer_features(
+            store, ["cus_a", "cus_nobody"], ["customer_balances:current_balance"]
+        )
+    assert (
+        str(caught.value) == "unknown customer token(s) in the online store: cus_nobody"
+    )
+    with pytest.raises(FeatureStoreError) as caught:
+        training_set(
+            store, _entities().drop(columns="application_id"), credit_default_v1
+        )
+    assert (
+        str(caught.value)
+        == "entity frame lacks column(s) application_id needed by credit_default_v1"
+    )
+
+
+def test_a_feature_service_cannot_change_silently(
+    store_and_snapshots: tuple[FeatureStore, pd.DataFrame],
+) -> None:
+    store, _ = store_and_snapshots
+    again = register_definitions(store, FEATURE_REPOSITORY)  # idempotent
+    assert again["feature_services"]["credit_default_v1"]["version"] == "1"
+    assert len(again["feature_services"]["credit_default_v1"]["features"]) == 32
+    edited = FeatureService(
+        name="credit_default_v1",
+        features=list(CUSTOMER_FEATURE_VIEWS[:3]),
+        tags={"version": "1"},
+    )
+    with pytest.raises(FeatureStoreError) as caught:
+        register_definitions(store, [*FEATURE_REPOSITORY[:-1], edited])
+    assert str(caught.value).startswith(
+        "feature service credit_default_v1 is registered with other features (added: none; removed: customer_profile:employment_status"
+    )
+    assert str(caught.value).endswith("register it under a new version name")
+    successor = FeatureService(
+        name="credit_default_v2",
+        features=list(CUSTOMER_FEATURE_VIEWS[:3]),
+        tags={"version": "2"},
+    )
+    both = register_definitions(store, [*FEATURE_REPOSITORY, successor])
+    assert set(both["feature_services"]) == {"credit_default_v1", "credit_default_v2"}
