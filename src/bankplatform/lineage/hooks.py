@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from filelock import FileLock
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
@@ -60,6 +61,8 @@ class LineageHook:
         """Open the run and record who, what code, which parameters and which data."""
         root = Path(run_params["project_path"])
         settings, tracking_uri = load_settings(self._context.config_loader, root)
+        # Nodes that log to MLflow themselves (model registration) use the same store.
+        mlflow.set_tracking_uri(tracking_uri)
         env = context_env(self._context)
         sink, reason = open_sink(settings, tracking_uri, env)
         if reason is None and "ParallelRunner" not in str(run_params.get("runner")):

@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 from feast import FeatureStore
-from pydantic import BaseModel, ConfigDict, Field
 
 from bankplatform.feature_repo.definitions import (
     CUSTOMER_FEATURE_VIEWS,
@@ -16,6 +15,7 @@ from bankplatform.feature_repo.definitions import (
     FEATURE_SERVICES,
 )
 from bankplatform.features.customer_features import build_customer_snapshots
+from bankplatform.features.settings import FeaturesParameters
 from bankplatform.features.store import (
     FeatureStoreError,
     materialize,
@@ -26,20 +26,6 @@ from bankplatform.features.store import (
 
 LABEL = "defaulted"
 PROTECTED_ATTRIBUTES = ("gender", "age_band")
-
-
-class FeaturesParameters(BaseModel):
-    """``params:features``.
-
-    Attributes:
-        chunk_customers: Customers per chunk when building snapshots (bounds memory).
-        feature_service: The feature service the training set is built from.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    chunk_customers: int = Field(default=50_000, ge=100)
-    feature_service: str = "credit_default_v1"
 
 
 def build_customer_features(

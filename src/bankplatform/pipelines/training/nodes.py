@@ -1,0 +1,92 @@
+"""Nodes of the training pipeline: train on Ray, register the candidate."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pandas as pd
+
+from bankplatform.feature_repo import FEATURE_SERVICES
+from bankplatform.features.settings import FeaturesParameters
+from bankplatform.features.store import service_features
+from bankplatform.manifest import load_manifest
+from bankplatform.project import find_project_root
+from bankplatform.security.runtime import acting_principal
+from bankplatform.training.boosting import load_booster
+from bankplatform.training.registry import register_candidate
+from bankplatform.training.settings import TrainingParameters
+from bankplatform.training.train import TrainedModel, train_credit_model
+
+CHECKPOINTS = "data/06_models/checkpoints"
+
+
+def train_credit_default_model(
+    training_set: pd.DataFrame, training: dict[str, Any], features: dict[str, Any]
+) -> tuple[TrainedModel, dict[str, Any]]:
+    """Train XGBoost on Ray on the feature service's features, out of time.
+
+    Args:
+        training_set: The point-in-time training set.
+        training: ``params:training``.
+        features: ``params:features`` (which feature service).
+
+    Returns:
+        The candidate, and a report: metrics, Ray API and device, learning
+        curve, feature importance (gain), monotone directions, trials.
+    """
+    parameters = TrainingParameters.model_validate(training)
+    names = _feature_names(features)
+    checkpoints = find_project_root() / CHECKPOINTS / uuid.uuid4().hex
+    trained = train_credit_model(training_set, names, parameters, checkpoints)
+    booster = load_booster(trained.model)
+    report = {
+        "feature_service": FeaturesParameters.model_validate(features).feature_service,
+        "api": trained.api,
+        "device": trained.device,
+        "metrics": trained.metrics,
+        "resumed_from_round": trained.fit.resumed_from_round,
+        "learning_curve": trained.fit.curve,
+        "feature_importance": booster.get_score(importance_type="gain"),
+        "monotone": parameters.monotone,
+        "trials": trained.trials,
+    }
+    return trained, report
+
+
+def register_credit_default_model(
+    trained_model: TrainedModel, training_set: pd.DataFrame, features: dict[str, Any]
+) -> dict[str, Any]:
+    """Log the candidate to MLflow and register it as a new version, gate pending.
+
+    Args:
+        trained_model: The candidate.
+        training_set: For the signature and input example.
+        features: ``params:features`` (which feature service).
+
+    Returns:
+        Model name, version, run id, URI and tags.
+    """
+    root = find_project_root()
+    acting = acting_principal()
+    service = FeaturesParameters.model_validate(features).feature_service
+    return register_candidate(
+        trained_model,
+        training_set.head(50),
+        model_name=load_manifest(root).model_name,
+        feature_service={
+            "name": service,
+            "version": FEATURE_SERVICES[service].tags.get("version"),
+            "features": _feature_names(features),
+        },
+        trainer=acting.on_behalf_of or acting.name,
+        service_identity=acting.name,
+        lock_file=root / "requirements.lock",
+    )
+
+
+def _feature_names(features: dict[str, Any]) -> list[str]:
+    service = FEATURE_SERVICES[
+        FeaturesParameters.model_validate(features).feature_service
+    ]
+    return [ref.partition(":")[2] for ref in service_features(service)]

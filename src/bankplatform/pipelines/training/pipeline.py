@@ -1,0 +1,35 @@
+"""The training pipeline: training set -> XGBoost on Ray -> registered candidate."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Node, Pipeline
+
+from bankplatform.pipelines.training.nodes import (
+    register_credit_default_model,
+    train_credit_default_model,
+)
+
+
+def create_pipeline(**kwargs: object) -> Pipeline:
+    """Build the training pipeline.
+
+    Returns:
+        Train on Ray, then register the candidate in MLflow.
+    """
+    return Pipeline(
+        [
+            Node(
+                train_credit_default_model,
+                inputs=["training_set", "params:training", "params:features"],
+                outputs=["trained_model", "training_report"],
+                name="train_credit_default_model_node",
+            ),
+            Node(
+                register_credit_default_model,
+                inputs=["trained_model", "training_set", "params:features"],
+                outputs="model_registration",
+                name="register_credit_default_model_node",
+            ),
+        ],
+        tags="training",
+    )

@@ -1,0 +1,68 @@
+"""``params:training``: split dates, Ray resources, booster, constraints, quality gate."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class OutOfTimeSplit(BaseModel):
+    """Train on applications up to ``train_until``, validate on those from ``validate_from``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train_until: date
+    validate_from: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.validate_from <= self.train_until:
+            msg = "validate_from must be after train_until (out-of-time validation)"
+            raise ValueError(msg)
+        return self
+
+
+class QualityGate(BaseModel):
+    """Out-of-time AUC bounds: below ``min_auc`` the model is useless; above
+    ``leakage_ceiling`` it is too good to be true for credit default data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_auc: float = Field(default=0.70, gt=0.5, lt=1)
+    leakage_ceiling: float = Field(default=0.93, gt=0.5, le=1)
+
+
+class TrainingParameters(BaseModel):
+    """``params:training``.
+
+    Attributes:
+        split: Out-of-time split dates.
+        workers: Training workers; more than one uses Ray Train.
+        cpus_per_worker: CPUs (and xgboost threads) per worker.
+        use_gpu: ``auto`` uses GPUs when the Ray cluster has them.
+        rounds: Maximum boosting rounds.
+        early_stopping_rounds: Stop when validation AUC has not improved for this many.
+        checkpoint_every: Rounds between checkpoints (a killed worker resumes there).
+        seed: Random seed (same data and seed give the same model).
+        booster: xgboost parameters.
+        monotone: Feature -> +1 (never lowers PD) or -1 (never raises PD).
+        tune_trials: Ray Tune trials over the booster's depth and learning rate (0 = off).
+        quality: The out-of-time AUC gate.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    split: OutOfTimeSplit
+    workers: int = Field(default=1, ge=1)
+    cpus_per_worker: int = Field(default=2, ge=1)
+    use_gpu: Literal["auto", True, False] = "auto"
+    rounds: int = Field(default=300, ge=1)
+    early_stopping_rounds: int = Field(default=30, ge=1)
+    checkpoint_every: int = Field(default=50, ge=1)
+    seed: int = 42
+    booster: dict[str, float | int | str] = {}
+    monotone: dict[str, Literal[-1, 1]] = {}
+    tune_trials: int = Field(default=0, ge=0)
+    quality: QualityGate = QualityGate()

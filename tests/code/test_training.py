@@ -1,0 +1,152 @@
+"""Training units: out-of-time split, booster parameters, quality gate, pinned
+requirements, checkpoints and resume (plain xgboost, no Ray)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from bankplatform.training.boosting import (
+    BoostingConfig,
+    booster_params,
+    fit,
+    latest_checkpoint,
+    predict,
+)
+from bankplatform.training.registry import pinned_requirements
+from bankplatform.training.settings import TrainingParameters
+from bankplatform.training.train import TrainingError, check_quality, split_out_of_time
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.unit
+SPLIT = {"train_until": "2025-06-30", "validate_from": "2025-07-01"}
+
+
+def synthetic_training_set(rows: int, seed: int = 0) -> pd.DataFrame:
+    """Applications over 2024-2025 whose default depends on income and utilisation."""
+    rng = np.random.default_rng(seed)
+    income = rng.normal(40_000, 12_000, rows)
+    utilisation = rng.uniform(0, 1.2, rows)
+    logit = -2.5 - (income - 40_000) / 15_000 + 2.0 * utilisation
+    return pd.DataFrame(
+        {
+            "event_timestamp": pd.Timestamp("2024-01-01", tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 730, rows), unit="D"),
+            "income": income,
+            "card_utilisation": utilisation,
+            "purpose": rng.choice(["car", "holiday"], rows),
+            "defaulted": (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype("int8"),
+        }
+    )
+
+
+def _config(folder: Path, rounds: int = 60) -> BoostingConfig:
+    features = ["income", "card_utilisation", "purpose"]
+    return BoostingConfig(
+        features=features,
+        categories={"purpose": ["car", "holiday"]},
+        params=booster_params(
+            {"max_depth": 3, "eta": 0.1},
+            {"income": -1, "card_utilisation": 1},
+            features,
+            seed=7,
+            threads=1,
+            device="cpu",
+        ),
+        rounds=rounds,
+        early_stopping_rounds=rounds,
+        checkpoint_every=10,
+        checkpoint_dir=str(folder),
+    )
+
+
+def test_the_split_is_out_of_time_and_refuses_an_empty_side() -> None:
+    frame = synthetic_training_set(2_000)
+    parameters = TrainingParameters.model_validate({"split": SPLIT})
+    train, valid = split_out_of_time(frame, parameters.split)
+    assert train["event_timestamp"].max() < pd.Timestamp("2025-07-01", tz="UTC")
+    assert valid["event_timestamp"].min() >= pd.Timestamp("2025-07-01", tz="UTC")
+    assert len(train) + len(valid) == len(frame)
+    late = TrainingParameters.model_validate(
+        {"split": {"train_until": "2027-01-01", "validate_from": "2027-02-01"}}
+    )
+    with pytest.raises(
+        TrainingError, match="the validation window of the out-of-time split has 0 rows"
+    ):
+        split_out_of_time(frame, late.split)
+    with pytest.raises(
+        ValidationError, match="validate_from must be after train_until"
+    ):
+        TrainingParameters.model_validate(
+            {"split": {"train_until": "2025-07-01", "validate_from": "2025-06-30"}}
+        )
+
+
+def test_booster_parameters_carry_the_monotone_directions_in_feature_order() -> None:
+    params = booster_params(
+        {"max_depth": 4},
+        {"income": -1, "card_utilisation": 1},
+        ["card_utilisation", "purpose", "income"],
+        seed=3,
+        threads=2,
+        device="cuda",
+    )
+    assert params["monotone_constraints"] == "(1, 0, -1)"
+    assert (
+        params["device"],
+        params["tree_method"],
+        params["nthread"],
+        params["max_depth"],
+    ) == ("cuda", "hist", 2, 4)
+
+
+@pytest.mark.parametrize(
+    ("auc", "message"),
+    [
+        (
+            0.97,
+            "out-of-time AUC 0.970 is above the leakage ceiling 0.93: a feature probably leaks the outcome",
+        ),
+        (0.52, "out-of-time AUC 0.520 is below the minimum 0.7"),
+    ],
+)
+def test_the_quality_gate_fails_implausible_aucs(auc: float, message: str) -> None:
+    parameters = TrainingParameters.model_validate({"split": SPLIT})
+    with pytest.raises(TrainingError) as caught:
+        check_quality(auc, parameters)
+    assert str(caught.value) == message
+    check_quality(0.80, parameters)  # inside the planted range: passes
+
+
+def test_model_requirements_are_pinned_from_the_lock() -> None:
+    pins = pinned_requirements(REPO / "requirements.lock")
+    lock = (REPO / "requirements.lock").read_text().splitlines()
+    assert [p.split("==")[0] for p in pins] == [
+        "mlflow",
+        "xgboost",
+        "numpy",
+        "pandas",
+        "scipy",
+        "scikit-learn",
+    ]
+    assert all(pin in lock for pin in pins)
+
+
+def test_a_fit_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    frame = synthetic_training_set(3_000)
+    train, valid = frame.iloc[:2_000], frame.iloc[2_000:]
+    partial = _config(tmp_path / "run", rounds=25)
+    fit(train, valid, partial)  # xgboost checkpoints after rounds 11 and 21
+    rounds_done, booster = latest_checkpoint(tmp_path / "run")
+    assert rounds_done == 21 and booster is not None
+    resumed = fit(train, valid, _config(tmp_path / "run", rounds=60))
+    assert resumed.resumed_from_round == 21
+    full = fit(train, valid, _config(tmp_path / "fresh", rounds=60))
+    assert full.resumed_from_round == 0
+    assert len(resumed.curve["valid_auc"]) == 39  # only the remaining rounds ran
+    scores = predict(resumed.model, valid, _config(tmp_path / "x"))
+    assert scores.shape == (1_000,) and 0 < scores.min() < scores.max() < 1

@@ -1,0 +1,131 @@
+"""Training on a real local Ray: a killed worker resumes from its checkpoint, the
+Ray Train path for several workers, and Ray Tune trials."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import ray
+
+from bankplatform.training.boosting import (
+    BoostingConfig,
+    auc,
+    booster_params,
+    load_booster,
+    predict,
+)
+from bankplatform.training.on_ray import (
+    WORKER_PID_FILE,
+    ray_connection,
+    train_in_task,
+    train_with_ray_train,
+)
+from bankplatform.training.settings import TrainingParameters
+from bankplatform.training.tuning import tune
+from tests.code.test_training import synthetic_training_set
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("ray")]
+FEATURES = ["income", "card_utilisation", "purpose"]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[dict[str, float]]:
+    with ray_connection(2) as resources:
+        yield resources
+    assert not ray.is_initialized()  # started here, so shut down here
+
+
+def _config(folder: Path, rounds: int, depth: int = 3) -> BoostingConfig:
+    return BoostingConfig(
+        features=FEATURES,
+        categories={"purpose": ["car", "holiday"]},
+        params=booster_params(
+            {"max_depth": depth, "eta": 0.05},
+            {"income": -1, "card_utilisation": 1},
+            FEATURES,
+            seed=5,
+            threads=1,
+            device="cpu",
+        ),
+        rounds=rounds,
+        early_stopping_rounds=rounds,
+        checkpoint_every=20,
+        checkpoint_dir=str(folder),
+    )
+
+
+def test_a_killed_worker_is_retried_from_its_last_checkpoint(
+    cluster: dict[str, float], tmp_path: Path
+) -> None:
+    frame = synthetic_training_set(80_000)
+    train, valid = frame.iloc[:60_000], frame.iloc[60_000:]
+    config = _config(tmp_path, rounds=600, depth=7)
+    killed: list[int] = []
+
+    def kill_after_first_checkpoint() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            checkpoints = list(tmp_path.glob("round_*"))
+            pid_file = tmp_path / WORKER_PID_FILE
+            if checkpoints and pid_file.is_file():
+                pid = int(pid_file.read_text())
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_after_first_checkpoint)
+    killer.start()
+    result = train_in_task(train, valid, config, cpus=1)
+    killer.join()
+    assert killed, "the worker finished before a checkpoint appeared"
+    assert int((tmp_path / WORKER_PID_FILE).read_text()) != killed[0]  # a new worker
+    assert result.resumed_from_round >= 21
+    assert load_booster(result.model).num_boosted_rounds() == 600
+    assert len(result.curve["valid_auc"]) == 600 - result.resumed_from_round
+
+
+def test_several_workers_train_through_ray_train_with_one_report(
+    cluster: dict[str, float], tmp_path: Path
+) -> None:
+    frame = synthetic_training_set(6_000)
+    train, valid = frame.iloc[:4_000], frame.iloc[4_000:]
+    config = _config(tmp_path, rounds=40)
+    started = time.perf_counter()
+    result = train_with_ray_train(
+        train, valid, config, workers=2, cpus_per_worker=1, use_gpu=False
+    )
+    seconds = time.perf_counter() - started
+    assert load_booster(result.model).num_boosted_rounds() == 40
+    assert auc(valid["defaulted"], predict(result.model, valid, config)) > 0.7
+    assert seconds < 90, seconds  # one report, not one per round (~2 s each here)
+
+
+def test_ray_tune_trials_pick_the_best(
+    cluster: dict[str, float], tmp_path: Path
+) -> None:
+    frame = synthetic_training_set(4_000)
+    train, valid = frame.iloc[:3_000], frame.iloc[3_000:]
+    parameters = TrainingParameters.model_validate(
+        {
+            "split": {"train_until": "2025-06-30", "validate_from": "2025-07-01"},
+            "tune_trials": 2,
+            "cpus_per_worker": 1,
+        }
+    )
+    fitted, chosen, trials = tune(
+        train, valid, _config(tmp_path, rounds=30), parameters
+    )
+    assert len(trials) == 2
+    best = max(trials, key=lambda t: t["valid_auc"])
+    assert chosen.params["max_depth"] == best["params"]["max_depth"]
+    assert auc(
+        valid["defaulted"], predict(fitted.model, valid, replace(chosen))
+    ) == pytest.approx(best["valid_auc"], abs=1e-6)

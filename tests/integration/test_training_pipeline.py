@@ -1,0 +1,117 @@
+"""The training pipeline run from notebook 03 on the 1k workspace: the registered
+version, its tags, the logged model, lineage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow.pyfunc
+import mlflow.xgboost
+import numpy as np
+import pytest
+import xgboost as xgb
+from mlflow.tracking import MlflowClient
+
+from bankplatform.training.boosting import design_matrix
+from tests.conftest import notebook_summary, read_encrypted
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("ingested"),
+]
+
+
+@pytest.fixture(scope="module")
+def trained(
+    featured_workspace: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, object]]:
+    root = tmp_path_factory.mktemp("trained") / "workspace"
+    shutil.copytree(featured_workspace, root)
+    summary = notebook_summary("03_train_on_ray.ipynb", root, root.parent)
+    return root, summary
+
+
+def test_the_notebook_trains_on_ray_and_registers_a_pending_version(
+    trained: tuple[Path, dict[str, object]],
+) -> None:
+    root, summary = trained
+    report = json.loads((root / "data/08_reporting/training_report.json").read_text())
+    assert summary == {
+        "api": "ray_task",
+        "device": "cpu",
+        "auc_out_of_time": round(report["metrics"]["auc_out_of_time"], 4),
+        "best_iteration": int(report["metrics"]["best_iteration"]),
+        "model_name": "credit_default_pd",
+        "version": 1,
+        "gate_status": "pending",
+    }
+    assert 0.60 <= report["metrics"]["auc_out_of_time"] <= 0.93
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    version = client.get_model_version("credit_default_pd", "1")
+    assert {
+        k: version.tags[k]
+        for k in (
+            "gate_status",
+            "trainer",
+            "service_identity",
+            "feature_service",
+            "feature_service_version",
+        )
+    } == {
+        "gate_status": "pending",
+        "trainer": "local-developer",
+        "service_identity": "svc-training",
+        "feature_service": "credit_default_v1",
+        "feature_service_version": "1",
+    }
+    run = client.get_run(version.tags["run_id"])
+    assert run.data.metrics["auc_out_of_time"] == pytest.approx(
+        report["metrics"]["auc_out_of_time"]
+    )
+    assert run.data.tags["training.api"] == "ray_task"
+
+
+def test_the_registered_model_scores_like_the_trained_one(
+    trained: tuple[Path, dict[str, object]],
+) -> None:
+    root, _ = trained
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    model = mlflow.xgboost.load_model("models:/credit_default_pd/1")
+    info = mlflow.models.get_model_info("models:/credit_default_pd/1")
+    assert info.signature is not None
+    assert len(info.signature.inputs.inputs) == 32
+    rows = read_encrypted(
+        root / "data/05_model_input/training_set.parquet.enc", "training_set"
+    )
+    names = [spec.name for spec in info.signature.inputs.inputs]
+    categories = {
+        name: sorted(rows[name].astype(str).unique())
+        for name in ("employment_status", "purpose")
+    }
+    scores = model.predict(
+        xgb.DMatrix(design_matrix(rows, names, categories), enable_categorical=True)
+    )
+    assert scores.shape == (len(rows),)
+    assert np.all((scores > 0) & (scores < 1))
+    requirements = Path(
+        mlflow.pyfunc.get_model_dependencies("models:/credit_default_pd/1")
+    ).read_text()
+    assert "xgboost==3.2.0" in requirements.splitlines()
+
+
+def test_the_training_run_records_its_lineage(
+    trained: tuple[Path, dict[str, object]],
+) -> None:
+    root, _ = trained
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("credit_default_pd")
+    assert experiment is not None
+    (run,) = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`kedro.pipelines` = 'training'"
+    )
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["feast.feature_service"] == "credit_default_v1"
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"training_set"}
