@@ -18,8 +18,10 @@ import audit_log
 import encrypted_parquet
 import feature_store
 import generation
+import gpu_training
 import ingestion
 import lineage_overhead
+import training_on_ray
 
 BENCHMARKS = {
     "generation": generation.main,
@@ -28,6 +30,8 @@ BENCHMARKS = {
     "audit": audit_log.main,
     "encryption": encrypted_parquet.main,
     "features": feature_store.main,
+    "training": training_on_ray.main,
+    "gpu": gpu_training.main,
 }
 
 

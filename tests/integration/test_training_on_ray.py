@@ -28,6 +28,7 @@ from bankplatform.training.on_ray import (
     train_with_ray_train,
 )
 from bankplatform.training.settings import TrainingParameters
+from bankplatform.training.train import TrainingError, train_credit_model
 from bankplatform.training.tuning import tune
 from tests.code.test_training import synthetic_training_set
 
@@ -129,3 +130,28 @@ def test_ray_tune_trials_pick_the_best(
     assert auc(
         valid["defaulted"], predict(fitted.model, valid, replace(chosen))
     ) == pytest.approx(best["valid_auc"], abs=1e-6)
+
+
+def test_a_leaking_feature_fails_the_quality_gate(
+    cluster: dict[str, float], tmp_path: Path
+) -> None:
+    frame = synthetic_training_set(3_000)
+    frame["recoveries_booked"] = frame["defaulted"] * 100.0  # known only after default
+    parameters = TrainingParameters.model_validate(
+        {
+            "split": {"train_until": "2025-06-30", "validate_from": "2025-07-01"},
+            "rounds": 20,
+            "cpus_per_worker": 1,
+            "use_gpu": False,
+        }
+    )
+    with pytest.raises(TrainingError) as caught:
+        train_credit_model(
+            frame, [*FEATURES, "recoveries_booked"], parameters, tmp_path
+        )
+    assert str(caught.value) == (
+        "out-of-time AUC 1.000 is above the leakage ceiling 0.93: a feature probably leaks the outcome"
+    )
+    assert (
+        ray.is_initialized()
+    )  # the notebook's (here: the fixture's) Ray is reused, not stopped

@@ -53,7 +53,22 @@ def status(env: str | None) -> None:
     else:
         click.echo("ingestion: not run yet (kedro run --pipeline ingestion)")
     click.echo(_describe_features(ws))
+    click.echo(_describe_training(ws))
     click.echo(_describe_lineage(ws))
+
+
+def _describe_training(ws: Workspace) -> str:
+    if not (
+        ws.catalog.exists("training_report") and ws.catalog.exists("model_registration")
+    ):
+        return "training: not run yet (kedro run --pipeline training)"
+    report = ws.catalog.load("training_report")
+    registration = ws.catalog.load("model_registration")
+    return (
+        f"training: {registration['model_name']} version {registration['version']} "
+        f"registered, gate {registration['tags']['gate_status']}; out-of-time AUC "
+        f"{report['metrics']['auc_out_of_time']:.3f} ({report['api']} on {report['device']})"
+    )
 
 
 def _describe_features(ws: Workspace) -> str:
