@@ -51,7 +51,7 @@ def test_workspace_status_summarises_the_run(ingested_workspace: Path) -> None:
         in result.stdout
     )
     assert "raw extract: 1,000 customers, seed 7" in result.stdout
-    assert "lineage: last run ingestion FINISHED (run id " in result.stdout
+    assert "lineage: last kedro run ingestion FINISHED (run id " in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -113,6 +113,8 @@ def _describe_lineage(ws: Workspace) -> str:
     runs = (
         client.search_runs(
             [experiment.experiment_id],
+            # Kedro runs only, not the candidate runs the training pipeline logs.
+            filter_string="tags.`kedro.pipelines` LIKE '%'",
             max_results=1,
             order_by=["attributes.start_time DESC"],
         )
@@ -122,7 +124,7 @@ def _describe_lineage(ws: Workspace) -> str:
     if not runs:
         return f"lineage: no run recorded yet in {uri}{waiting}"
     last = runs[0]
-    return f"lineage: last run {last.info.run_name} {last.info.status} (run id {last.info.run_id}) in {uri}; `make ui` to browse{waiting}"
+    return f"lineage: last kedro run {last.info.run_name} {last.info.status} (run id {last.info.run_id}) in {uri}; `make ui` to browse{waiting}"
 
 
 def _quiet_kedro_logs() -> None:

@@ -62,7 +62,7 @@ def register_candidate(
     inputs = design_matrix(example, trained.config.features, trained.config.categories)
     scores = booster.predict(xgb.DMatrix(inputs, enable_categorical=True))
     mlflow.set_experiment(model_name)
-    with mlflow.start_run(run_name="training") as run:
+    with mlflow.start_run(run_name=f"candidate:{model_name}") as run:
         mlflow.set_tags(
             {
                 "training.api": trained.api,
