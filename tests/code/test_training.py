@@ -44,7 +44,7 @@ def synthetic_training_set(rows: int, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def _config(folder: Path, rounds: int = 60) -> BoostingConfig:
+def small_boosting_config(folder: Path, rounds: int = 60) -> BoostingConfig:
     features = ["income", "card_utilisation", "purpose"]
     return BoostingConfig(
         features=features,
@@ -139,14 +139,14 @@ def test_model_requirements_are_pinned_from_the_lock() -> None:
 def test_a_fit_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     frame = synthetic_training_set(3_000)
     train, valid = frame.iloc[:2_000], frame.iloc[2_000:]
-    partial = _config(tmp_path / "run", rounds=25)
+    partial = small_boosting_config(tmp_path / "run", rounds=25)
     fit(train, valid, partial)  # xgboost checkpoints after rounds 11 and 21
     rounds_done, booster = latest_checkpoint(tmp_path / "run")
     assert rounds_done == 21 and booster is not None
-    resumed = fit(train, valid, _config(tmp_path / "run", rounds=60))
+    resumed = fit(train, valid, small_boosting_config(tmp_path / "run", rounds=60))
     assert resumed.resumed_from_round == 21
-    full = fit(train, valid, _config(tmp_path / "fresh", rounds=60))
+    full = fit(train, valid, small_boosting_config(tmp_path / "fresh", rounds=60))
     assert full.resumed_from_round == 0
     assert len(resumed.curve["valid_auc"]) == 39  # only the remaining rounds ran
-    scores = predict(resumed.model, valid, _config(tmp_path / "x"))
+    scores = predict(resumed.model, valid, small_boosting_config(tmp_path / "x"))
     assert scores.shape == (1_000,) and 0 < scores.min() < scores.max() < 1
