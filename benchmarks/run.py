@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import audit_log
 import encrypted_parquet
+import feature_snapshots
 import feature_store
 import generation
 import gpu_training
@@ -30,6 +31,7 @@ BENCHMARKS = {
     "audit": audit_log.main,
     "encryption": encrypted_parquet.main,
     "features": feature_store.main,
+    "snapshots": feature_snapshots.main,
     "training": training_on_ray.main,
     "gpu": gpu_training.main,
 }
