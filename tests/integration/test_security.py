@@ -4,15 +4,23 @@ tokens and key rotation."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from kedro.io.core import DatasetError
 
+from bankplatform.datasets import EncryptedParquetDataset
+from bankplatform.security.rotation import files_per_key_version
 from bankplatform.synthetic import ExtractSummary
 from bankplatform.workspace import open_workspace
 from tests.conftest import (
+    BIN,
+    command_env,
     raw_pii_values,
     read_encrypted,
     run_command,
@@ -252,3 +260,51 @@ def test_keys_rotate_rewraps_every_file_and_the_pipeline_still_runs(
             "customers_primary",
         )
     )
+
+
+def test_keys_rotate_killed_midway_loses_nothing_and_a_rerun_finishes(
+    workspace_dir: Path,
+) -> None:
+    keyring = workspace_keyring(workspace_dir)
+    folder = workspace_dir / "data" / "03_primary"
+    frame = pd.DataFrame({"n": range(50)})
+    for number in range(300):
+        EncryptedParquetDataset(
+            filepath=str(folder / f"part{number:03d}.parquet.enc"),
+            dataset=f"part{number:03d}",
+            key_service=keyring,
+        ).save(frame.assign(n=frame["n"] + number))
+    process = subprocess.Popen(
+        [str(BIN / "bankplatform"), "keys", "rotate"],
+        cwd=workspace_dir,
+        env={**command_env(), "PYTHONUNBUFFERED": "1"},  # each line as it happens
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()  # one file re-wrapped: kill it between files
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert first.startswith("re-wrapped data/03_primary/part")
+    versions = files_per_key_version(workspace_dir / "data")
+    assert versions[2] >= 1 and versions[1] >= 1 and sum(versions.values()) == 300
+    rerun = run_command(["bankplatform", "keys", "rotate"], workspace_dir)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (
+        rerun.stdout.strip()
+        .splitlines()[-1]
+        .startswith("finished interrupted rotation: primary key version 2,")
+    )
+    assert files_per_key_version(workspace_dir / "data") == {2: 300}
+    keyring = workspace_keyring(workspace_dir)
+    assert [(v.version, v.retired_at is not None) for v in keyring.status()] == [
+        (1, True),
+        (2, False),
+    ]
+    for number in (0, 150, 299):
+        loaded = EncryptedParquetDataset(
+            filepath=str(folder / f"part{number:03d}.parquet.enc"),
+            dataset=f"part{number:03d}",
+            key_service=keyring,
+        ).load()
+        assert loaded["n"].tolist() == list(range(number, number + 50))
