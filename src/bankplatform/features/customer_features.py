@@ -65,15 +65,14 @@ def build_customer_snapshots(
     Returns:
         ``customer_token``, ``event_timestamp`` (UTC-aware) and the features, sorted.
     """
-    booked = _bookings(transactions, accounts)
-    snapshots = snapshot_times(booked["booked_at"])
+    snapshots = snapshot_times(pd.to_datetime(transactions["booked_at"]))
     profile = customers.set_index("customer_token")[
         ["income", "employment_status", "tenure_months"]
     ]
     parts = [
         _chunk_features(tokens, part, snapshots)
         for tokens, part in _chunks(
-            customers["customer_token"], booked, chunk_customers
+            customers["customer_token"], accounts, transactions, chunk_customers
         )
     ]
     features = pd.concat(parts, ignore_index=True)
@@ -85,25 +84,34 @@ def build_customer_snapshots(
     )
 
 
-def _bookings(transactions: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFrame:
-    owners = accounts[["account_token", "customer_token", "product", "credit_limit"]]
-    booked = transactions.merge(owners, on="account_token", how="inner")
-    booked["booked_at"] = pd.to_datetime(booked["booked_at"]).astype("datetime64[ns]")
-    return booked
-
-
 def _chunks(
-    tokens: pd.Series, booked: pd.DataFrame, size: int
+    tokens: pd.Series, accounts: pd.DataFrame, transactions: pd.DataFrame, size: int
 ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    """Per chunk of customers: their tokens and their bookings joined to the owners.
+
+    Only a chunk's bookings are ever copied and joined: the transactions are
+    ordered by chunk through an index array, not by copying the table.
+    """
     ordered = np.sort(tokens.astype(str).to_numpy())
-    chunk_of = pd.Series(np.arange(len(ordered)) // size, index=ordered)
-    chunk = booked["customer_token"].astype(str).map(chunk_of)
-    groups: dict[int, pd.DataFrame] = {
-        int(number): part  # type: ignore[call-overload]
-        for number, part in booked.groupby(chunk.to_numpy(), sort=False)
-    }
+    chunk_of_customer = pd.Series(np.arange(len(ordered)) // size, index=ordered)
+    owners = accounts[
+        ["account_token", "customer_token", "product", "credit_limit"]
+    ].copy()
+    owners["customer_token"] = owners["customer_token"].astype(str)
+    chunk_of_account = owners.set_index("account_token")["customer_token"].map(
+        chunk_of_customer
+    )
+    # Bookings of unknown accounts or customers get no chunk (-1) and are skipped.
+    chunk = (
+        transactions["account_token"].map(chunk_of_account).fillna(-1).to_numpy("int64")
+    )
+    order = np.argsort(chunk, kind="stable")
+    starts = np.searchsorted(chunk[order], np.arange(len(ordered) // size + 2))
     for number, start in enumerate(range(0, len(ordered), size)):
-        yield ordered[start : start + size], groups.get(number, booked.iloc[0:0])
+        rows = order[starts[number] : starts[number + 1]]
+        part = transactions.iloc[rows].merge(owners, on="account_token", how="inner")
+        part["booked_at"] = pd.to_datetime(part["booked_at"]).astype("datetime64[ns]")
+        yield ordered[start : start + size], part
 
 
 def _chunk_features(
