@@ -168,7 +168,9 @@ def build_training_set(
             "event_timestamp": _utc(labelled["applied_at"]),
         }
     )
-    rows = training_set(feature_store, entities, FEATURE_SERVICES[service_name])
+    # The registered service, not the local definition (they are equal once applied).
+    registered = feature_store.get_feature_service(service_name)
+    rows = training_set(feature_store, entities, registered)
     rows[LABEL] = labelled[LABEL].astype("int8").to_numpy()
     protected = customers_primary.set_index("customer_token")[
         list(PROTECTED_ATTRIBUTES)
