@@ -67,6 +67,15 @@ def test_the_notebook_trains_on_ray_and_registers_a_pending_version(
         "feature_service": "credit_default_v1",
         "feature_service_version": "1",
     }
+    log = root / ".bankplatform" / "audit" / "audit.jsonl"
+    registered = [
+        json.loads(line)
+        for line in log.read_text().splitlines()
+        if '"register_model"' in line
+    ]
+    assert [
+        (r["actor"], r["on_behalf_of"], r["resource"], r["outcome"]) for r in registered
+    ] == [("svc-training", "local-developer", "model:credit_default_pd", "allowed")]
     run = client.get_run(version.tags["run_id"])
     assert run.data.metrics["auc_out_of_time"] == pytest.approx(
         report["metrics"]["auc_out_of_time"]

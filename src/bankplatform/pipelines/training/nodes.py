@@ -12,7 +12,8 @@ from bankplatform.features.settings import FeaturesParameters
 from bankplatform.features.store import service_features
 from bankplatform.manifest import load_manifest
 from bankplatform.project import find_project_root
-from bankplatform.security.runtime import acting_principal
+from bankplatform.security.policy import Action
+from bankplatform.security.runtime import acting_principal, active_security
 from bankplatform.training.boosting import load_booster
 from bankplatform.training.registry import register_candidate
 from bankplatform.training.settings import TrainingParameters
@@ -59,6 +60,8 @@ def register_credit_default_model(
 ) -> dict[str, Any]:
     """Log the candidate to MLflow and register it as a new version, gate pending.
 
+    The acting identity (the training service) needs ``register_model``.
+
     Args:
         trained_model: The candidate.
         training_set: For the signature and input example.
@@ -69,11 +72,14 @@ def register_credit_default_model(
     """
     root = find_project_root()
     acting = acting_principal()
+    model_name = load_manifest(root).model_name
+    # Checked and audited like any governed action: who registered which model.
+    active_security().enforce(acting, Action.REGISTER_MODEL, f"model:{model_name}")
     service = FeaturesParameters.model_validate(features).feature_service
     return register_candidate(
         trained_model,
         training_set.head(50),
-        model_name=load_manifest(root).model_name,
+        model_name=model_name,
         feature_service={
             "name": service,
             "version": FEATURE_SERVICES[service].tags.get("version"),
