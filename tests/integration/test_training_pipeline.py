@@ -49,6 +49,7 @@ def test_the_notebook_trains_on_ray_and_registers_a_pending_version(
         "gate_status": "pending",
     }
     assert 0.60 <= report["metrics"]["auc_out_of_time"] <= 0.93
+    assert list((root / "data/06_models/checkpoints").iterdir()) == []  # cleaned up
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     version = client.get_model_version("credit_default_pd", "1")
     assert {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from typing import Any
 
@@ -40,6 +41,8 @@ def train_credit_default_model(
     names = _feature_names(features)
     checkpoints = find_project_root() / CHECKPOINTS / uuid.uuid4().hex
     trained = train_credit_model(training_set, names, parameters, checkpoints)
+    # Checkpoints serve retries within this run only; a failed run keeps them.
+    shutil.rmtree(checkpoints, ignore_errors=True)
     booster = load_booster(trained.model)
     report = {
         "feature_service": FeaturesParameters.model_validate(features).feature_service,
