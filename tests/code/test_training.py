@@ -17,6 +17,7 @@ from bankplatform.training.boosting import (
     latest_checkpoint,
     predict,
 )
+from bankplatform.training.on_ray import wants_gpu
 from bankplatform.training.registry import pinned_requirements
 from bankplatform.training.settings import TrainingParameters
 from bankplatform.training.train import TrainingError, check_quality, split_out_of_time
@@ -150,3 +151,18 @@ def test_a_fit_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     assert len(resumed.curve["valid_auc"]) == 39  # only the remaining rounds ran
     scores = predict(resumed.model, valid, small_boosting_config(tmp_path / "x"))
     assert scores.shape == (1_000,) and 0 < scores.min() < scores.max() < 1
+
+
+@pytest.mark.parametrize(
+    ("use_gpu", "resources", "expected"),
+    [
+        ("auto", {"CPU": 16.0, "GPU": 1.0}, True),
+        ("auto", {"CPU": 2.0}, False),
+        (True, {"CPU": 2.0}, True),  # asked for: Ray Train will wait for a GPU
+        (False, {"CPU": 16.0, "GPU": 8.0}, False),
+    ],
+)
+def test_use_gpu_auto_follows_the_cluster(
+    use_gpu: str | bool, resources: dict[str, float], expected: bool
+) -> None:
+    assert wants_gpu(use_gpu, resources) is expected
