@@ -31,6 +31,7 @@ from bankplatform.feature_repo.definitions import (
     credit_default_v1,
 )
 from bankplatform.features.store import (
+    feature_names,
     materialize,
     online_customer_features,
     register_definitions,
@@ -160,7 +161,7 @@ def main(quick: bool = False) -> None:
     warnings.filterwarnings("ignore")  # Feast's and ibis's deprecation notices
     rng = np.random.default_rng(4)
     customers, applications = (2_500, 5_000) if quick else (25_000, 50_000)
-    names = [ref.partition(":")[2] for ref in service_features(credit_default_v1)]
+    names = feature_names(credit_default_v1)
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "04_feature"
         repo.mkdir()

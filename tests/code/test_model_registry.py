@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
@@ -46,19 +47,23 @@ def test_a_candidate_is_registered_pending_with_its_trials(
             {"params": {"max_depth": 5, "eta": 0.05}, "valid_auc": 0.79},
         ],
     )
-    registered = register_candidate(
-        trained,
-        frame.head(20),
-        model_name="credit_default_pd",
-        feature_service={
-            "name": "credit_default_v1",
-            "version": "1",
-            "features": config.features,
-        },
-        trainer="dana.scientist",
-        service_identity="svc-training",
-        lock_file=REPO / "requirements.lock",
-    )
+
+    def register() -> dict[str, Any]:
+        return register_candidate(
+            trained,
+            frame.head(20),
+            model_name="credit_default_pd",
+            feature_service={
+                "name": "credit_default_v1",
+                "version": "1",
+                "features": config.features,
+            },
+            trainer="dana.scientist",
+            service_identity="svc-training",
+            lock_file=REPO / "requirements.lock",
+        )
+
+    registered = register()
     client = MlflowClient()
     version = client.get_model_version("credit_default_pd", str(registered["version"]))
     assert registered["version"] == 1
@@ -81,17 +86,5 @@ def test_a_candidate_is_registered_pending_with_its_trials(
     assert sorted(r.data.metrics["valid_auc"] for r in trials) == [0.79, 0.81]
     info = mlflow.models.get_model_info("models:/credit_default_pd/1")
     assert [spec.name for spec in info.signature.inputs.inputs] == config.features
-    again = register_candidate(
-        trained,
-        frame.head(20),
-        model_name="credit_default_pd",
-        feature_service={
-            "name": "credit_default_v1",
-            "version": "1",
-            "features": config.features,
-        },
-        trainer="dana.scientist",
-        service_identity="svc-training",
-        lock_file=REPO / "requirements.lock",
-    )
+    again = register()
     assert again["version"] == 2  # a new version each time, never an overwrite

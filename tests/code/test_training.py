@@ -45,13 +45,16 @@ def synthetic_training_set(rows: int, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def small_boosting_config(folder: Path, rounds: int = 60) -> BoostingConfig:
+def small_boosting_config(
+    folder: Path, rounds: int = 60, depth: int = 3, checkpoint_every: int = 10
+) -> BoostingConfig:
+    """Boosting on ``synthetic_training_set``'s features, no early stop."""
     features = ["income", "card_utilisation", "purpose"]
     return BoostingConfig(
         features=features,
         categories={"purpose": ["car", "holiday"]},
         params=booster_params(
-            {"max_depth": 3, "eta": 0.1},
+            {"max_depth": depth, "eta": 0.1},
             {"income": -1, "card_utilisation": 1},
             features,
             seed=7,
@@ -60,7 +63,7 @@ def small_boosting_config(folder: Path, rounds: int = 60) -> BoostingConfig:
         ),
         rounds=rounds,
         early_stopping_rounds=rounds,
-        checkpoint_every=10,
+        checkpoint_every=checkpoint_every,
         checkpoint_dir=str(folder),
     )
 

@@ -20,6 +20,7 @@ from bankplatform.feature_repo.definitions import (
 from bankplatform.features.customer_features import build_customer_snapshots
 from bankplatform.features.store import (
     FeatureStoreError,
+    feature_names,
     materialize,
     online_customer_features,
     register_definitions,
@@ -113,7 +114,7 @@ def test_training_rows_hold_the_as_of_values_in_the_frames_order(
         "L3",
         "L4",
     ]  # order and count kept
-    features = [ref.partition(":")[2] for ref in service_features(credit_default_v1)]
+    features = feature_names(credit_default_v1)
     march = _snapshot(snapshots, "cus_a", "2024-03-01")
     april = _snapshot(snapshots, "cus_a", "2024-04-01")
     # The 20 March transfer changes April's balance, not what L1 (10 March) sees.

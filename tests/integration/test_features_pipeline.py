@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bankplatform.feature_repo import credit_default_v1
-from bankplatform.features.store import service_features
+from bankplatform.features.store import feature_names, service_features
 from tests.conftest import (
     labelled_applications,
     notebook_summary,
@@ -20,7 +20,7 @@ from tests.conftest import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ingested")]
-FEATURES = [ref.partition(":")[2] for ref in service_features(credit_default_v1)]
+FEATURES = feature_names(credit_default_v1)
 
 
 def _training_set(root: Path) -> pd.DataFrame:

@@ -15,9 +15,7 @@ import pytest
 import ray
 
 from bankplatform.training.boosting import (
-    BoostingConfig,
     auc,
-    booster_params,
     load_booster,
     predict,
 )
@@ -30,7 +28,7 @@ from bankplatform.training.on_ray import (
 from bankplatform.training.settings import TrainingParameters
 from bankplatform.training.train import TrainingError, train_credit_model
 from bankplatform.training.tuning import tune
-from tests.code.test_training import synthetic_training_set
+from tests.code.test_training import small_boosting_config, synthetic_training_set
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("ray")]
 FEATURES = ["income", "card_utilisation", "purpose"]
@@ -43,31 +41,12 @@ def cluster() -> Iterator[dict[str, float]]:
     assert not ray.is_initialized()  # started here, so shut down here
 
 
-def _config(folder: Path, rounds: int, depth: int = 3) -> BoostingConfig:
-    return BoostingConfig(
-        features=FEATURES,
-        categories={"purpose": ["car", "holiday"]},
-        params=booster_params(
-            {"max_depth": depth, "eta": 0.05},
-            {"income": -1, "card_utilisation": 1},
-            FEATURES,
-            seed=5,
-            threads=1,
-            device="cpu",
-        ),
-        rounds=rounds,
-        early_stopping_rounds=rounds,
-        checkpoint_every=20,
-        checkpoint_dir=str(folder),
-    )
-
-
 def test_a_killed_worker_is_retried_from_its_last_checkpoint(
     cluster: dict[str, float], tmp_path: Path
 ) -> None:
     frame = synthetic_training_set(80_000)
     train, valid = frame.iloc[:60_000], frame.iloc[60_000:]
-    config = _config(tmp_path, rounds=600, depth=7)
+    config = small_boosting_config(tmp_path, rounds=600, depth=7, checkpoint_every=20)
     killed: list[int] = []
 
     def kill_after_first_checkpoint() -> None:
@@ -98,7 +77,7 @@ def test_several_workers_train_through_ray_train_with_one_report(
 ) -> None:
     frame = synthetic_training_set(6_000)
     train, valid = frame.iloc[:4_000], frame.iloc[4_000:]
-    config = _config(tmp_path, rounds=40)
+    config = small_boosting_config(tmp_path, rounds=40)
     result = train_with_ray_train(
         train, valid, config, workers=2, cpus_per_worker=1, use_gpu=False
     )
@@ -121,7 +100,7 @@ def test_ray_tune_trials_pick_the_best(
         }
     )
     fitted, chosen, trials = tune(
-        train, valid, _config(tmp_path, rounds=30), parameters
+        train, valid, small_boosting_config(tmp_path, rounds=30), parameters
     )
     assert len(trials) == 2
     best = max(trials, key=lambda t: t["valid_auc"])

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from bankplatform.feature_repo import credit_default_v1
-from bankplatform.features.store import service_features
+from bankplatform.features.store import feature_names
 from bankplatform.project import env_config_loader
 from bankplatform.training.boosting import (
     BoostingConfig,
@@ -24,7 +24,7 @@ from bankplatform.training.train import split_out_of_time
 from tests.conftest import REPO, read_encrypted
 
 pytestmark = [pytest.mark.model, pytest.mark.xdist_group("ingested")]
-FEATURES = [ref.partition(":")[2] for ref in service_features(credit_default_v1)]
+FEATURES = feature_names(credit_default_v1)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ online lookups, each failure a one-line ``FeatureStoreError``."""
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +30,11 @@ def service_features(service: FeatureService) -> list[str]:
         for projection in service.feature_view_projections
         for feature in projection.features
     ]
+
+
+def feature_names(service: FeatureService) -> list[str]:
+    """The column names of the features a service serves, in order."""
+    return [ref.partition(":")[2] for ref in service_features(service)]
 
 
 def register_definitions(store: FeatureStore, objects: Sequence[Any]) -> dict[str, Any]:
@@ -107,16 +113,19 @@ def check_feature_refs(store: FeatureStore, refs: Sequence[str]) -> None:
             raise FeatureStoreError(msg)
 
 
-_VIEWS: dict[int, dict[str, list[str]]] = {}
+# Keyed by the store object itself (weakly): an id() could be reused by a new store.
+_VIEWS: weakref.WeakKeyDictionary[FeatureStore, dict[str, list[str]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _known_views(store: FeatureStore, *, refresh: bool) -> dict[str, list[str]]:
-    if refresh or id(store) not in _VIEWS:
-        _VIEWS[id(store)] = {
+    if refresh or store not in _VIEWS:
+        _VIEWS[store] = {
             view.name: [f.name for f in view.features]
             for view in store.list_all_feature_views(allow_cache=not refresh)
         }
-    return _VIEWS[id(store)]
+    return _VIEWS[store]
 
 
 def training_set(

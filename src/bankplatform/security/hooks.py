@@ -137,7 +137,8 @@ class ResidencyHook:
                 input of a node writing a ``cloud``-zone dataset, or a pii
                 dataset placed in the ``cloud`` zone.
         """
-        found = residency_violations(pipeline, lambda name: _metadata(catalog, name))
+        metadata = {name: _metadata(catalog, name) for name in pipeline.datasets()}
+        found = residency_violations(pipeline, lambda name: metadata.get(name, {}))
         if not found:
             return
         active_security().audit_log().append(

@@ -271,12 +271,12 @@ class LocalKeyring:
 
     def verify(self, version: int, message: bytes, signature: bytes) -> bool:
         """Check a signature with the public half of signing key ``version``."""
-        signing = self._read()["signing"]
-        if int(signing["version"]) != version:
+        if self._verifier is None:
+            known, raw = self.public_key()
+            self._verifier = (known, Ed25519PublicKey.from_public_bytes(raw))
+        known, public = self._verifier
+        if known != version:
             return False
-        public = Ed25519PublicKey.from_public_bytes(
-            base64.urlsafe_b64decode(signing["public"])
-        )
         try:
             public.verify(signature, message)
         except Exception:  # cryptography raises InvalidSignature

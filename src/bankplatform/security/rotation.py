@@ -84,13 +84,14 @@ def rotate_keys(
         primary = kms.rotate()
         marker.write_text(json.dumps({"primary": primary}))
     result = RotationResult(primary=primary, resumed=resumed)
+    in_use: Counter[int] = Counter()
     for path in encrypted_files(data_root):
         old, new = rewrap(path, kms)
+        in_use[new] += 1  # the version that protects the file from now on
         if old != new:
             result.rewrapped.append(path)
             if on_file is not None:
                 on_file(path, old, new)
-    in_use = files_per_key_version(data_root)
     for version in kms.status():
         if (
             version.version != primary

@@ -57,21 +57,34 @@ class WorkspaceSecurity:
     env: str
     settings: SecuritySettings
     policy: AccessPolicy
+    _keys: KeyManagementService | None = field(default=None, repr=False)
     _log: AuditLog | None = field(default=None, repr=False)
     _starter: Principal | None = field(default=None, repr=False)
 
     def key_service(self) -> KeyManagementService:
-        """The KMS (the local keyring)."""
-        return self.settings.keyring_service()
+        """The KMS (the local keyring), opened once: every dataset load and save asks."""
+        if self._keys is None:
+            self._keys = self.settings.keyring_service()
+        return self._keys
 
     def tokens(self) -> TokenService:
         """The bearer-token service."""
-        return self.settings.tokens(self.policy)
+        settings = self.settings
+        return TokenService(
+            self.key_service(),
+            self.policy,
+            settings.revocation_list,
+            settings.token_issuer,
+            settings.token_audience,
+        )
 
     def audit_log(self) -> AuditLog:
         """The audit log; its chain head is signed when the process exits."""
         if self._log is None:
-            self._log = self.settings.audit()
+            settings = self.settings
+            self._log = AuditLog(
+                settings.audit_log, self.key_service(), settings.audit_checkpoint_every
+            )
             atexit.register(self._log.close)
         return self._log
 

@@ -8,12 +8,8 @@ from typing import Any
 from kedro.config import AbstractConfigLoader, MissingConfigException
 from pydantic import BaseModel, ConfigDict, Field
 
-from bankplatform.manifest import load_manifest
-from bankplatform.project import env_config_loader, find_project_root, resolve_env
-from bankplatform.security.audit import AuditLog
 from bankplatform.security.kms import LocalKeyring, load_master_key
 from bankplatform.security.policy import AccessPolicy
-from bankplatform.security.tokens import TokenService
 
 
 class SecuritySettings(BaseModel):
@@ -56,22 +52,6 @@ class SecuritySettings(BaseModel):
         """The local keyring, opened with the master key."""
         return LocalKeyring(self.keyring, load_master_key(self.master_key_file))
 
-    def audit(self) -> AuditLog:
-        """The audit log, signing checkpoints with the keyring."""
-        return AuditLog(
-            self.audit_log, self.keyring_service(), self.audit_checkpoint_every
-        )
-
-    def tokens(self, policy: AccessPolicy) -> TokenService:
-        """The token service of this workspace."""
-        return TokenService(
-            self.keyring_service(),
-            policy,
-            self.revocation_list,
-            self.token_issuer,
-            self.token_audience,
-        )
-
 
 def load_security_settings(
     config_loader: AbstractConfigLoader, root: Path
@@ -104,14 +84,3 @@ def _security_file(config_loader: AbstractConfigLoader) -> dict[str, Any]:
         return dict(config_loader["security"] or {})
     except MissingConfigException:
         return {}
-
-
-def workspace_security_settings(env: str | None = None) -> SecuritySettings:
-    """The security settings of the workspace around the current folder.
-
-    Args:
-        env: Kedro env; defaults to ``$KEDRO_ENV`` or the manifest's.
-    """
-    root = find_project_root()
-    chosen = resolve_env(load_manifest(root), env)
-    return load_security_settings(env_config_loader(root, chosen), root)

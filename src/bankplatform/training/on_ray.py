@@ -19,7 +19,6 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +106,7 @@ def train_with_ray_train(
     trainer = XGBoostTrainer(
         _train_loop,
         train_loop_config={
-            "config": replace(config),
+            "config": config,
             "train": ray.put(train),
             "valid": ray.put(valid),
         },
@@ -145,17 +144,15 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     shard = ray.get(loop_config["train"]).iloc[rank::world]
     valid = ray.get(loop_config["valid"])
-    local = replace(
-        config,
-        checkpoint_dir=f"{config.checkpoint_dir}/worker-{context.get_world_rank()}",
-    )
-    result = fit(shard, valid, local)
+    # xgboost checkpoints on rank 0 only; every rank resumes from that same folder
+    # (shared storage on a cluster), so after a restart all ranks start at one round.
+    result = fit(shard, valid, config)
     metrics = {
         "best_iteration": result.best_iteration,
         "curve": result.curve,
         "resumed_from_round": result.resumed_from_round,
     }
-    if context.get_world_rank() != 0:
+    if rank != 0:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as folder:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,10 +133,9 @@ def train_credit_model(
             fitted = train_in_task(train, valid, config, parameters.cpus_per_worker)
             api = "ray_task"
     seconds = time.perf_counter() - started
-    scoring = replace(config, params={**config.params, "device": "cpu"})
     metrics = {
-        "auc_out_of_time": auc(valid[LABEL], predict(fitted.model, valid, scoring)),
-        "auc_train": auc(train[LABEL], predict(fitted.model, train, scoring)),
+        "auc_out_of_time": auc(valid[LABEL], predict(fitted.model, valid, config)),
+        "auc_train": auc(train[LABEL], predict(fitted.model, train, config)),
         "rows_train": float(len(train)),
         "rows_out_of_time": float(len(valid)),
         "default_rate_train": float(train[LABEL].mean()),

@@ -89,7 +89,8 @@ def register_feature_repository(
         application_features: The saved application terms.
 
     Returns:
-        What is registered: views, services with version and features.
+        What is registered (views, services with version and features) and the
+        customer table's latest snapshot and size, which materialisation needs.
 
     Raises:
         FeatureStoreError: A table lacks a defined feature, or a service changed.
@@ -102,32 +103,36 @@ def register_feature_repository(
         if absent:
             msg = f"feature tables lack {', '.join(absent)} served by {service.name}"
             raise FeatureStoreError(msg)
-    return register_definitions(feature_store, FEATURE_REPOSITORY)
+    registered = register_definitions(feature_store, FEATURE_REPOSITORY)
+    registered["customer_table"] = {
+        "latest_snapshot": customer_features["event_timestamp"].max().isoformat(),
+        "customers": int(customer_features["customer_token"].nunique()),
+    }
+    return registered
 
 
 def materialize_online_store(
-    feature_store: FeatureStore,
-    customer_features: pd.DataFrame,
-    feature_registration: dict[str, Any],
+    feature_store: FeatureStore, feature_registration: dict[str, Any]
 ) -> dict[str, Any]:
     """Load each customer's latest snapshot into the online store.
 
     Args:
         feature_store: The env's Feast store.
-        customer_features: The customer snapshots (their latest time ends the range).
-        feature_registration: The registration report (orders this after apply).
+        feature_registration: The registration report: what is registered, and
+            the customer table's latest snapshot (the end of the range).
 
     Returns:
         The views materialised and the end of the range.
     """
-    end: datetime = customer_features["event_timestamp"].max().to_pydatetime()
+    table = feature_registration["customer_table"]
+    end = datetime.fromisoformat(table["latest_snapshot"])
     views = [view.name for view in CUSTOMER_FEATURE_VIEWS]
     materialize(feature_store, views, end)
     return {
         "project": feature_registration["project"],
         "feature_views": views,
         "materialized_until": end.isoformat(),
-        "customers": int(customer_features["customer_token"].nunique()),
+        "customers": table["customers"],
     }
 
 

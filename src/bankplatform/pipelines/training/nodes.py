@@ -10,7 +10,7 @@ import pandas as pd
 
 from bankplatform.feature_repo import FEATURE_SERVICES
 from bankplatform.features.settings import FeaturesParameters
-from bankplatform.features.store import service_features
+from bankplatform.features.store import feature_names
 from bankplatform.manifest import load_manifest
 from bankplatform.project import find_project_root
 from bankplatform.security.policy import Action
@@ -98,4 +98,4 @@ def _feature_names(features: dict[str, Any]) -> list[str]:
     service = FEATURE_SERVICES[
         FeaturesParameters.model_validate(features).feature_service
     ]
-    return [ref.partition(":")[2] for ref in service_features(service)]
+    return feature_names(service)
