@@ -26,11 +26,13 @@ import xgboost as xgb
 
 from bankplatform.training.boosting import booster_params
 from bankplatform.training.on_ray import ray_connection
-from bankplatform.training.settings import TrainingParameters
+from bankplatform.training.settings import QualityGate, TrainingParameters
 from bankplatform.training.train import split_out_of_time, train_credit_model
 
 REPEATS = 3
 FEATURES = [f"f{i:02d}" for i in range(40)]
+# The benchmark measures speed: any AUC passes.
+ANY_AUC = QualityGate(min_auc=0.5, leakage_ceiling=1.0)
 
 
 def synthetic_frame(rows: int) -> pd.DataFrame:
@@ -55,7 +57,6 @@ def _parameters(rounds: int) -> TrainingParameters:
             "cpus_per_worker": 2,
             "use_gpu": False,
             "booster": {"max_depth": 6, "eta": 0.1},
-            "quality": {"min_auc": 0.51, "leakage_ceiling": 1.0},
         }
     )
 
@@ -80,7 +81,7 @@ def _plain(frame: pd.DataFrame, parameters: TrainingParameters) -> float:
 
 def _ours(frame: pd.DataFrame, parameters: TrainingParameters, folder: Path) -> float:
     started = time.perf_counter()
-    trained = train_credit_model(frame, FEATURES, parameters, folder)
+    trained = train_credit_model(frame, FEATURES, parameters, folder, ANY_AUC)
     assert trained.api == "ray_task"  # noqa: S101 - the benchmark measures this path
     return time.perf_counter() - started
 

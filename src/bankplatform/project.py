@@ -17,6 +17,26 @@ if TYPE_CHECKING:
 
 PROJECT_ENV_VAR = "BANKPLATFORM_PROJECT"
 
+# How every Kedro config loader of this project reads conf/ (settings.py and
+# `env_config_loader` share it). Parameters merge softly: an env overrides the keys
+# it states and keeps the rest of base's section, so a governance setting in base
+# (``training.monotone``) holds in every env unless that env states otherwise.
+# ``governance.yml`` is read as parameters (``params:governance``), so the gate
+# thresholds a run used are in its lineage like every other parameter.
+CONFIG_LOADER_ARGS: dict[str, Any] = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "merge_strategy": {"parameters": "soft"},
+    "config_patterns": {
+        "parameters": [
+            "parameters*",
+            "parameters*/**",
+            "**/parameters*",
+            "governance*",
+        ]
+    },
+}
+
 
 def find_project_root(start: Path | None = None) -> Path:
     """Find the workspace folder: ``$BANKPLATFORM_PROJECT`` or the nearest parent
@@ -80,7 +100,9 @@ def env_config_loader(root: Path, env: str) -> OmegaConfigLoader:
 
     require_env_folder(root, env)
     return OmegaConfigLoader(
-        conf_source=str(root / "conf"), base_env="base", default_run_env=env, env=env
+        conf_source=str(root / "conf"),
+        env=env,
+        **{**CONFIG_LOADER_ARGS, "default_run_env": env},
     )
 
 

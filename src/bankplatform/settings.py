@@ -2,13 +2,16 @@
 
 from kedro.config import OmegaConfigLoader
 
+from bankplatform.governance.hooks import GovernanceHook
 from bankplatform.lineage.hooks import LineageHook
+from bankplatform.project import CONFIG_LOADER_ARGS as _LOADER_ARGS
 from bankplatform.security.hooks import AccessHook, ResidencyHook
 
-# Kedro calls hooks last-in-first-out: the starter's identity and permission are
+# Kedro calls hooks last-in-first-out: governance settings are validated first,
+# then the starter's identity and permission are
 # checked and the run's start audited first, then data residency, and only then
 # does lineage open; a run that cannot be audited or is refused never starts.
-HOOKS = (LineageHook(), ResidencyHook(), AccessHook())
+HOOKS = (LineageHook(), ResidencyHook(), AccessHook(), GovernanceHook())
 
 # Telemetry is off: bank networks forbid calls to third parties. kedro-mlflow's
 # own run lifecycle is off too: it writes through MLflow's thread-local active run
@@ -25,7 +28,4 @@ DISABLE_HOOKS_FOR_PLUGINS = (
 )
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
-CONFIG_LOADER_ARGS = {
-    "base_env": "base",
-    "default_run_env": "local",
-}
+CONFIG_LOADER_ARGS = _LOADER_ARGS

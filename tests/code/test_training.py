@@ -19,7 +19,7 @@ from bankplatform.training.boosting import (
 )
 from bankplatform.training.on_ray import wants_gpu
 from bankplatform.training.registry import pinned_requirements
-from bankplatform.training.settings import TrainingParameters
+from bankplatform.training.settings import QualityGate, TrainingParameters
 from bankplatform.training.train import TrainingError, check_quality, split_out_of_time
 from tests.conftest import REPO
 
@@ -119,11 +119,11 @@ def test_booster_parameters_carry_the_monotone_directions_in_feature_order() -> 
     ],
 )
 def test_the_quality_gate_fails_implausible_aucs(auc: float, message: str) -> None:
-    parameters = TrainingParameters.model_validate({"split": SPLIT})
+    gate = QualityGate(min_auc=0.7, leakage_ceiling=0.93)
     with pytest.raises(TrainingError) as caught:
-        check_quality(auc, parameters)
+        check_quality(auc, gate)
     assert str(caught.value) == message
-    check_quality(0.80, parameters)  # inside the planted range: passes
+    check_quality(0.80, gate)  # inside the planted range: passes
 
 
 def test_model_requirements_are_pinned_from_the_lock() -> None:

@@ -25,7 +25,7 @@ from bankplatform.training.on_ray import (
     train_in_task,
     train_with_ray_train,
 )
-from bankplatform.training.settings import TrainingParameters
+from bankplatform.training.settings import QualityGate, TrainingParameters
 from bankplatform.training.train import TrainingError, train_credit_model
 from bankplatform.training.tuning import tune
 from tests.code.test_training import small_boosting_config, synthetic_training_set
@@ -125,7 +125,11 @@ def test_a_leaking_feature_fails_the_quality_gate(
     )
     with pytest.raises(TrainingError) as caught:
         train_credit_model(
-            frame, [*FEATURES, "recoveries_booked"], parameters, tmp_path
+            frame,
+            [*FEATURES, "recoveries_booked"],
+            parameters,
+            tmp_path,
+            QualityGate(min_auc=0.6, leakage_ceiling=0.93),
         )
     assert str(caught.value) == (
         "out-of-time AUC 1.000 is above the leakage ceiling 0.93: a feature probably leaks the outcome"

@@ -19,6 +19,7 @@ from bankplatform.cli.audit import audit
 from bankplatform.cli.data import data
 from bankplatform.cli.keys import keys
 from bankplatform.cli.lineage import lineage
+from bankplatform.cli.model import model
 from bankplatform.cli.token import token
 from bankplatform.cli.workspace import workspace
 from bankplatform.errors import BankplatformError
@@ -61,6 +62,7 @@ commands.add_command(lineage)
 commands.add_command(keys)
 commands.add_command(audit)
 commands.add_command(token)
+commands.add_command(model)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ class Action(StrEnum):
     READ_CONFIDENTIAL = "read_confidential"
     WRITE_CONFIDENTIAL = "write_confidential"
     REGISTER_MODEL = "register_model"
+    EVALUATE_MODEL = "evaluate_model"
     APPROVE_MODEL = "approve_model"
     REJECT_MODEL = "reject_model"
     PROMOTE_MODEL = "promote_model"

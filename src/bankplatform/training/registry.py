@@ -1,24 +1,30 @@
 """Log a trained candidate to MLflow and register it as a new model version.
 
-The version is tagged ``gate_status=pending`` (the evaluation gates and a
-validator's approval decide its fate), with the trainer's identity, the run id
-and the feature service; its pip requirements are pinned from the lock file
-(inferring them cost ~2 s of a ~3 s ``log_model`` here).
+The model is an MLflow pyfunc (``pd_model.py``: the booster plus the design
+matrix), so ``mlflow.pyfunc.load_model("models:/<name>@champion")`` scores the
+signature's columns anywhere. Its input example is a synthetic applicant, never
+a row of the training set. The version is tagged ``gate_status=pending`` (the
+evaluation gates and a validator's approval decide its fate), with the trainer's
+identity, the run id and the feature service; its pip requirements are pinned
+from the lock file (inferring them cost ~2 s of a ~3 s ``log_model`` here).
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import mlflow.xgboost
+import mlflow.pyfunc
+import numpy as np
 import pandas as pd
-import xgboost as xgb
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from bankplatform.training.boosting import design_matrix, load_booster
+from bankplatform.training import pd_model
+from bankplatform.training.boosting import BoostingConfig, predict
 from bankplatform.training.train import TrainedModel
 
 _MODEL_PACKAGES = ("mlflow", "xgboost", "numpy", "pandas", "scipy", "scikit-learn")
@@ -34,9 +40,26 @@ def pinned_requirements(lock_file: Path) -> list[str]:
     return [pins[name] for name in _MODEL_PACKAGES if name in pins]
 
 
+def synthetic_applicant(config: BoostingConfig) -> pd.DataFrame:
+    """One clearly fake applicant with the model's columns: the input example
+    MLflow stores with the model (never a real row: everyone who can read the
+    registry can read it). Numbers are float64 (the signature says double, so a
+    missing value is never a schema error), text features are strings.
+
+    Args:
+        config: The model's features and category levels.
+    """
+    values: dict[str, Any] = dict.fromkeys(config.features, 0.0)
+    values.update(
+        income=25_000.0, tenure_months=24.0, loan_amount=5_000.0, term_months=36.0
+    )
+    for column, levels in config.categories.items():
+        values[column] = "other" if "other" in levels else levels[0]
+    return pd.DataFrame([{name: values[name] for name in config.features}])
+
+
 def register_candidate(
     trained: TrainedModel,
-    example: pd.DataFrame,
     *,
     model_name: str,
     feature_service: dict[str, Any],
@@ -48,7 +71,6 @@ def register_candidate(
 
     Args:
         trained: The candidate and its evidence.
-        example: Rows of the training set for the signature and input example.
         model_name: Registered model name (``.kedro.yml`` ``model_name``).
         feature_service: ``{"name", "version", "features"}`` it was trained on.
         trainer: The person (or scheduler) who started the training.
@@ -58,9 +80,8 @@ def register_candidate(
     Returns:
         Model name, version, run id, model URI and the version's tags.
     """
-    booster = load_booster(trained.model)
-    inputs = design_matrix(example, trained.config.features, trained.config.categories)
-    scores = booster.predict(xgb.DMatrix(inputs, enable_categorical=True))
+    example = synthetic_applicant(trained.config)
+    scores = predict(trained.model, example, trained.config)
     mlflow.set_experiment(model_name)
     with mlflow.start_run(run_name=f"candidate:{model_name}") as run:
         mlflow.set_tags(
@@ -86,14 +107,7 @@ def register_candidate(
             with mlflow.start_run(run_name=f"trial-{number}", nested=True):
                 mlflow.log_params(trial["params"])
                 mlflow.log_metric("valid_auc", trial["valid_auc"])
-        info = mlflow.xgboost.log_model(
-            booster,
-            name="model",
-            signature=infer_signature(inputs, scores),
-            input_example=inputs.head(5),
-            pip_requirements=pinned_requirements(lock_file),
-            model_format="ubj",
-        )
+        info = _log_pyfunc(trained, example, scores, lock_file)
     version = mlflow.register_model(info.model_uri, model_name)
     tags = {
         "gate_status": "pending",
@@ -114,3 +128,33 @@ def register_candidate(
         "model_uri": info.model_uri,
         "tags": tags,
     }
+
+
+def _log_pyfunc(
+    trained: TrainedModel, example: pd.DataFrame, scores: np.ndarray, lock_file: Path
+) -> mlflow.models.model.ModelInfo:
+    with tempfile.TemporaryDirectory(prefix="bankplatform-model-") as folder:
+        booster_file = Path(folder) / "booster.ubj"
+        booster_file.write_bytes(trained.model)
+        design_file = Path(folder) / "design.json"
+        design_file.write_text(
+            json.dumps(
+                {
+                    "features": trained.config.features,
+                    "categories": trained.config.categories,
+                }
+            )
+        )
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=pd_model.__file__,
+            artifacts={
+                pd_model.BOOSTER_ARTIFACT: str(booster_file),
+                pd_model.DESIGN_ARTIFACT: str(design_file),
+            },
+            signature=infer_signature(
+                example, scores, params={"output": "probability"}
+            ),
+            input_example=example,
+            pip_requirements=pinned_requirements(lock_file),
+        )

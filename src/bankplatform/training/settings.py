@@ -1,4 +1,5 @@
-"""``params:training``: split dates, Ray resources, booster, constraints, quality gate."""
+"""``params:training``: split dates, Ray resources, booster, constraints; the
+quality bounds a training run must meet."""
 
 from __future__ import annotations
 
@@ -25,13 +26,15 @@ class OutOfTimeSplit(BaseModel):
 
 
 class QualityGate(BaseModel):
-    """Out-of-time AUC bounds: below ``min_auc`` the model is useless; above
-    ``leakage_ceiling`` it is too good to be true for credit default data."""
+    """Out-of-time AUC bounds that stop a training run before registration:
+    below ``min_auc`` the model is useless; above ``leakage_ceiling`` it is too
+    good to be true for credit default data. The pipeline takes them from the
+    evaluation's ``discrimination`` and ``leakage`` gates (``governance.yml``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    min_auc: float = Field(default=0.70, gt=0.5, lt=1)
-    leakage_ceiling: float = Field(default=0.93, gt=0.5, le=1)
+    min_auc: float = Field(ge=0.5, lt=1)
+    leakage_ceiling: float = Field(gt=0.5, le=1)
 
 
 class TrainingParameters(BaseModel):
@@ -49,7 +52,6 @@ class TrainingParameters(BaseModel):
         booster: xgboost parameters.
         monotone: Feature -> +1 (never lowers PD) or -1 (never raises PD).
         tune_trials: Ray Tune trials over the booster's depth and learning rate (0 = off).
-        quality: The out-of-time AUC gate.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -65,4 +67,3 @@ class TrainingParameters(BaseModel):
     booster: dict[str, float | int | str] = {}
     monotone: dict[str, Literal[-1, 1]] = {}
     tune_trials: int = Field(default=0, ge=0)
-    quality: QualityGate = QualityGate()

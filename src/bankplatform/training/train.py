@@ -24,7 +24,11 @@ from bankplatform.training.on_ray import (
     train_with_ray_train,
     wants_gpu,
 )
-from bankplatform.training.settings import OutOfTimeSplit, TrainingParameters
+from bankplatform.training.settings import (
+    OutOfTimeSplit,
+    QualityGate,
+    TrainingParameters,
+)
 
 
 class TrainingError(BankplatformError):
@@ -77,6 +81,7 @@ def train_credit_model(
     features: list[str],
     parameters: TrainingParameters,
     checkpoint_dir: Path,
+    quality: QualityGate,
 ) -> TrainedModel:
     """Split out of time, train on Ray (task or Ray Train, CPU or GPU), score, gate.
 
@@ -142,18 +147,17 @@ def train_credit_model(
         "best_iteration": float(fitted.best_iteration),
         "training_seconds": seconds,
     }
-    check_quality(metrics["auc_out_of_time"], parameters)
+    check_quality(metrics["auc_out_of_time"], quality)
     return TrainedModel(fitted.model, config, api, device, fitted, metrics, trials)
 
 
-def check_quality(out_of_time_auc: float, parameters: TrainingParameters) -> None:
+def check_quality(out_of_time_auc: float, gate: QualityGate) -> None:
     """The quality gate on the out-of-time AUC.
 
     Raises:
         TrainingError: Above the leakage ceiling (too good for credit data: a
             feature probably leaks the outcome) or below the minimum.
     """
-    gate = parameters.quality
     if out_of_time_auc > gate.leakage_ceiling:
         msg = (
             f"out-of-time AUC {out_of_time_auc:.3f} is above the leakage ceiling "

@@ -11,20 +11,24 @@ import pandas as pd
 from bankplatform.feature_repo import FEATURE_SERVICES
 from bankplatform.features.settings import FeaturesParameters
 from bankplatform.features.store import feature_names
+from bankplatform.governance.settings import GovernanceSettings
 from bankplatform.manifest import load_manifest
 from bankplatform.project import find_project_root
 from bankplatform.security.policy import Action
 from bankplatform.security.runtime import acting_principal, active_security
 from bankplatform.training.boosting import load_booster
 from bankplatform.training.registry import register_candidate
-from bankplatform.training.settings import TrainingParameters
+from bankplatform.training.settings import QualityGate, TrainingParameters
 from bankplatform.training.train import TrainedModel, train_credit_model
 
 CHECKPOINTS = "data/06_models/checkpoints"
 
 
 def train_credit_default_model(
-    training_set: pd.DataFrame, training: dict[str, Any], features: dict[str, Any]
+    training_set: pd.DataFrame,
+    training: dict[str, Any],
+    features: dict[str, Any],
+    governance: dict[str, Any],
 ) -> tuple[TrainedModel, dict[str, Any]]:
     """Train XGBoost on Ray on the feature service's features, out of time.
 
@@ -32,6 +36,8 @@ def train_credit_default_model(
         training_set: The point-in-time training set.
         training: ``params:training``.
         features: ``params:features`` (which feature service).
+        governance: ``params:governance`` (its discrimination and leakage gates
+            stop a run early, before anything is registered).
 
     Returns:
         The candidate, and a report: metrics, Ray API and device, learning
@@ -40,7 +46,12 @@ def train_credit_default_model(
     parameters = TrainingParameters.model_validate(training)
     names = _feature_names(features)
     checkpoints = find_project_root() / CHECKPOINTS / uuid.uuid4().hex
-    trained = train_credit_model(training_set, names, parameters, checkpoints)
+    gates = GovernanceSettings.model_validate(governance).gates
+    quality = QualityGate(
+        min_auc=gates.discrimination.threshold,
+        leakage_ceiling=gates.leakage.threshold,
+    )
+    trained = train_credit_model(training_set, names, parameters, checkpoints, quality)
     # Checkpoints serve retries within this run only; a failed run keeps them.
     shutil.rmtree(checkpoints, ignore_errors=True)
     booster = load_booster(trained.model)
@@ -59,7 +70,7 @@ def train_credit_default_model(
 
 
 def register_credit_default_model(
-    trained_model: TrainedModel, training_set: pd.DataFrame, features: dict[str, Any]
+    trained_model: TrainedModel, features: dict[str, Any]
 ) -> dict[str, Any]:
     """Log the candidate to MLflow and register it as a new version, gate pending.
 
@@ -67,7 +78,6 @@ def register_credit_default_model(
 
     Args:
         trained_model: The candidate.
-        training_set: For the signature and input example.
         features: ``params:features`` (which feature service).
 
     Returns:
@@ -79,9 +89,8 @@ def register_credit_default_model(
     # Checked and audited like any governed action: who registered which model.
     active_security().enforce(acting, Action.REGISTER_MODEL, f"model:{model_name}")
     service = FeaturesParameters.model_validate(features).feature_service
-    return register_candidate(
+    registration = register_candidate(
         trained_model,
-        training_set.head(50),
         model_name=model_name,
         feature_service={
             "name": service,
@@ -92,6 +101,20 @@ def register_credit_default_model(
         service_identity=acting.name,
         lock_file=root / "requirements.lock",
     )
+    # The maker of record: approval reads who trained a version from here, not
+    # from the version's tags (editable by anyone with registry access).
+    active_security().audit_log().append(
+        actor=acting.name,
+        on_behalf_of=acting.on_behalf_of,
+        action="model.register",
+        resource=f"model:{model_name}/{registration['version']}",
+        outcome="allowed",
+        details={
+            "trainer": registration["tags"]["trainer"],
+            "run_id": registration["run_id"],
+        },
+    )
+    return registration
 
 
 def _feature_names(features: dict[str, Any]) -> list[str]:

@@ -20,13 +20,18 @@ def create_pipeline(**kwargs: object) -> Pipeline:
         [
             Node(
                 train_credit_default_model,
-                inputs=["training_set", "params:training", "params:features"],
+                inputs=[
+                    "training_set",
+                    "params:training",
+                    "params:features",
+                    "params:governance",
+                ],
                 outputs=["trained_model", "training_report"],
                 name="train_credit_default_model_node",
             ),
             Node(
                 register_credit_default_model,
-                inputs=["trained_model", "training_set", "params:features"],
+                inputs=["trained_model", "params:features"],
                 outputs="model_registration",
                 name="register_credit_default_model_node",
             ),

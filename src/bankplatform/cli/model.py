@@ -1,0 +1,235 @@
+"""``bankplatform model``: the inventory, model cards, the Annex IV pack, alias
+history and the governed lifecycle (approve, reject, promote, rollback,
+decommission)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from bankplatform.governance.history import AliasTenure
+    from bankplatform.governance.lifecycle import Governed
+    from bankplatform.manifest import WorkspaceManifest
+    from bankplatform.security.policy import Action
+
+_ENV = click.option(
+    "--env",
+    help="Kedro env whose security.yml and tracking store apply [manifest default].",
+)
+_VERSION = click.argument("version", type=click.IntRange(min=1, max=1_000_000_000))
+
+
+@click.group()
+def model() -> None:
+    """Registered model versions and their governed lifecycle."""
+
+
+@model.command("list")
+@_ENV
+def list_versions(env: str | None) -> None:
+    """The model inventory: versions, status, owner, gates, aliases, review dates."""
+    from datetime import UTC, datetime
+
+    from bankplatform.governance.inventory import model_inventory
+    from bankplatform.security.policy import Action
+
+    g = _governed(env, Action.READ_REPORTS, "model_inventory")
+    entries = model_inventory(
+        g.client,
+        _manifest(g),
+        g.security.audit_log().records(),
+        _review_months(g, env),
+        datetime.now(UTC).date(),
+    )
+    if not entries:
+        click.echo(f"{g.model}: no version registered yet")
+        return
+    click.echo(
+        f"{'version':>7}  {'status':<26}{'gates':<8}{'aliases':<20}{'trainer':<18}"
+        f"{'tier':<8}{'last review':<13}next review"
+    )
+    for e in entries:
+        flag = "  OVERDUE" if e.overdue else ""
+        click.echo(
+            f"{e.version:>7}  {e.status:<26}{e.gate_status:<8}{','.join(e.aliases) or '-':<20}"
+            f"{e.trainer:<18}{e.tier:<8}{e.last_review or '-':<13}{e.next_review or '-'}{flag}"
+        )
+    click.echo(f"model {g.model}, owner {entries[0].owner}")
+
+
+@model.command("card")
+@click.argument("name")
+@_VERSION
+@click.option("--html", "as_html", is_flag=True, help="Print HTML instead of Markdown.")
+@_ENV
+def card(name: str, version: int, as_html: bool, env: str | None) -> None:
+    """Print the model card of NAME VERSION, from tracked metadata only."""
+    import mistune
+
+    from bankplatform.governance.documents import card_html, gather_facts, model_card
+    from bankplatform.security.policy import Action
+
+    g = _governed(env, Action.READ_REPORTS, f"model:{name}/{version}", name)
+    facts = gather_facts(g.client, g.security, _manifest(g), g.root, version)
+    text = model_card(facts)
+    click.echo(card_html(text, mistune.html) if as_html else text)
+
+
+@model.command("docs")
+@click.argument("name")
+@_VERSION
+@_ENV
+def docs(name: str, version: int, env: str | None) -> None:
+    """Write the EU AI Act Annex IV pack of NAME VERSION (with a sha256 manifest)."""
+    from bankplatform.governance.documents import gather_facts, write_pack
+    from bankplatform.governance.history import alias_history
+    from bankplatform.security.policy import Action
+
+    g = _governed(env, Action.READ_REPORTS, f"model:{name}/{version}", name)
+    facts = gather_facts(g.client, g.security, _manifest(g), g.root, version)
+    history = [
+        _tenure_line(t)
+        for t in alias_history(g.security.audit_log().records(), g.model)
+    ]
+    pack = write_pack(facts, history, g.root)
+    g.security.audit_log().append(
+        actor=g.actor.name,
+        action="model.docs",
+        resource=f"model:{g.model}/{version}",
+        outcome="allowed",
+        details={"pack": str(pack.relative_to(g.root))},
+    )
+    click.echo(f"wrote the Annex IV pack of {g.model} version {version}: {pack}")
+
+
+@model.command("history")
+@click.argument("name")
+@_ENV
+def history(name: str, env: str | None) -> None:
+    """Which version held which alias, from when to when (from the audit log)."""
+    from bankplatform.governance.history import alias_history
+    from bankplatform.security.policy import Action
+
+    g = _governed(env, Action.READ_REPORTS, f"model:{name}", name)
+    tenures = alias_history(g.security.audit_log().records(), g.model)
+    if not tenures:
+        click.echo(f"{g.model}: no alias has been held yet")
+    for tenure in tenures:
+        click.echo(_tenure_line(tenure))
+
+
+@model.command("approve")
+@click.argument("name")
+@_VERSION
+@_ENV
+def approve(name: str, version: int, env: str | None) -> None:
+    """Approve NAME VERSION as challenger (model_validator; not its trainer)."""
+    from bankplatform.governance import lifecycle
+
+    click.echo(lifecycle.approve(_governed(env, None, "", name), version))
+
+
+@model.command("reject")
+@click.argument("name")
+@_VERSION
+@click.option("--reason", required=True, help="Why (kept in the audit log).")
+@_ENV
+def reject(name: str, version: int, reason: str, env: str | None) -> None:
+    """Reject NAME VERSION with a reason (model_validator; not its trainer)."""
+    from bankplatform.governance import lifecycle
+
+    click.echo(lifecycle.reject(_governed(env, None, "", name), version, reason))
+
+
+@model.command("promote")
+@click.argument("name")
+@_VERSION
+@_ENV
+def promote(name: str, version: int, env: str | None) -> None:
+    """Promote the approved challenger NAME VERSION to champion (model_risk_officer)."""
+    from bankplatform.governance import lifecycle
+
+    click.echo(lifecycle.promote(_governed(env, None, "", name), version))
+
+
+@model.command("rollback")
+@click.argument("name")
+@_ENV
+def rollback(name: str, env: str | None) -> None:
+    """Put the previous champion of NAME back (model_risk_officer)."""
+    from bankplatform.governance import lifecycle
+
+    click.echo(lifecycle.rollback(_governed(env, None, "", name)))
+
+
+@model.command("decommission")
+@click.argument("name")
+@_VERSION
+@click.option("--reason", required=True, help="Why (kept in the audit log).")
+@_ENV
+def decommission(name: str, version: int, reason: str, env: str | None) -> None:
+    """Retire NAME VERSION for good: no alias, never served again (model_risk_officer)."""
+    from bankplatform.governance import lifecycle
+
+    click.echo(lifecycle.decommission(_governed(env, None, "", name), version, reason))
+
+
+def _governed(
+    env: str | None, action: Action | None, resource: str, name: str | None = None
+) -> Governed:
+    """The acting identity, its env's security and registry, the name checked.
+
+    With an ``action``, the identity's permission is checked and audited here;
+    lifecycle actions check and audit their own (one record per attempt).
+    """
+    from mlflow.tracking import MlflowClient
+
+    from bankplatform.governance.lifecycle import Governed
+    from bankplatform.governance.registry import check_model_name
+    from bankplatform.lineage.settings import load_settings
+    from bankplatform.manifest import load_manifest
+    from bankplatform.project import env_config_loader, find_project_root, resolve_env
+    from bankplatform.security.runtime import activate, workspace_security
+
+    root = find_project_root()
+    manifest = load_manifest(root)
+    if name is not None:
+        check_model_name(name, manifest.model_name)
+    chosen = resolve_env(manifest, env)
+    security = workspace_security(chosen)
+    activate(security)
+    actor = security.starter()
+    if action is not None:
+        security.enforce(actor, action, resource)
+    _, uri = load_settings(env_config_loader(root, chosen), root)
+    return Governed(
+        MlflowClient(tracking_uri=uri), security, actor, root, manifest.model_name
+    )
+
+
+def _manifest(g: Governed) -> WorkspaceManifest:
+    from bankplatform.manifest import load_manifest
+
+    return load_manifest(g.root)
+
+
+def _review_months(g: Governed, env: str | None) -> int:
+    from bankplatform.governance.settings import GovernanceSettings
+    from bankplatform.manifest import load_manifest
+    from bankplatform.project import env_config_loader, resolve_env
+
+    manifest = load_manifest(g.root)
+    loader = env_config_loader(g.root, resolve_env(manifest, env))
+    settings = GovernanceSettings.model_validate(loader["parameters"]["governance"])
+    return settings.review_months[manifest.model_risk_tier]
+
+
+def _tenure_line(tenure: AliasTenure) -> str:
+    until = tenure.until or "now"
+    ended = f", ended by {tenure.ended_by}" if tenure.ended_by else ""
+    return (
+        f"{tenure.alias:<11} version {tenure.version:<4} {tenure.since[:19]} -> "
+        f"{until[:19]:<19}  (by {tenure.granted_by}{ended})"
+    )

@@ -1,0 +1,194 @@
+"""Evidence notebooks: executed with papermill, converted to self-contained HTML,
+hashed.
+
+For each candidate the governance notebooks under ``notebooks/governance/`` are
+executed with the version's parameters into
+``data/08_reporting/governance/<model>/<version>/``, next to a self-contained
+HTML copy that loads nothing from the network (images embedded, no MathJax or
+require.js from a CDN). A failing cell is recorded with its error and the
+partial notebook is still stored. The sha256 of every file goes into a manifest
+that approval re-checks against the files on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bankplatform.errors import BankplatformError
+
+NOTEBOOK_FOLDER = Path("notebooks") / "governance"
+_LOADER_URLS = (
+    "mathjax_url",
+    "require_js_url",
+    "mermaid_js_url",
+    "mermaid_layout_elk_js_url",
+    "jquery_url",
+    "widget_renderer_url",
+    "jupyter_widgets_base_url",
+)
+_LOADS = re.compile(
+    r"""(?:src=|import\(|<link[^>]*href=)["'](https?://[^"']+)["']""", re.IGNORECASE
+)
+EVIDENCE_FOLDER = Path("data") / "08_reporting" / "governance"
+MANIFEST = "evidence_manifest.json"
+
+
+class EvidenceError(BankplatformError):
+    """Evidence cannot be produced as required (e.g. an HTML page that would load
+    something from the network)."""
+
+
+@dataclass(frozen=True)
+class NotebookEvidence:
+    """One executed notebook.
+
+    Attributes:
+        name: Notebook name without extension.
+        notebook: The executed ``.ipynb`` (relative to the workspace).
+        html: Its HTML copy (relative to the workspace).
+        sha256: Hashes of both files, by relative path.
+        error: The failing cell's error in one line, empty when it ran through.
+        seconds: Execution plus conversion time.
+    """
+
+    name: str
+    notebook: str
+    html: str
+    sha256: dict[str, str]
+    error: str
+    seconds: float
+
+
+def evidence_folder(root: Path, model: str, version: int) -> Path:
+    """``data/08_reporting/governance/<model>/<version>`` of a workspace."""
+    return root / EVIDENCE_FOLDER / model / str(version)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def execute_notebook(
+    root: Path,
+    name: str,
+    folder: Path,
+    parameters: dict[str, Any],
+    timeout_s: int,
+) -> NotebookEvidence:
+    """Execute ``notebooks/governance/<name>.ipynb`` into ``folder`` and convert it.
+
+    A failing cell does not raise: its error is returned and the partial
+    notebook (with the error in its output) is stored and converted too.
+    """
+    import time  # noqa: PLC0415
+
+    import papermill  # noqa: PLC0415
+    from papermill.exceptions import PapermillExecutionError  # noqa: PLC0415
+
+    folder.mkdir(parents=True, exist_ok=True)
+    output = folder / f"{name}.ipynb"
+    started = time.perf_counter()
+    error = ""
+    try:
+        papermill.execute_notebook(
+            root / NOTEBOOK_FOLDER / f"{name}.ipynb",
+            output,
+            parameters=parameters,
+            cwd=str(root),
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=timeout_s,
+        )
+    except PapermillExecutionError as failure:
+        error = f"cell {failure.exec_count}: {failure.ename}: {failure.evalue}"[:500]
+    html = folder / f"{name}.html"
+    html.write_text(offline_html(output), encoding="utf-8")
+    return NotebookEvidence(
+        name=name,
+        notebook=str(output.relative_to(root)),
+        html=str(html.relative_to(root)),
+        sha256={
+            str(path.relative_to(root)): file_sha256(path) for path in (output, html)
+        },
+        error=error.splitlines()[0] if error else "",
+        seconds=time.perf_counter() - started,
+    )
+
+
+def offline_html(notebook: Path) -> str:
+    """The notebook as one HTML page that makes no network request.
+
+    nbconvert's default template loads MathJax, require.js, mermaid, jQuery and
+    the widget renderer from CDNs; every such URL is emptied (each is checked: a
+    newer nbconvert with a new loader fails the evidence, see ``cdn_references``)
+    and images are embedded.
+    """
+    import nbformat  # noqa: PLC0415
+    from nbconvert import HTMLExporter  # noqa: PLC0415
+
+    exporter = HTMLExporter(embed_images=True)  # type: ignore[no-untyped-call]
+    # Set on the instance: some of these traits (mermaid's) are not configurable.
+    for trait in _LOADER_URLS:
+        setattr(exporter, trait, "")
+    notebook_node = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
+    body, _ = exporter.from_notebook_node(notebook_node)
+    found = cdn_references(str(body))
+    if found:
+        msg = f"{notebook.name}: the HTML still loads {found[0]} (and {len(found) - 1} more)"
+        raise EvidenceError(msg)
+    return str(body)
+
+
+def cdn_references(html: str) -> list[str]:
+    """Third-party URLs that a page would load (script or stylesheet sources and
+    dynamic imports); links a reader may follow do not count."""
+    return sorted(set(_LOADS.findall(html)))
+
+
+def write_manifest(folder: Path, root: Path, records: list[NotebookEvidence]) -> Path:
+    """Write the evidence manifest: every evidence file's sha256 (plus the other
+    files already in ``folder``, like the gate report)."""
+    hashes: dict[str, str] = {}
+    for record in records:
+        hashes.update(record.sha256)
+    for path in sorted(folder.iterdir()):
+        relative = str(path.relative_to(root))
+        if path.is_file() and path.name != MANIFEST and relative not in hashes:
+            hashes[relative] = file_sha256(path)
+    manifest = folder / MANIFEST
+    manifest.write_text(
+        json.dumps(
+            {"notebooks": [asdict(r) for r in records], "sha256": hashes}, indent=2
+        )
+    )
+    return manifest
+
+
+def changed_evidence(root: Path, recorded: dict[str, str]) -> list[str]:
+    """Evidence files that are missing or whose content no longer matches.
+
+    Args:
+        root: The workspace.
+        recorded: Relative path -> sha256, as recorded at evaluation.
+
+    Returns:
+        One line per mismatch (empty when everything matches).
+    """
+    problems = []
+    for relative, expected in sorted(recorded.items()):
+        path = root / relative
+        if not path.is_file():
+            problems.append(f"{relative} is missing")
+        elif file_sha256(path) != expected:
+            problems.append(f"{relative} was changed after evaluation")
+    return problems

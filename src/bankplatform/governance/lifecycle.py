@@ -1,0 +1,451 @@
+"""The governed lifecycle of a model version: approve, reject, promote, roll back,
+decommission.
+
+Maker-checker, bound to the registry: approval needs the ``model_validator`` role,
+a validator who is not the person who trained the version, passed gates, and
+evidence files that still match their recorded hashes; promotion to ``champion``
+needs the ``model_risk_officer`` role. Who trained a version, its gate status and
+its evidence hashes are read from the **audit log** (signed, hash-chained), not
+from the version's MLflow tags, which anyone with registry access can edit; a tag
+that disagrees with the audit log is itself a refusal.
+
+Every outcome is audited, refusals too: exactly one record per attempt, with
+the alias changes (``{alias: [from, to]}``) that ``history`` rebuilds from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from bankplatform.governance.evidence import changed_evidence, file_sha256
+from bankplatform.governance.registry import (
+    CHALLENGER,
+    CHAMPION,
+    DECOMMISSIONED,
+    PREVIOUS,
+    GovernanceError,
+    alias_holder,
+    check_version,
+    get_version,
+    tags_of,
+)
+from bankplatform.security.policy import AccessDenied, Action
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from bankplatform.security.policy import Principal
+    from bankplatform.security.runtime import WorkspaceSecurity
+
+MAX_REASON = 1_000
+# Actions whose records carry alias changes, for `history`.
+LIFECYCLE_ACTIONS = (
+    "model.approve",
+    "model.reject",
+    "model.promote",
+    "model.rollback",
+    "model.decommission",
+)
+
+
+@dataclass(frozen=True)
+class Governed:
+    """What every lifecycle action works with.
+
+    Attributes:
+        client: MLflow client of the env's tracking store.
+        security: The env's security (policy and audit log).
+        actor: Who acts (from a token, or a developer env's user).
+        root: The workspace folder (evidence paths are relative to it).
+        model: The workspace's registered model name.
+    """
+
+    client: MlflowClient
+    security: WorkspaceSecurity
+    actor: Principal
+    root: Path
+    model: str
+
+
+def check_reason(reason: str) -> str:
+    """A reason a person typed: 1 to 1,000 printable characters.
+
+    Raises:
+        GovernanceError: Empty, too long, or with control characters (NUL...).
+    """
+    text = reason.strip()
+    if not text:
+        msg = "a reason is required"
+        raise GovernanceError(msg)
+    if len(text) > MAX_REASON:
+        msg = f"reason too long: {len(text):,} characters, at most {MAX_REASON:,}"
+        raise GovernanceError(msg)
+    if any(not ch.isprintable() for ch in text):
+        msg = "reason contains control characters"
+        raise GovernanceError(msg)
+    return text
+
+
+def approve(g: Governed, version: int) -> str:
+    """Approve a version: it becomes the ``challenger``.
+
+    Raises:
+        AccessDenied: The actor lacks ``approve_model``.
+        GovernanceError: Self-approval, failed or missing gates, changed
+            evidence, a decommissioned or already approved version.
+    """
+    version = check_version(version)
+    with _attempt(g, Action.APPROVE_MODEL, "model.approve", version) as attempt:
+        tags = attempt.tags
+        facts = attempt.facts
+        _refuse_decommissioned(tags)
+        _refuse_maker(g, facts, "approve")
+        if facts.gate_status != "passed":
+            failed = ", ".join(facts.failed_gates) or "none recorded"
+            attempt.refuse(
+                f"gates {facts.gate_status} for version {version} (failed: {failed}); only a version whose gates passed can be approved"
+                if facts.gate_status
+                else f"version {version} has no recorded evaluation; run the evaluation pipeline first"
+            )
+        _refuse_changed_evidence(g, facts)
+        if alias_holder(g.client, g.model, CHALLENGER) == version:
+            attempt.refuse(f"version {version} is already the approved challenger")
+        if alias_holder(g.client, g.model, CHAMPION) == version:
+            attempt.refuse(f"version {version} is already the champion")
+        attempt.set_alias(CHALLENGER, version)
+        attempt.tag(approval_status="approved", approved_by=g.actor.name)
+    return f"approved {g.model} version {version}: it is the challenger (promotion needs a model risk officer)"
+
+
+def reject(g: Governed, version: int, reason: str) -> str:
+    """Reject a version with a reason; it loses the ``challenger`` alias if it held it.
+
+    Raises:
+        AccessDenied: The actor lacks ``reject_model``.
+        GovernanceError: The actor trained it, it is the champion or decommissioned.
+    """
+    version = check_version(version)
+    reason = check_reason(reason)
+    with _attempt(
+        g, Action.REJECT_MODEL, "model.reject", version, {"reason": reason}
+    ) as attempt:
+        _refuse_decommissioned(attempt.tags)
+        _refuse_maker(g, attempt.facts, "reject")
+        if alias_holder(g.client, g.model, CHAMPION) == version:
+            attempt.refuse(
+                f"version {version} is the champion: roll back or decommission it instead"
+            )
+        if alias_holder(g.client, g.model, CHALLENGER) == version:
+            attempt.set_alias(CHALLENGER, None)
+        attempt.tag(
+            approval_status="rejected", rejected_by=g.actor.name, reject_reason=reason
+        )
+    return f"rejected {g.model} version {version}"
+
+
+def promote(g: Governed, version: int) -> str:
+    """Promote the approved challenger to ``champion``; the old champion becomes ``previous``.
+
+    Raises:
+        AccessDenied: The actor lacks ``promote_model``.
+        GovernanceError: Not the approved challenger, decommissioned, evidence
+            changed since approval, or the actor trained it.
+    """
+    version = check_version(version)
+    with _attempt(g, Action.PROMOTE_MODEL, "model.promote", version) as attempt:
+        _refuse_decommissioned(attempt.tags)
+        _refuse_maker(g, attempt.facts, "promote")
+        if alias_holder(g.client, g.model, CHALLENGER) != version:
+            attempt.refuse(
+                f"version {version} is not the approved challenger; a validator approves it first"
+            )
+        _refuse_changed_evidence(g, attempt.facts)
+        champion = alias_holder(g.client, g.model, CHAMPION)
+        if champion is not None:
+            attempt.set_alias(PREVIOUS, champion)
+        attempt.set_alias(CHAMPION, version)
+        attempt.set_alias(CHALLENGER, None)
+        attempt.tag(promoted_by=g.actor.name)
+    return f"promoted {g.model} version {version} to champion" + (
+        f" (version {champion} is now previous)" if champion is not None else ""
+    )
+
+
+def rollback(g: Governed) -> str:
+    """Put the ``previous`` version back as ``champion``.
+
+    Raises:
+        AccessDenied: The actor lacks ``promote_model``.
+        GovernanceError: No previous version, or it was decommissioned.
+    """
+    previous = alias_holder(g.client, g.model, PREVIOUS)
+    champion = alias_holder(g.client, g.model, CHAMPION)
+    target = previous or champion or 0
+    with _attempt(
+        g,
+        Action.PROMOTE_MODEL,
+        "model.rollback",
+        target,
+        registered=previous is not None,
+    ) as attempt:
+        if previous is None:
+            attempt.refuse(f"{g.model} has no previous champion to roll back to")
+        _refuse_decommissioned(attempt.tags)
+        attempt.set_alias(CHAMPION, previous)
+        attempt.set_alias(PREVIOUS, None)
+        attempt.details["rolled_back_from"] = champion
+    return f"rolled back {g.model}: version {previous} is champion again" + (
+        f" (version {champion} no longer serves)" if champion is not None else ""
+    )
+
+
+def decommission(g: Governed, version: int, reason: str) -> str:
+    """Retire a version for good: every alias naming it is removed, it is tagged
+    ``status=decommissioned`` and can never be approved, promoted or served.
+
+    Raises:
+        AccessDenied: The actor lacks ``decommission_model``.
+        GovernanceError: Already decommissioned.
+    """
+    version = check_version(version)
+    reason = check_reason(reason)
+    with _attempt(
+        g, Action.DECOMMISSION_MODEL, "model.decommission", version, {"reason": reason}
+    ) as attempt:
+        _refuse_decommissioned(attempt.tags)
+        for alias in (CHALLENGER, CHAMPION, PREVIOUS):
+            if alias_holder(g.client, g.model, alias) == version:
+                attempt.set_alias(alias, None)
+        attempt.tag(
+            status=DECOMMISSIONED,
+            decommissioned_by=g.actor.name,
+            decommission_reason=reason,
+        )
+    return f"decommissioned {g.model} version {version}: it can never be served again"
+
+
+@dataclass
+class VersionFacts:
+    """What the audit log says about a version (the registry's tags may be edited).
+
+    Attributes:
+        trainer: Who started the training that registered it.
+        gate_status: The latest evaluation's verdict, empty if never evaluated.
+        failed_gates: Gates that failed in that evaluation.
+        evidence_manifest: Relative path of the evidence manifest.
+        evidence_manifest_sha256: Its hash at evaluation.
+        evidence_sha256: Every evidence file's hash at evaluation.
+    """
+
+    trainer: str = ""
+    gate_status: str = ""
+    failed_gates: tuple[str, ...] = ()
+    evidence_manifest: str = ""
+    evidence_manifest_sha256: str = ""
+    evidence_sha256: dict[str, str] | None = None
+
+
+def version_facts(
+    security: WorkspaceSecurity, model: str, version: int
+) -> VersionFacts:
+    """Read a version's registration and latest evaluation from the audit log."""
+    facts = VersionFacts()
+    resource = f"model:{model}/{version}"
+    for record in security.audit_log().records():
+        if record.get("resource") != resource or record.get("outcome") != "allowed":
+            continue
+        details = record.get("details") or {}
+        if record.get("action") == "model.register":
+            facts.trainer = str(details.get("trainer", ""))
+        elif record.get("action") == "model.evaluate":
+            facts.gate_status = str(details.get("gate_status", ""))
+            facts.failed_gates = tuple(details.get("failed_gates", ()))
+            facts.evidence_manifest = str(details.get("evidence_manifest", ""))
+            facts.evidence_manifest_sha256 = str(
+                details.get("evidence_manifest_sha256", "")
+            )
+            facts.evidence_sha256 = dict(details.get("evidence_sha256") or {})
+    return facts
+
+
+class _Attempt:
+    """One lifecycle attempt: refusals and changes, audited once at the end."""
+
+    def __init__(
+        self,
+        g: Governed,
+        audit_action: str,
+        version: int,
+        details: dict[str, Any],
+        registered: bool,
+    ) -> None:
+        self.g = g
+        self.audit_action = audit_action
+        self.version = version
+        self.details = details
+        self.aliases: dict[str, tuple[int | None, int | None]] = {}
+        self.tags_to_set: dict[str, str] = {}
+        self.tags: dict[str, Any] = (
+            tags_of(get_version(g.client, g.model, version)) if registered else {}
+        )
+        self.facts = version_facts(g.security, g.model, version)
+
+    def refuse(self, reason: str) -> None:
+        raise _Refusal(reason)
+
+    def set_alias(self, alias: str, version: int | None) -> None:
+        before = alias_holder(self.g.client, self.g.model, alias)
+        self.aliases[alias] = (before, version)
+
+    def tag(self, **tags: str) -> None:
+        self.tags_to_set.update(tags)
+
+    def record(self, outcome: str, extra: dict[str, Any]) -> None:
+        self.g.security.audit_log().append(
+            actor=self.g.actor.name,
+            on_behalf_of=self.g.actor.on_behalf_of,
+            action=self.audit_action,
+            resource=f"model:{self.g.model}/{self.version}",
+            outcome=outcome,  # type: ignore[arg-type]
+            details={
+                "roles": sorted(self.g.actor.roles),
+                **self.details,
+                **extra,
+            },
+        )
+
+    def apply(self) -> None:
+        client, model = self.g.client, self.g.model
+        for alias, (_, version) in self.aliases.items():
+            if version is None:
+                client.delete_registered_model_alias(model, alias)
+            else:
+                client.set_registered_model_alias(model, alias, str(version))
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        for key, value in {**self.tags_to_set, "last_lifecycle_at": stamp}.items():
+            client.set_model_version_tag(model, str(self.version), key, value)
+
+
+class _Refusal(Exception):
+    pass
+
+
+class _attempt:
+    def __init__(
+        self,
+        g: Governed,
+        action: Action,
+        audit_action: str,
+        version: int,
+        details: dict[str, Any] | None = None,
+        *,
+        registered: bool = True,
+    ) -> None:
+        self._g = g
+        self._action = action
+        self._audit_action = audit_action
+        self._version = version
+        self._details = dict(details or {})
+        self._registered = registered
+        self._attempt: _Attempt | None = None
+
+    def __enter__(self) -> _Attempt:
+        g = self._g
+        if not g.security.policy.permits(g.actor, self._action):
+            roles = ", ".join(sorted(g.actor.roles)) or "none"
+            _write_denied(
+                g,
+                self._audit_action,
+                self._version,
+                self._details,
+                f"lacks {self._action.value}",
+            )
+            msg = f"access denied: {g.actor.name} (roles: {roles}) may not {self._action.value} on {g.model}"
+            raise AccessDenied(msg)
+        try:
+            self._attempt = _Attempt(
+                g, self._audit_action, self._version, self._details, self._registered
+            )
+        except GovernanceError as error:
+            _write_denied(
+                g, self._audit_action, self._version, self._details, str(error)
+            )
+            raise
+        return self._attempt
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any
+    ) -> Literal[False]:
+        attempt = self._attempt
+        if attempt is None:
+            return False
+        if isinstance(error, _Refusal | GovernanceError):
+            attempt.record("denied", {"reason": str(error)})
+            raise GovernanceError(str(error)) from None
+        if error is not None:
+            return False
+        changes = {a: list(pair) for a, pair in attempt.aliases.items()}
+        attempt.record("allowed", {"aliases": changes})
+        try:
+            attempt.apply()
+        except Exception as failure:
+            attempt.record(
+                "failed", {"aliases": changes, "error": type(failure).__name__}
+            )
+            msg = f"the registry refused the change ({type(failure).__name__}); the audit log records the attempt as failed"
+            raise GovernanceError(msg) from None
+        return False
+
+
+def _write_denied(
+    g: Governed, action: str, version: int, details: dict[str, Any], reason: str
+) -> None:
+    g.security.audit_log().append(
+        actor=g.actor.name,
+        on_behalf_of=g.actor.on_behalf_of,
+        action=action,
+        resource=f"model:{g.model}/{version}",
+        outcome="denied",
+        details={"roles": sorted(g.actor.roles), **details, "reason": reason},
+    )
+
+
+def _refuse_decommissioned(tags: dict[str, Any]) -> None:
+    if tags.get("status") == DECOMMISSIONED:
+        msg = "the version is decommissioned: it can never be approved, promoted or served again"
+        raise _Refusal(msg)
+
+
+def _refuse_maker(g: Governed, facts: VersionFacts, verb: str) -> None:
+    if not facts.trainer:
+        msg = (
+            "the audit log has no registration record for this version: who trained it is unknown, so nobody may "
+            + verb
+            + " it"
+        )
+        raise _Refusal(msg)
+    if g.actor.name in {facts.trainer, g.actor.on_behalf_of}:
+        msg = f"{g.actor.name} trained this version and may not {verb} it (maker-checker: a second person must)"
+        raise _Refusal(msg)
+
+
+def _refuse_changed_evidence(g: Governed, facts: VersionFacts) -> None:
+    manifest = g.root / facts.evidence_manifest
+    if not manifest.is_file():
+        msg = f"evidence manifest {facts.evidence_manifest or '(none)'} is missing"
+        raise _Refusal(msg)
+    if file_sha256(manifest) != facts.evidence_manifest_sha256:
+        msg = (
+            f"evidence manifest {facts.evidence_manifest} was changed after evaluation"
+        )
+        raise _Refusal(msg)
+    recorded = facts.evidence_sha256 or json.loads(manifest.read_text())["sha256"]
+    problems = changed_evidence(g.root, recorded)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        msg = f"evidence {problems[0]}{more}: re-run the evaluation"
+        raise _Refusal(msg)
