@@ -205,7 +205,16 @@ def make_workspace(target: Path) -> Path:
     shutil.copytree(REPO / "notebooks", target / "notebooks")
     # Kedro wants a source folder; the package itself is installed in the venv.
     (target / "src").mkdir()
-    for layer in ("01_raw", "02_intermediate", "03_primary", "08_reporting"):
+    for layer in (
+        "01_raw",
+        "02_intermediate",
+        "03_primary",
+        "04_feature",
+        "05_model_input",
+        "06_models",
+        "07_model_output",
+        "08_reporting",
+    ):
         (target / "data" / layer).mkdir(parents=True)
     # What `bankplatform keys init` creates (here the shared test keys): runs are
     # audited and data encrypted, so they need keys.
@@ -277,3 +286,27 @@ def ingested_workspace(
     # Kept for the test that looks for raw PII in everything a run leaves behind.
     (root / "kedro_run.log").write_text(result.stdout + result.stderr)
     yield root
+
+
+# The governance tests need out-of-time groups large enough for fairness figures
+# to mean something: 5k customers give ~720 out-of-time applications (1k: ~130,
+# where one age band's approval rate moves 10 points by chance).
+GOVERNED_CUSTOMERS = 5_000
+
+
+def governed_run(root: Path, **generator: float) -> Path:
+    """Generate 5k customers into a fresh workspace and run `kedro run --env test`
+    (ingestion, features, training, evaluation with its evidence notebooks)."""
+    make_workspace(root)
+    config = GeneratorConfig(customers=GOVERNED_CUSTOMERS, seed=11, **generator)
+    generate_raw_extract(config, root / "data" / "01_raw", key_service=shared_keyring())
+    result = run_command(["kedro", "run", "--env", "test"], root, timeout=1_200)
+    (root / "kedro_run.log").write_text(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+@pytest.fixture(scope="session")
+def governed_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5k customers, no planted bias, the whole default pipeline run (env test)."""
+    return governed_run(tmp_path_factory.mktemp("governed") / "workspace")

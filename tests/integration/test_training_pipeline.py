@@ -8,13 +8,11 @@ import shutil
 from pathlib import Path
 
 import mlflow.pyfunc
-import mlflow.xgboost
 import numpy as np
 import pytest
-import xgboost as xgb
 from mlflow.tracking import MlflowClient
 
-from bankplatform.training.boosting import design_matrix
+from bankplatform.governance.evaluation import model_input
 from tests.conftest import notebook_summary, read_encrypted
 
 pytestmark = [
@@ -84,28 +82,32 @@ def test_the_notebook_trains_on_ray_and_registers_a_pending_version(
     assert run.data.tags["training.api"] == "ray_task"
 
 
-def test_the_registered_model_scores_like_the_trained_one(
+def test_the_registered_pyfunc_scores_the_signature_columns(
     trained: tuple[Path, dict[str, object]],
 ) -> None:
     root, _ = trained
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    model = mlflow.xgboost.load_model("models:/credit_default_pd/1")
+    model = mlflow.pyfunc.load_model("models:/credit_default_pd/1")
     info = mlflow.models.get_model_info("models:/credit_default_pd/1")
     assert info.signature is not None
-    assert len(info.signature.inputs.inputs) == 32
+    names = [spec.name for spec in info.signature.inputs.inputs]
+    assert len(names) == 32
+    assert {spec.name: str(spec.type) for spec in info.signature.inputs.inputs}[
+        "purpose"
+    ] == "string"
     rows = read_encrypted(
         root / "data/05_model_input/training_set.parquet.enc", "training_set"
     )
-    names = [spec.name for spec in info.signature.inputs.inputs]
-    categories = {
-        name: sorted(rows[name].astype(str).unique())
-        for name in ("employment_status", "purpose")
-    }
-    scores = model.predict(
-        xgb.DMatrix(design_matrix(rows, names, categories), enable_categorical=True)
-    )
+    scores = np.asarray(model.predict(model_input(rows, names)))
     assert scores.shape == (len(rows),)
     assert np.all((scores > 0) & (scores < 1))
+    contributions = model.predict(
+        model_input(rows.head(3), names), params={"output": "contributions"}
+    )
+    assert list(contributions.columns) == [*names, "bias"]
+    # Contributions are log-odds: their sum is the score's logit.
+    logits = np.log(scores[:3] / (1 - scores[:3]))
+    assert np.allclose(contributions.sum(axis=1), logits, atol=1e-5)
     requirements = Path(
         mlflow.pyfunc.get_model_dependencies("models:/credit_default_pd/1")
     ).read_text()

@@ -1,119 +1,117 @@
-"""Behavioural tests of the credit default model trained on the pipeline's training
-set: monotone directions, determinism, a plausible out-of-time AUC."""
+"""Behavioural tests of the registered credit default model: the artefact that
+would be served (loaded from the registry through MLflow's pyfunc), checked with
+the evaluation's own behavioural gate functions on every out-of-time applicant,
+under the parameters the test env actually resolves."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import numpy as np
+import mlflow
+import mlflow.pyfunc
 import pandas as pd
 import pytest
 
-from bankplatform.feature_repo import credit_default_v1
-from bankplatform.features.store import feature_names
+from bankplatform.governance import behaviour
+from bankplatform.governance.evaluation import scorer
+from bankplatform.governance.performance import discrimination
 from bankplatform.project import env_config_loader
-from bankplatform.training.boosting import (
-    BoostingConfig,
-    auc,
-    booster_params,
-    fit,
-    predict,
-)
 from bankplatform.training.settings import TrainingParameters
 from bankplatform.training.train import split_out_of_time
 from tests.conftest import REPO, read_encrypted
 
-pytestmark = [pytest.mark.model, pytest.mark.xdist_group("ingested")]
-FEATURES = feature_names(credit_default_v1)
+pytestmark = [pytest.mark.model, pytest.mark.xdist_group("governed")]
+MONOTONE = TrainingParameters.model_validate(
+    env_config_loader(REPO, "test")["parameters"]["training"]
+).monotone
 
 
 @pytest.fixture(scope="module")
-def fitted(
-    featured_workspace: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[bytes, BoostingConfig, pd.DataFrame, pd.DataFrame]:
+def registered(
+    governed_workspace: Path,
+) -> tuple[behaviour.Scorer, pd.DataFrame, dict[str, object]]:
+    root = governed_workspace
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model("models:/credit_default_pd/1")
     rows = read_encrypted(
-        featured_workspace / "data/05_model_input/training_set.parquet.enc",
-        "training_set",
+        root / "data/05_model_input/training_set.parquet.enc", "training_set"
     )
     parameters = TrainingParameters.model_validate(
-        env_config_loader(REPO, "local")["parameters"]["training"]
+        env_config_loader(root, "test")["parameters"]["training"]
     )
-    train, valid = split_out_of_time(rows, parameters.split)
-    config = BoostingConfig(
-        features=FEATURES,
-        categories={
-            name: sorted(train[name].astype(str).unique())
-            for name in FEATURES
-            if not pd.api.types.is_numeric_dtype(train[name])
-        },
-        params=booster_params(
-            parameters.booster,
-            parameters.monotone,
-            FEATURES,
-            seed=11,
-            threads=1,
-            device="cpu",
-        ),
-        rounds=120,
-        early_stopping_rounds=30,
-        checkpoint_every=1_000,
-        checkpoint_dir=str(tmp_path_factory.mktemp("checkpoints")),
-    )
-    return fit(train, valid, config).model, config, train, valid
+    _, valid = split_out_of_time(rows, parameters.split)
+    report = json.loads((root / "data/08_reporting/gate_outcome.json").read_text())
+    return scorer(model), valid, report
 
 
-@pytest.mark.parametrize(
-    ("feature", "change", "direction"),
-    [
-        ("income", 10_000.0, -1),  # more income never raises the PD
-        ("card_utilisation", 0.3, 1),  # more utilisation never lowers it
-        ("late_fee_count_365d", 2.0, 1),
-        ("returned_dd_count_90d", 1.0, 1),
-    ],
-)
+def test_the_test_env_trains_with_the_base_monotone_map() -> None:
+    assert MONOTONE["income"] == -1
+    assert len(MONOTONE) == 7
+
+
+@pytest.mark.parametrize("step", [0.5, 2.0])
+@pytest.mark.parametrize("feature", sorted(MONOTONE))
 def test_known_directions_hold_for_every_applicant(
-    fitted: tuple[bytes, BoostingConfig, pd.DataFrame, pd.DataFrame],
+    registered: tuple[behaviour.Scorer, pd.DataFrame, dict[str, object]],
     feature: str,
-    change: float,
-    direction: int,
+    step: float,
 ) -> None:
-    model, config, _, valid = fitted
-    known = valid.assign(**{feature: valid[feature].fillna(0)})
-    base = predict(model, known, config)
-    after = predict(model, known.assign(**{feature: known[feature] + change}), config)
-    assert np.all(direction * (after - base) >= -1e-7)
-    assert np.any(after != base)  # the feature is used, so the check is not vacuous
+    score, valid, _ = registered
+    found = behaviour.monotone_violations(
+        score, valid, {feature: MONOTONE[feature]}, step
+    )
+    assert found[feature]["violations"] == 0.0
+    assert found[feature]["worst_move"] == 0.0
 
 
-def test_protected_attributes_do_not_move_a_score(
-    fitted: tuple[bytes, BoostingConfig, pd.DataFrame, pd.DataFrame],
+def test_income_moves_scores_so_the_direction_check_is_not_vacuous(
+    registered: tuple[behaviour.Scorer, pd.DataFrame, dict[str, object]],
 ) -> None:
-    model, config, _, valid = fitted
-    flipped = valid.assign(
-        gender=valid["gender"].map({"F": "M", "M": "F"}), age_band="65+"
-    )
-    assert np.array_equal(
-        predict(model, valid, config), predict(model, flipped, config)
-    )
+    score, valid, _ = registered
+    richer = valid.assign(income=valid["income"] * 2)
+    moved = score(richer) - score(valid)
+    assert (moved < 0).sum() > len(valid) // 4
+    assert (moved > 0).sum() == 0
 
 
-def test_same_data_and_seed_give_the_same_predictions(
-    fitted: tuple[bytes, BoostingConfig, pd.DataFrame, pd.DataFrame], tmp_path: Path
+def test_the_gate_report_checked_every_monotone_feature(
+    registered: tuple[behaviour.Scorer, pd.DataFrame, dict[str, object]],
 ) -> None:
-    model, config, train, valid = fitted
-    again = fit(
-        train,
-        valid,
-        BoostingConfig(**{**config.__dict__, "checkpoint_dir": str(tmp_path)}),
-    )
-    assert np.array_equal(
-        predict(model, valid, config), predict(again.model, valid, config)
-    )
+    _, _, report = registered
+    checked = report["measurements"]["behaviour"]["monotone"]  # type: ignore[index]
+    assert set(checked) == set(MONOTONE)
+    assert all(v["violations"] == 0 for v in checked.values())
+
+
+def test_protected_attributes_never_move_a_score(
+    registered: tuple[behaviour.Scorer, pd.DataFrame, dict[str, object]],
+) -> None:
+    score, valid, _ = registered
+    assert behaviour.invariance(score, valid, ["gender", "age_band"]) == {
+        "gender": 0.0,
+        "age_band": 0.0,
+    }
+
+
+def test_clear_cut_applicants_land_on_the_right_side(
+    registered: tuple[behaviour.Scorer, pd.DataFrame, dict[str, object]],
+) -> None:
+    score, valid, _ = registered
+    cases = behaviour.clear_cut_applicants(valid, dict(MONOTONE))
+    results = behaviour.minimum_functionality(score, cases, 0.15)
+    assert [(r["expected"], r["passed"]) for r in results] == [
+        ("approve", True),
+        ("decline", True),
+    ]
+    assert results[0]["score"] < results[1]["score"]
 
 
 def test_out_of_time_auc_is_in_the_planted_range(
-    fitted: tuple[bytes, BoostingConfig, pd.DataFrame, pd.DataFrame],
+    registered: tuple[behaviour.Scorer, pd.DataFrame, dict[str, object]],
 ) -> None:
-    model, config, _, valid = fitted
-    value = auc(valid["defaulted"], predict(model, valid, config))
-    assert 0.65 <= value <= 0.93, value
+    score, valid, report = registered
+    measured = discrimination(valid["defaulted"], score(valid))
+    assert 0.70 <= measured["auc"] <= 0.90, measured
+    recorded = report["measurements"]["performance"]["out_of_time"]  # type: ignore[index]
+    assert measured["auc"] == pytest.approx(recorded["auc"], abs=1e-12)

@@ -65,11 +65,17 @@ def booster_params(
     threads: int,
     device: str,
 ) -> dict[str, Any]:
-    """xgboost parameters: histogram trees, AUC, the monotone directions, device."""
+    """xgboost parameters: histogram trees, AUC and log loss, the monotone
+    directions, device.
+
+    Early stopping watches the last metric, log loss: a probability of default
+    must be calibrated as well as rank (stopping on AUC alone stopped the test
+    env's 5k-customer model at round 8 with compressed, miscalibrated scores).
+    """
     constraints = tuple(int(monotone.get(name, 0)) for name in features)
     return {
         "objective": "binary:logistic",
-        "eval_metric": "auc",
+        "eval_metric": ["auc", "logloss"],
         "tree_method": "hist",
         "seed": seed,
         "nthread": threads,

@@ -1,0 +1,286 @@
+"""The governed lifecycle on a real registry and audit log: the maker-checker
+matrix, a scripted approve/promote/promote/rollback/decommission sequence through
+the command line, its history, edited evidence, the inventory, card and Annex IV
+pack, and names a person types."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bankplatform.governance import lifecycle
+from bankplatform.governance.lifecycle import Governed
+from bankplatform.governance.registry import GovernanceError
+from bankplatform.project import env_config_loader
+from bankplatform.security.policy import AccessDenied, Principal
+from bankplatform.security.runtime import open_security
+from tests.conftest import run_command
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("governed"),
+]
+MODEL = "credit_default_pd"
+# Who may do what (security.yml): validators approve and reject, risk officers
+# promote, roll back and decommission; nobody else.
+PERMITTED = {
+    "approve": {"victor.validator"},
+    "reject": {"victor.validator"},
+    "promote": {"rita.riskofficer"},
+    "rollback": {"rita.riskofficer"},
+    "decommission": {"rita.riskofficer"},
+}
+USERS = [
+    "local-developer",
+    "dana.scientist",
+    "victor.validator",
+    "rita.riskofficer",
+    "paul.admin",
+    "audrey.auditor",
+    "scheduler",
+]
+
+
+@pytest.fixture(scope="module")
+def workspace(
+    governed_workspace: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    root = tmp_path_factory.mktemp("lifecycle") / "workspace"
+    shutil.copytree(governed_workspace, root)
+    return root
+
+
+def _governed(root: Path, principal: Principal) -> Governed:
+    security = open_security(env_config_loader(root, "test"), root, "test")
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    return Governed(client, security, principal, root, MODEL)
+
+
+def _user(root: Path, name: str) -> Principal:
+    return open_security(env_config_loader(root, "test"), root, "test").policy.user(
+        name
+    )
+
+
+def _attempt(g: Governed, action: str) -> str:
+    if action == "approve":
+        return lifecycle.approve(g, 1)
+    if action == "reject":
+        return lifecycle.reject(g, 1, "matrix")
+    if action == "promote":
+        return lifecycle.promote(g, 1)
+    if action == "rollback":
+        return lifecycle.rollback(g)
+    return lifecycle.decommission(g, 1, "matrix")
+
+
+def _cli(root: Path, user: str, *args: str) -> tuple[int, str, str]:
+    result = run_command(
+        ["bankplatform", "model", *args, "--env", "test"],
+        root,
+        extra_env={"BANKPLATFORM_USER": user},
+    )
+    return result.returncode, result.stdout.strip(), result.stderr.strip()
+
+
+def _audit(root: Path) -> list[dict[str, object]]:
+    log = root / ".bankplatform" / "audit" / "audit.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("action", sorted(PERMITTED))
+@pytest.mark.parametrize("user", USERS)
+def test_every_role_without_the_permission_is_refused_and_audited(
+    workspace: Path, user: str, action: str
+) -> None:
+    if user in PERMITTED[action]:
+        pytest.skip("the permitted role is exercised by the scripted sequence")
+    g = _governed(workspace, _user(workspace, user))
+    before = len(_audit(workspace))
+    with pytest.raises(AccessDenied) as caught:
+        _attempt(g, action)
+    assert str(caught.value).startswith(f"access denied: {user} (roles: ")
+    (record,) = _audit(workspace)[before:]
+    assert (record["actor"], record["action"], record["outcome"]) == (
+        user,
+        f"model.{action}",
+        "denied",
+    )
+    assert str(record["details"]["reason"]).startswith("lacks ")  # type: ignore[index]
+
+
+def test_a_validator_who_trained_the_version_may_not_approve_it(
+    workspace: Path,
+) -> None:
+    trainer_as_validator = Principal(
+        "local-developer", frozenset({"model_validator"}), "user"
+    )
+    g = _governed(workspace, trainer_as_validator)
+    with pytest.raises(GovernanceError) as caught:
+        lifecycle.approve(g, 1)
+    assert str(caught.value) == (
+        "local-developer trained this version and may not approve it "
+        "(maker-checker: a second person must)"
+    )
+    assert _audit(workspace)[-1]["outcome"] == "denied"
+
+
+def test_the_scripted_lifecycle_and_its_exact_history(workspace: Path) -> None:
+    root = workspace
+    assert _cli(root, "victor.validator", "approve", MODEL, "1")[1] == (
+        f"approved {MODEL} version 1: it is the challenger (promotion needs a model risk officer)"
+    )
+    assert _cli(root, "rita.riskofficer", "promote", MODEL, "1")[1] == (
+        f"promoted {MODEL} version 1 to champion"
+    )
+    # A second version, trained and evaluated against the champion.
+    result = run_command(
+        ["kedro", "run", "--pipelines", "training,evaluation", "--env", "test"],
+        root,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((root / "data/08_reporting/gate_outcome.json").read_text())
+    assert report["version"] == 2
+    regression = next(g for g in report["gates"] if g["name"] == "champion_regression")
+    assert regression["detail"] == "AUC drop against champion version 1"
+    assert report["measurements"]["champion"]["version"] == 1
+    # Edited evidence blocks approval until it matches again.
+    page = root / f"data/08_reporting/governance/{MODEL}/2/model_validation.html"
+    original = page.read_bytes()
+    page.write_bytes(original.replace(b"passed", b"PASSED", 1))
+    code, _, error = _cli(root, "victor.validator", "approve", MODEL, "2")
+    assert code == 1
+    assert error == (
+        f"Error: evidence data/08_reporting/governance/{MODEL}/2/model_validation.html "
+        "was changed after evaluation: re-run the evaluation"
+    )
+    page.write_bytes(original)
+    assert _cli(root, "victor.validator", "approve", MODEL, "2")[0] == 0
+    assert _cli(root, "rita.riskofficer", "promote", MODEL, "2")[1] == (
+        f"promoted {MODEL} version 2 to champion (version 1 is now previous)"
+    )
+    assert _cli(root, "rita.riskofficer", "rollback", MODEL)[1] == (
+        f"rolled back {MODEL}: version 1 is champion again (version 2 no longer serves)"
+    )
+    assert (
+        _cli(
+            root,
+            "rita.riskofficer",
+            "decommission",
+            MODEL,
+            "2",
+            "--reason",
+            "rolled back: drift",
+        )[1]
+        == f"decommissioned {MODEL} version 2: it can never be served again"
+    )
+    for user, action in (
+        ("victor.validator", "approve"),
+        ("rita.riskofficer", "promote"),
+    ):
+        code, _, error = _cli(root, user, action, MODEL, "2")
+        assert (code, error) == (
+            1,
+            "Error: the version is decommissioned: it can never be approved, promoted or served again",
+        )
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
+    assert client.get_model_version(MODEL, "2").tags["status"] == "decommissioned"
+    code, history, _ = _cli(root, "audrey.auditor", "history", MODEL)
+    assert code == 0
+    # "<alias> version <v> <since> -> <until|now>  (by ...)", by start time.
+    tenures = [line.split()[:6] for line in history.splitlines()]
+    assert [(t[0], t[2], t[5] == "now") for t in tenures] == [
+        ("challenger", "1", False),
+        ("champion", "1", False),
+        ("challenger", "2", False),
+        ("champion", "2", False),
+        ("previous", "1", False),
+        ("champion", "1", True),
+    ]
+    since = {(t[0], t[2], t[5] == "now"): t[3] for t in tenures}
+    until = {(t[0], t[2], t[5] == "now"): t[5] for t in tenures}
+    # Each tenure ends exactly when the change that replaced it was made.
+    assert until[("challenger", "1", False)] == since[("champion", "1", False)]
+    assert until[("champion", "1", False)] == since[("champion", "2", False)]
+    assert since[("previous", "1", False)] == since[("champion", "2", False)]
+    assert until[("champion", "2", False)] == since[("champion", "1", True)]
+    assert until[("previous", "1", False)] == since[("champion", "1", True)]
+
+
+def test_the_inventory_card_and_annex_iv_pack(workspace: Path) -> None:
+    root = workspace
+    code, listing, _ = _cli(root, "audrey.auditor", "list")
+    assert code == 0
+    rows = {line.split()[0]: line for line in listing.splitlines()[1:-1]}
+    assert "in production (champion)" in rows["1"]
+    assert "decommissioned" in rows["2"]
+    assert "passed" in rows["1"]
+    code, card, _ = _cli(root, "audrey.auditor", "card", MODEL, "1")
+    assert code == 0
+    report = json.loads(
+        (root / f"data/08_reporting/governance/{MODEL}/1/gate_report.json").read_text()
+    )
+    auc = report["measurements"]["performance"]["out_of_time"]["auc"]
+    assert f"| auc | {auc:.4g} |" in card
+    assert "Materiality tier **tier_1** (SR 26-2)" in card
+    assert "| disparate_impact |" in card
+    assert "| training_set |" in card or "| customers_raw |" in card
+    assert "model.approve" in card and "victor.validator" in card
+    code, out, _ = _cli(root, "audrey.auditor", "docs", MODEL, "1")
+    assert code == 0
+    pack = Path(out.rsplit(": ", 1)[1])
+    annex = (pack / "annex_iv.md").read_text()
+    assert [line for line in annex.splitlines() if line.startswith("## ")] == [
+        "## 1. General description of the AI system",
+        "## 2. Detailed description of the elements and of the development process",
+        "## 3. Monitoring, functioning and control",
+        "## 4. Appropriateness of the performance metrics",
+        "## 5. Risk management system (Art 9)",
+        "## 6. Changes through the lifecycle",
+        "## 7. Harmonised standards and specifications applied",
+        "## 8. EU declaration of conformity",
+        "## 9. Post-market monitoring plan (Art 72)",
+    ]
+    assert "**TO BE WRITTEN BY A PERSON:** the declaration of conformity" in annex
+    sums = json.loads((pack / "manifest.json").read_text())["sha256"]
+    assert "evidence/model_validation.html" in sums
+    assert "model_card.html" in sums
+    from bankplatform.governance.evidence import file_sha256
+
+    assert all(file_sha256(pack / name) == digest for name, digest in sums.items())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["approve", "../../x", "1"], "Error: invalid model name '../../x'"),
+        (["approve", "fraud_model", "1"], "Error: unknown model 'fraud_model'"),
+        (
+            ["approve", MODEL, "99"],
+            f"Error: model {MODEL} has no version 99 in the registry",
+        ),
+        (["approve", MODEL, "0"], "Error: Invalid value for 'VERSION'"),
+        (
+            ["reject", MODEL, "1", "--reason", "x" * 100_000],
+            "Error: reason too long: 100,000 characters",
+        ),
+        (
+            ["card", MODEL, "99"],
+            f"Error: model {MODEL} has no version 99 in the registry",
+        ),
+    ],
+)
+def test_bad_names_give_one_line_errors(
+    workspace: Path, args: list[str], message: str
+) -> None:
+    code, out, error = _cli(workspace, "victor.validator", *args)
+    assert code != 0
+    assert error.splitlines()[-1].startswith(message)
+    assert "Traceback" not in error
