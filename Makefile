@@ -39,6 +39,7 @@ demo: install ## Generate the demo extract and run every pipeline on the embedde
 	$(BIN)/bankplatform data generate
 	$(BIN)/kedro run
 	$(BIN)/bankplatform workspace status
+	$(BIN)/bankplatform model list
 	$(BIN)/bankplatform audit verify
 
 test: install lint ## Lint, type-check, then run every test

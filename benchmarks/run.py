@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import audit_log
 import encrypted_parquet
+import evidence_notebooks
 import feature_snapshots
 import feature_store
 import generation
@@ -33,6 +34,7 @@ BENCHMARKS = {
     "features": feature_store.main,
     "snapshots": feature_snapshots.main,
     "training": training_on_ray.main,
+    "evidence": evidence_notebooks.main,
     "gpu": gpu_training.main,
 }
 

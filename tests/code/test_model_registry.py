@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.pyfunc
 import pytest
 from mlflow.tracking import MlflowClient
 
-from bankplatform.training.boosting import fit
-from bankplatform.training.registry import register_candidate
+from bankplatform.training.boosting import fit, predict
+from bankplatform.training.registry import register_candidate, synthetic_applicant
 from bankplatform.training.train import TrainedModel
 from tests.code.test_training import small_boosting_config, synthetic_training_set
 from tests.conftest import REPO
@@ -51,7 +52,6 @@ def test_a_candidate_is_registered_pending_with_its_trials(
     def register() -> dict[str, Any]:
         return register_candidate(
             trained,
-            frame.head(20),
             model_name="credit_default_pd",
             feature_service={
                 "name": "credit_default_v1",
@@ -86,5 +86,12 @@ def test_a_candidate_is_registered_pending_with_its_trials(
     assert sorted(r.data.metrics["valid_auc"] for r in trials) == [0.79, 0.81]
     info = mlflow.models.get_model_info("models:/credit_default_pd/1")
     assert [spec.name for spec in info.signature.inputs.inputs] == config.features
+    # The stored input example is the synthetic applicant, never a training row.
+    model = mlflow.pyfunc.load_model("models:/credit_default_pd/1")
+    example = synthetic_applicant(config)
+    assert not frame[config.features].eq(example.iloc[0]).all(axis=1).any()
+    assert model.predict(example)[0] == pytest.approx(
+        predict(fitted.model, example, config)[0], abs=1e-12
+    )
     again = register()
     assert again["version"] == 2  # a new version each time, never an overwrite

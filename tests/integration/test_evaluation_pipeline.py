@@ -190,3 +190,20 @@ def test_without_group_bias_the_fairness_gates_pass(governed_workspace: Path) ->
     assert gates["disparate_impact"]["value"] == min(
         f["disparate_impact_ratio"] for f in fairness.values()
     )
+
+
+def test_workspace_status_says_where_the_candidate_stands(
+    governed_workspace: Path,
+) -> None:
+    from tests.conftest import run_command
+
+    result = run_command(
+        ["bankplatform", "workspace", "status", "--env", "test"], governed_workspace
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (line,) = [s for s in result.stdout.splitlines() if s.startswith("evaluation:")]
+    assert line == (
+        f"evaluation: {MODEL} version 1 gates passed; evidence in "
+        f"data/08_reporting/governance/{MODEL}/1; a validator approves with "
+        f"`bankplatform model approve {MODEL} 1`"
+    )

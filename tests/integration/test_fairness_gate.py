@@ -19,7 +19,7 @@ pytestmark = [
 ]
 MODEL = "credit_default_pd"
 FAIRNESS_GATES = ("disparate_impact", "equal_opportunity")
-GROUP_BIAS = 2.0
+GROUP_BIAS = 3.0
 
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,7 @@ def status(env: str | None) -> None:
         click.echo("ingestion: not run yet (kedro run --pipeline ingestion)")
     click.echo(_describe_features(ws))
     click.echo(_describe_training(ws))
+    click.echo(_describe_evaluation(ws))
     click.echo(_describe_lineage(ws))
 
 
@@ -66,9 +67,27 @@ def _describe_training(ws: Workspace) -> str:
     registration = ws.catalog.load("model_registration")
     return (
         f"training: {registration['model_name']} version {registration['version']} "
-        f"registered, gate {registration['tags']['gate_status']}; out-of-time AUC "
+        f"registered; out-of-time AUC "
         f"{report['metrics']['auc_out_of_time']:.3f} ({report['api']} on {report['device']})"
     )
+
+
+def _describe_evaluation(ws: Workspace) -> str:
+    if not ws.catalog.exists("gate_outcome"):
+        return "evaluation: not run yet (kedro run --pipeline evaluation)"
+    outcome = ws.catalog.load("gate_outcome")
+    failed = [g["name"] for g in outcome["gates"] if g["blocking"] and not g["passed"]]
+    verdict = (
+        f"gates {outcome['gate_status']}"
+        + (f" ({', '.join(failed)})" if failed else "")
+        + f"; evidence in {outcome['evidence_manifest']['path'].rsplit('/', 1)[0]}"
+    )
+    follow = (
+        f"; a validator approves with `bankplatform model approve {outcome['model_name']} {outcome['version']}`"
+        if outcome["gate_status"] == "passed"
+        else ""
+    )
+    return f"evaluation: {outcome['model_name']} version {outcome['version']} {verdict}{follow}"
 
 
 def _describe_features(ws: Workspace) -> str:
