@@ -22,7 +22,9 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
-def tracking_store(tmp_path: Path) -> Iterator[str]:
+def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    # A SQLite store puts artifacts under ./mlruns: keep them in the test's folder.
+    monkeypatch.chdir(tmp_path)
     before = mlflow.get_tracking_uri()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)

@@ -108,9 +108,13 @@ def execute_notebook(
             kernel_name="python3",
             progress_bar=False,
             execution_timeout=timeout_s,
+            # The kernel talks to us over Unix sockets, not TCP on loopback:
+            # nothing on the network sees the evidence's data.
+            kernel_manager_class=_ipc_kernel_manager(),
         )
     except PapermillExecutionError as failure:
-        error = f"cell {failure.exec_count}: {failure.ename}: {failure.evalue}"[:500]
+        # In [n] as Jupyter numbers it (papermill's injected parameters count).
+        error = f"In [{failure.exec_count}]: {failure.ename}: {failure.evalue}"[:500]
     html = folder / f"{name}.html"
     html.write_text(offline_html(output), encoding="utf-8")
     return NotebookEvidence(
@@ -123,6 +127,18 @@ def execute_notebook(
         error=error.splitlines()[0] if error else "",
         seconds=time.perf_counter() - started,
     )
+
+
+def _ipc_kernel_manager() -> type:
+    from jupyter_client.manager import KernelManager  # noqa: PLC0415
+
+    class IpcKernelManager(KernelManager):
+        """A kernel manager whose kernel listens on Unix sockets."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(transport="ipc", **kwargs)
+
+    return IpcKernelManager
 
 
 def offline_html(notebook: Path) -> str:

@@ -17,6 +17,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from bankplatform.governance.evidence import (
+    NotebookEvidence,
     evidence_folder,
     execute_notebook,
     file_sha256,
@@ -94,7 +95,7 @@ def record_evaluation(
     hashes = json.loads(manifest.read_text())["sha256"]
     manifest_sha = file_sha256(manifest)
     manifest_path = str(manifest.relative_to(record.root))
-    _record_in_mlflow(report, folder, manifest_path, manifest_sha)
+    _record_in_mlflow(report, folder, manifest_path, manifest_sha, notebooks)
     security.audit_log().append(
         actor=acting.name,
         on_behalf_of=acting.on_behalf_of,
@@ -114,7 +115,11 @@ def record_evaluation(
 
 
 def _record_in_mlflow(
-    report: dict[str, Any], folder: Path, manifest_path: str, manifest_sha: str
+    report: dict[str, Any],
+    folder: Path,
+    manifest_path: str,
+    manifest_sha: str,
+    notebooks: list[NotebookEvidence],
 ) -> None:
     client = MlflowClient(mlflow.get_tracking_uri())
     name, version, run_id = (
@@ -138,5 +143,8 @@ def _record_in_mlflow(
         "evidence.manifest": manifest_path,
         "evidence.manifest_sha256": manifest_sha,
     }
+    for notebook in notebooks:
+        for path, digest in notebook.sha256.items():
+            tags[f"evidence.{Path(path).name}.sha256"] = digest
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value[:_TAG_LIMIT])
