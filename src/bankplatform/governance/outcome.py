@@ -104,7 +104,9 @@ def record_evaluation(
         outcome="allowed",
         details={
             "gate_status": report["gate_status"],
-            "failed_gates": [g["name"] for g in report["gates"] if not g["passed"]],
+            "failed_gates": [
+                g["name"] for g in report["gates"] if g["blocking"] and not g["passed"]
+            ],
             "evidence_manifest": manifest_path,
             "evidence_manifest_sha256": manifest_sha,
             "evidence_sha256": hashes,
@@ -138,8 +140,8 @@ def _record_in_mlflow(
     client.log_artifacts(run_id, str(folder), "governance")
     tags = {
         "gate_status": report["gate_status"],
-        "gate.failed": ",".join(g["name"] for g in report["gates"] if not g["passed"])
-        or "-",
+        "gate.failed": _names(report, blocking=True),
+        "gate.advisory_failed": _names(report, blocking=False),
         "evidence.manifest": manifest_path,
         "evidence.manifest_sha256": manifest_sha,
     }
@@ -148,3 +150,13 @@ def _record_in_mlflow(
             tags[f"evidence.{Path(path).name}.sha256"] = digest
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value[:_TAG_LIMIT])
+
+
+def _names(report: dict[str, Any], *, blocking: bool) -> str:
+    """Failed gates of one kind, comma-separated, ``-`` when none."""
+    failed = [
+        g["name"]
+        for g in report["gates"]
+        if g["blocking"] is blocking and not g["passed"]
+    ]
+    return ",".join(failed) or "-"
