@@ -92,7 +92,7 @@ def test_the_registered_pyfunc_scores_the_signature_columns(
     assert info.signature is not None
     names = [spec.name for spec in info.signature.inputs.inputs]
     assert len(names) == 32
-    assert {spec.name: str(spec.type) for spec in info.signature.inputs.inputs}[
+    assert {spec.name: spec.type.name for spec in info.signature.inputs.inputs}[
         "purpose"
     ] == "string"
     rows = read_encrypted(
