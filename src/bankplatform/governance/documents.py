@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bankplatform.governance.evidence import evidence_folder, file_sha256
+from bankplatform.governance.evidence import GATE_REPORT, evidence_folder, file_sha256
 from bankplatform.governance.lifecycle import version_facts
-from bankplatform.governance.outcome import GATE_REPORT
 from bankplatform.governance.registry import (
     GovernanceError,
     current_aliases,

@@ -36,6 +36,7 @@ _LOADS = re.compile(
 )
 EVIDENCE_FOLDER = Path("data") / "08_reporting" / "governance"
 MANIFEST = "evidence_manifest.json"
+GATE_REPORT = "gate_report.json"
 
 
 class EvidenceError(BankplatformError):

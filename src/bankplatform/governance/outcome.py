@@ -17,6 +17,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from bankplatform.governance.evidence import (
+    GATE_REPORT,
     NotebookEvidence,
     evidence_folder,
     execute_notebook,
@@ -28,7 +29,6 @@ from bankplatform.governance.settings import GovernanceSettings
 from bankplatform.security.policy import Action
 from bankplatform.security.runtime import acting_principal, active_security
 
-GATE_REPORT = "gate_report.json"
 # MLflow caps a tag value at 5,000 characters: long texts are cut, never refused.
 _TAG_LIMIT = 5_000
 
