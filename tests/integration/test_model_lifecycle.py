@@ -161,6 +161,19 @@ def test_the_scripted_lifecycle_and_its_exact_history(workspace: Path) -> None:
         "was changed after evaluation: re-run the evaluation"
     )
     page.write_bytes(original)
+    # Gates judged under other thresholds than the approver's env resolves (as a
+    # run with a private conf/local override would be) block approval too.
+    settings = root / "conf" / "test" / "governance.yml"
+    shipped = settings.read_text()
+    settings.write_text(shipped.replace("threshold: 0.60", "threshold: 0.65"))
+    code, _, error = _cli(root, "victor.validator", "approve", MODEL, "2")
+    assert (code, error) == (
+        1,
+        "Error: the gates were judged with settings that differ from env test's "
+        "governance.yml: gates.discrimination.threshold 0.6 instead of 0.65; "
+        "re-run the evaluation under them",
+    )
+    settings.write_text(shipped)
     assert _cli(root, "victor.validator", "approve", MODEL, "2")[0] == 0
     assert _cli(root, "rita.riskofficer", "promote", MODEL, "2")[1] == (
         f"promoted {MODEL} version 2 to champion (version 1 is now previous)"

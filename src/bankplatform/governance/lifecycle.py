@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from bankplatform.governance.evidence import changed_evidence, file_sha256
+from bankplatform.governance.evidence import GATE_REPORT, changed_evidence, file_sha256
 from bankplatform.governance.registry import (
     CHALLENGER,
     CHAMPION,
@@ -96,7 +96,8 @@ def approve(g: Governed, version: int) -> str:
     Raises:
         AccessDenied: The actor lacks ``approve_model``.
         GovernanceError: Self-approval, failed or missing gates, changed
-            evidence, a decommissioned or already approved version.
+            evidence, gates judged with other settings than the env's, a
+            decommissioned or already approved version.
     """
     version = check_version(version)
     with _attempt(g, Action.APPROVE_MODEL, "model.approve", version) as attempt:
@@ -112,6 +113,7 @@ def approve(g: Governed, version: int) -> str:
                 else f"version {version} has no recorded evaluation; run the evaluation pipeline first"
             )
         _refuse_changed_evidence(g, facts)
+        _refuse_other_thresholds(g, facts)
         if alias_holder(g.client, g.model, CHALLENGER) == version:
             attempt.refuse(f"version {version} is already the approved challenger")
         if alias_holder(g.client, g.model, CHAMPION) == version:
@@ -449,3 +451,40 @@ def _refuse_changed_evidence(g: Governed, facts: VersionFacts) -> None:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         msg = f"evidence {problems[0]}{more}: re-run the evaluation"
         raise _Refusal(msg)
+
+
+def _refuse_other_thresholds(g: Governed, facts: VersionFacts) -> None:
+    """The gates must have been judged by the approver's env's own settings.
+
+    The settings a run used come from that run's config, which its starter
+    controls (a git-ignored ``conf/local/governance.yml`` could lower a
+    threshold); the approver resolves the env's settings independently, and any
+    difference refuses the approval.
+    """
+    from bankplatform.governance.settings import GovernanceSettings  # noqa: PLC0415
+    from bankplatform.project import env_config_loader  # noqa: PLC0415
+
+    report_path = Path(facts.evidence_manifest).parent / GATE_REPORT
+    used = json.loads((g.root / report_path).read_text())["settings"]
+    expected = GovernanceSettings.model_validate(
+        env_config_loader(g.root, g.security.env)["parameters"]["governance"]
+    ).model_dump(mode="json")
+    differences = sorted(_differences(used, expected))
+    if differences:
+        more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
+        msg = (
+            f"the gates were judged with settings that differ from env {g.security.env}'s "
+            f"governance.yml: {differences[0]}{more}; re-run the evaluation under them"
+        )
+        raise _Refusal(msg)
+
+
+def _differences(used: Any, expected: Any, path: str = "") -> list[str]:
+    if isinstance(used, dict) and isinstance(expected, dict):
+        found: list[str] = []
+        for key in sorted(set(used) | set(expected)):
+            found += _differences(
+                used.get(key), expected.get(key), f"{path}.{key}".strip(".")
+            )
+        return found
+    return [] if used == expected else [f"{path} {used} instead of {expected}"]
