@@ -93,13 +93,14 @@ def _audit(root: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("action", sorted(PERMITTED))
-@pytest.mark.parametrize("user", USERS)
+@pytest.mark.parametrize(
+    ("user", "action"),
+    # The permitted pairs are exercised by the scripted sequence below.
+    [(u, a) for a in sorted(PERMITTED) for u in USERS if u not in PERMITTED[a]],
+)
 def test_every_role_without_the_permission_is_refused_and_audited(
     workspace: Path, user: str, action: str
 ) -> None:
-    if user in PERMITTED[action]:
-        pytest.skip("the permitted role is exercised by the scripted sequence")
     g = _governed(workspace, _user(workspace, user))
     before = len(_audit(workspace))
     with pytest.raises(AccessDenied) as caught:
