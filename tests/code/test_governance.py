@@ -284,6 +284,7 @@ def test_alias_history_replays_lifecycle_records_exactly() -> None:
 def test_review_dates_add_months() -> None:
     assert _add_months(date(2026, 1, 15), 12) == date(2027, 1, 15)
     assert _add_months(date(2026, 11, 30), 3) == date(2027, 2, 28)
+    assert _add_months(date(2026, 11, 29), 12) == date(2027, 11, 29)
 
 
 def test_cdn_references_find_loads_not_links() -> None:

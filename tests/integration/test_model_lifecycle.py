@@ -244,6 +244,12 @@ def test_the_inventory_card_and_annex_iv_pack(workspace: Path) -> None:
     auc = report["measurements"]["performance"]["out_of_time"]["auc"]
     assert f"| auc | {auc:.4g} |" in card
     assert "Materiality tier **tier_1** (SR 26-2)" in card
+    assert "| status | in production (champion) |" in card
+    assert (
+        "Monotone directions enforced: gambling_share_90d +, card_utilisation +,"
+        in card
+    )
+    assert "income -" in card
     assert "| disparate_impact |" in card
     assert "| training_set |" in card or "| customers_raw |" in card
     assert "model.approve" in card and "victor.validator" in card

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bankplatform.governance.evidence import GATE_REPORT, evidence_folder, file_sha256
+from bankplatform.governance.inventory import version_status
 from bankplatform.governance.lifecycle import version_facts
 from bankplatform.governance.registry import (
     GovernanceError,
@@ -117,12 +118,7 @@ def model_card(facts: CardFacts) -> str:
             [
                 ["model", m.model_name],
                 ["version", str(facts.version)],
-                [
-                    "status",
-                    facts.tags.get("status")
-                    or facts.tags.get("approval_status")
-                    or "candidate",
-                ],
+                ["status", version_status(facts.tags, tuple(facts.aliases))],
                 ["aliases", ", ".join(facts.aliases) or "none"],
                 ["owner", m.owning_squad],
                 ["trained by", facts.tags.get("trainer", "-")],
@@ -161,7 +157,7 @@ def model_card(facts: CardFacts) -> str:
         "",
         ", ".join(f"`{f}`" for f in measurements["stability"]["features"]),
         "",
-        f"Monotone directions enforced: {_monotone(facts.run['params'])}. Protected "
+        f"Monotone directions enforced: {_monotone(facts.run['params'], list(measurements['stability']['features']))}. Protected "
         f"attributes ({', '.join(report['settings']['protected_attributes'])}) are never features.",
         "",
         "## 6. Performance (out-of-time window)",
@@ -295,7 +291,7 @@ def annex_iv(facts: CardFacts, history: list[str]) -> str:
         "## 2. Detailed description of the elements and of the development process",
         "",
         "- Methods and design choices: gradient-boosted trees (XGBoost) with monotone "
-        f"constraints ({_monotone(facts.run['params'])}); out-of-time validation.",
+        f"constraints ({_monotone(facts.run['params'], list(report['measurements']['stability']['features']))}); out-of-time validation.",
         f"- Data: feature service `{facts.tags.get('feature_service', '-')}` v{facts.tags.get('feature_service_version', '-')}, "
         "pseudonymised core-banking data that passed the data contracts (see the data_quality evidence notebook); "
         "input digests: "
@@ -449,9 +445,16 @@ def _limitations(report: dict[str, Any]) -> list[str]:
     return notes
 
 
-def _monotone(params: dict[str, Any]) -> str:
-    constraints = params.get("booster.monotone_constraints", "")
-    return f"`{constraints}`" if constraints else "see training parameters"
+def _monotone(params: dict[str, Any], features: list[str]) -> str:
+    """The non-zero monotone constraints the booster was trained with, by name."""
+    raw = str(params.get("booster.monotone_constraints", "")).strip("()")
+    signs = [int(v) for v in raw.split(",") if v.strip()]
+    named = [
+        f"{name} {'+' if sign > 0 else '-'}"
+        for name, sign in zip(features, signs, strict=False)
+        if sign
+    ]
+    return ", ".join(named) or "none"
 
 
 def _champion_line(champion: dict[str, Any]) -> str:

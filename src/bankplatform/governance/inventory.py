@@ -8,6 +8,7 @@ the next is due ``review_months`` later for its tier. A version that serves
 
 from __future__ import annotations
 
+from calendar import monthrange
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -74,7 +75,7 @@ def model_inventory(
             InventoryEntry(
                 model=name,
                 version=number,
-                status=_status(tags, aliases),
+                status=version_status(tags, aliases),
                 aliases=aliases,
                 owner=manifest.owning_squad,
                 trainer=str(tags.get("trainer", "-")),
@@ -91,7 +92,8 @@ def model_inventory(
     return entries
 
 
-def _status(tags: dict[str, Any], aliases: tuple[str, ...]) -> str:
+def version_status(tags: dict[str, Any], aliases: tuple[str, ...]) -> str:
+    """A version's status in words, from its tags and the aliases it holds."""
     if tags.get("status") == DECOMMISSIONED:
         return DECOMMISSIONED
     if CHAMPION in aliases:
@@ -120,4 +122,6 @@ def _last_reviews(records: Iterable[dict[str, Any]], model: str) -> dict[int, da
 def _add_months(day: date, months: int) -> date:
     month = day.month - 1 + months
     year, month = day.year + month // 12, month % 12 + 1
-    return day.replace(year=year, month=month, day=min(day.day, 28))
+    return day.replace(
+        year=year, month=month, day=min(day.day, monthrange(year, month)[1])
+    )

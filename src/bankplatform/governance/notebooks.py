@@ -12,6 +12,7 @@ scikit-learn or SciPy) for the data-quality notebook.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,18 @@ def open_evidence(
     """
     root = find_project_root(Path(project_dir) if project_dir else None)
     chosen = resolve_env(load_manifest(root), env)
-    loader = env_config_loader(root, chosen)
-    activate(open_security(loader, root, chosen))
+    with warnings.catch_warnings():
+        # Kedro 1.7 calls an OmegaConf function that warns of its own
+        # deprecation: noise in every evidence notebook, nothing to act on.
+        warnings.filterwarnings(
+            "ignore", message=".*register_new_resolver.*", category=UserWarning
+        )
+        loader = env_config_loader(root, chosen)
+        activate(open_security(loader, root, chosen))
+        catalog = dict(loader["catalog"])
     report_path = evidence_folder(root, model_name, int(version)) / GATE_REPORT
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-    return Evidence(root, chosen, report, dict(loader["catalog"]))
+    return Evidence(root, chosen, report, catalog)
 
 
 def quarantine_table(ingestion_report: dict[str, Any]) -> pd.DataFrame:
