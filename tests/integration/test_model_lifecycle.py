@@ -151,6 +151,15 @@ def test_the_scripted_lifecycle_and_its_exact_history(workspace: Path) -> None:
     regression = next(g for g in report["gates"] if g["name"] == "champion_regression")
     assert regression["detail"] == "AUC drop against champion version 1"
     assert report["measurements"]["champion"]["version"] == 1
+    # Same data, parameters and seed: the same model, so no drop at all.
+    first = json.loads(
+        (root / f"data/08_reporting/governance/{MODEL}/1/gate_report.json").read_text()
+    )
+    assert (
+        report["measurements"]["champion"]["metrics"]["auc"]
+        == (first["measurements"]["performance"]["out_of_time"]["auc"])
+    )
+    assert regression["value"] == 0.0
     # Edited evidence blocks approval until it matches again.
     page = root / f"data/08_reporting/governance/{MODEL}/2/model_validation.html"
     original = page.read_bytes()
