@@ -6,6 +6,11 @@ from bankplatform.governance.hooks import GovernanceHook
 from bankplatform.lineage.hooks import LineageHook
 from bankplatform.project import CONFIG_LOADER_ARGS as _LOADER_ARGS
 from bankplatform.security.hooks import AccessHook, ResidencyHook
+from bankplatform.third_party import quiet_third_party_warnings
+
+# Every Kedro session of this project (kedro run, notebooks, kedro viz) imports
+# this module first.
+quiet_third_party_warnings()
 
 # Kedro calls hooks last-in-first-out: governance settings are validated first,
 # then the starter's identity and permission are

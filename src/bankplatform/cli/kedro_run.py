@@ -10,7 +10,7 @@ from typing import Any
 import click
 from kedro.framework.cli.project import run as kedro_run
 
-DEBUG_ENV_VAR = "BANKPLATFORM_DEBUG"
+from bankplatform.third_party import DEBUG_ENV_VAR
 
 
 def _one_line_errors(callback: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,7 +8,6 @@ Every command exits 0 on success; on an expected failure it prints one line,
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import click
@@ -23,13 +22,11 @@ from bankplatform.cli.model import model
 from bankplatform.cli.token import token
 from bankplatform.cli.workspace import workspace
 from bankplatform.errors import BankplatformError
+from bankplatform.third_party import quiet_third_party_warnings
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-# Kedro 1.7 calls an OmegaConf function that warns of its own deprecation.
-warnings.filterwarnings(
-    "ignore", message=".*register_new_resolver.*", category=UserWarning
-)
+quiet_third_party_warnings()
 
 
 class _OneLineErrors(click.Group):

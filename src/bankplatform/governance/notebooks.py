@@ -12,7 +12,6 @@ scikit-learn or SciPy) for the data-quality notebook.
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from bankplatform.governance.evidence import GATE_REPORT, evidence_folder
 from bankplatform.manifest import load_manifest
 from bankplatform.project import env_config_loader, find_project_root, resolve_env
 from bankplatform.security.runtime import activate, open_security
+from bankplatform.third_party import quiet_third_party_warnings
 
 
 @dataclass(frozen=True)
@@ -68,15 +68,10 @@ def open_evidence(
     """
     root = find_project_root(Path(project_dir) if project_dir else None)
     chosen = resolve_env(load_manifest(root), env)
-    with warnings.catch_warnings():
-        # Kedro 1.7 calls an OmegaConf function that warns of its own
-        # deprecation: noise in every evidence notebook, nothing to act on.
-        warnings.filterwarnings(
-            "ignore", message=".*register_new_resolver.*", category=UserWarning
-        )
-        loader = env_config_loader(root, chosen)
-        activate(open_security(loader, root, chosen))
-        catalog = dict(loader["catalog"])
+    quiet_third_party_warnings()
+    loader = env_config_loader(root, chosen)
+    activate(open_security(loader, root, chosen))
+    catalog = dict(loader["catalog"])
     report_path = evidence_folder(root, model_name, int(version)) / GATE_REPORT
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     return Evidence(root, chosen, report, catalog)

@@ -8,6 +8,7 @@ Evidently is imported on first use: its import costs ~14 s on 2 cores.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -24,8 +25,14 @@ def population_stability(
     Returns:
         Column -> PSI (0.1: some shift; 0.25: a significant shift).
     """
-    from evidently.legacy.calculations.stattests import psi_stat_test  # noqa: PLC0415
-    from evidently.legacy.core import ColumnType  # noqa: PLC0415
+    with warnings.catch_warnings():
+        # Evidently 0.7's import warns of its own numpy.core use, a docstring
+        # escape and its UI server's litestar API: nothing for our users.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from evidently.legacy.calculations.stattests import (  # noqa: PLC0415
+            psi_stat_test,
+        )
+        from evidently.legacy.core import ColumnType  # noqa: PLC0415
 
     values: dict[str, float] = {}
     for column in columns:
