@@ -245,6 +245,25 @@ def test_the_inventory_card_and_annex_iv_pack(workspace: Path) -> None:
     assert "in production (champion)" in rows["1"]
     assert "decommissioned" in rows["2"]
     assert "passed" in rows["1"]
+    # A year and a day after its approval, the serving version is overdue (tier_1:
+    # yearly review); the decommissioned one never is.
+    from datetime import UTC, datetime, timedelta
+
+    from bankplatform.governance.inventory import model_inventory
+    from bankplatform.manifest import load_manifest
+
+    g = _governed(root, _user(root, "audrey.auditor"))
+    later = datetime.now(UTC).date() + timedelta(days=367)
+    inventory = {
+        e.version: e
+        for e in model_inventory(
+            g.client, load_manifest(root), g.security.audit_log().records(), 12, later
+        )
+    }
+    assert (inventory[1].overdue, inventory[2].overdue) == (True, False)
+    assert inventory[1].next_review is not None
+    assert inventory[1].aliases == ("champion",)
+    assert "OVERDUE" not in rows["1"]  # not today
     code, card, _ = _cli(root, "audrey.auditor", "card", MODEL, "1")
     assert code == 0
     report = json.loads(
