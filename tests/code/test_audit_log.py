@@ -111,6 +111,30 @@ def test_tampering_is_named(
     assert log.verify().problem == problem
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "not json",
+        "[]",
+        '{"seq": 5}',
+        '{"seq": "x", "key_version": 1, "signature": "zz", "head_hash": "", "signed_at": ""}',
+    ],
+    ids=["text", "a-list", "missing-fields", "bad-types"],
+)
+def test_a_malformed_checkpoint_is_a_verdict_not_a_crash(
+    log: AuditLog, tmp_path: Path, line: str
+) -> None:
+    _rewrite(
+        tmp_path / "audit.jsonl.checkpoints", lambda lines: [lines[0], line, *lines[1:]]
+    )
+    verdict = log.verify()
+    assert (verdict.ok, verdict.checkpoints, verdict.problem) == (
+        False,
+        1,
+        "checkpoint line 2: not a signed checkpoint",
+    )
+
+
 def test_a_rewritten_chain_does_not_match_its_signed_checkpoint(tmp_path: Path) -> None:
     master = secrets.token_bytes(32)
     ring = _keyring(tmp_path, master)

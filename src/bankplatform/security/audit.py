@@ -144,7 +144,12 @@ class AuditLog:
                     prev, expected, count = record["hash"], expected + 1, count + 1
                     hashes[record["seq"]] = record["hash"]
         checkpoints = 0
-        for checkpoint in self._read_checkpoints():
+        lines = self._checkpoint_lines()
+        for number, line in enumerate(lines, start=1):
+            checkpoint = _parse_checkpoint(line)
+            if checkpoint is None:
+                problem = f"checkpoint line {number}: not a signed checkpoint"
+                return Verdict(False, count, checkpoints, problem)
             problem = self._check_checkpoint(checkpoint, hashes, count)
             if problem:
                 return Verdict(False, count, checkpoints, problem)
@@ -174,13 +179,11 @@ class AuditLog:
         last = _last_line(self._checkpoints)
         return int(json.loads(last)["seq"]) if last else 0
 
-    def _read_checkpoints(self) -> list[dict[str, Any]]:
+    def _checkpoint_lines(self) -> list[str]:
         if not self._checkpoints.is_file():
             return []
         return [
-            json.loads(line)
-            for line in self._checkpoints.read_text().splitlines()
-            if line.strip()
+            line for line in self._checkpoints.read_text().splitlines() if line.strip()
         ]
 
     def _check_checkpoint(
@@ -199,6 +202,19 @@ class AuditLog:
         if hashes.get(seq) != checkpoint["head_hash"]:
             return f"record seq {seq}: differs from its signed checkpoint"
         return ""
+
+
+def _parse_checkpoint(line: str) -> dict[str, Any] | None:
+    """A checkpoint line with the fields and types verification needs, else ``None``."""
+    try:
+        checkpoint = json.loads(line)
+        int(checkpoint["seq"])
+        int(checkpoint["key_version"])
+        bytes.fromhex(checkpoint["signature"])
+        str(checkpoint["head_hash"]), str(checkpoint["signed_at"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return checkpoint if isinstance(checkpoint, dict) else None
 
 
 def _check_record(

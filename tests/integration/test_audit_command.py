@@ -1,0 +1,60 @@
+"""`bankplatform audit`: verify never writes on top of a chain it found broken;
+`show --tail` refuses absurd lengths in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_command
+
+pytestmark = pytest.mark.integration
+
+
+def _audit(root: Path) -> Path:
+    return root / ".bankplatform" / "audit" / "audit.jsonl"
+
+
+def test_verify_records_a_check_only_on_an_intact_chain(workspace_dir: Path) -> None:
+    first = run_command(
+        ["bankplatform", "audit", "verify", "--env", "test"], workspace_dir
+    )
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "audit log intact: 0 records, 0 signed checkpoints"
+    lines = _audit(workspace_dir).read_text().splitlines()
+    assert [json.loads(line)["action"] for line in lines] == ["read_audit_log"]
+    # Edit the one record: the next verify finds it and appends nothing.
+    record = json.loads(lines[0])
+    record["actor"] = "mallory"
+    _audit(workspace_dir).write_text(json.dumps(record) + "\n")
+    checkpoints = _audit(workspace_dir).with_name("audit.jsonl.checkpoints")
+    signed = checkpoints.read_text()
+    broken = run_command(
+        ["bankplatform", "audit", "verify", "--env", "test"], workspace_dir
+    )
+    assert broken.returncode == 1
+    assert broken.stderr.strip() == (
+        "Error: audit log NOT intact: record seq 1: content does not match its hash (edited)"
+    )
+    assert _audit(workspace_dir).read_text() == json.dumps(record) + "\n"
+    assert checkpoints.read_text() == signed
+
+
+def test_show_tail_refuses_an_absurd_length_in_one_line(workspace_dir: Path) -> None:
+    result = run_command(
+        [
+            "bankplatform",
+            "audit",
+            "show",
+            "--tail",
+            "99999999999999999999",
+            "--env",
+            "test",
+        ],
+        workspace_dir,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "Invalid value for '--tail'" in result.stderr.strip().splitlines()[-1]
