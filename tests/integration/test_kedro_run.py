@@ -156,9 +156,15 @@ def test_the_run_is_in_the_audit_log_and_verify_sees_tampering(
     }
     intact = run_command(["bankplatform", "audit", "verify"], ingested_workspace)
     assert intact.returncode == 0, intact.stderr
-    # `show` and `verify` are audited (read_audit_log) before they read the log.
+    # `show` is audited (read_audit_log) before it reads the log; `verify` only
+    # once it found the chain intact, so never on top of a broken one.
     assert records[-1]["action"] == "read_audit_log"
-    assert intact.stdout.startswith(f"audit log intact: {len(records) + 1} records")
+    assert intact.stdout.startswith(f"audit log intact: {len(records)} records")
+    after = run_command(
+        ["bankplatform", "audit", "show", "--tail", "1"], ingested_workspace
+    )
+    (last,) = [json.loads(line) for line in after.stdout.splitlines()]
+    assert (last["seq"], last["action"]) == (len(records) + 2, "read_audit_log")
     copy = tmp_path / "tampered"
     shutil.copytree(
         ingested_workspace,
