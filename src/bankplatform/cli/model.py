@@ -40,7 +40,7 @@ def list_versions(env: str | None) -> None:
         g.client,
         _manifest(g),
         g.security.audit_log().records(),
-        _review_months(g, env),
+        _review_months(g),
         datetime.now(UTC).date(),
     )
     if not entries:
@@ -215,13 +215,12 @@ def _manifest(g: Governed) -> WorkspaceManifest:
     return load_manifest(g.root)
 
 
-def _review_months(g: Governed, env: str | None) -> int:
+def _review_months(g: Governed) -> int:
     from bankplatform.governance.settings import GovernanceSettings
-    from bankplatform.manifest import load_manifest
-    from bankplatform.project import env_config_loader, resolve_env
+    from bankplatform.project import env_config_loader
 
-    manifest = load_manifest(g.root)
-    loader = env_config_loader(g.root, resolve_env(manifest, env))
+    manifest = _manifest(g)
+    loader = env_config_loader(g.root, g.security.env)
     settings = GovernanceSettings.model_validate(loader["parameters"]["governance"])
     return settings.review_months[manifest.model_risk_tier]
 

@@ -14,13 +14,13 @@ import pandas as pd
 
 from bankplatform.governance import behaviour, fairness, performance, stability
 from bankplatform.governance.explain import global_contributions
+from bankplatform.training.boosting import LABEL
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
 
     from bankplatform.governance.settings import GovernanceSettings
 
-LABEL = "defaulted"
 SCORE = "score"
 WINDOW = "window"
 TRAIN, OUT_OF_TIME = "train", "out_of_time"
@@ -77,6 +77,13 @@ def score_windows(
         part[SCORE] = score(frame)
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
+
+
+def out_of_time_applicants(scores: pd.DataFrame) -> pd.DataFrame:
+    """The out-of-time window's applicants as the training set had them (without
+    the ``window`` and ``score`` columns ``score_windows`` added)."""
+    out = scores[scores[WINDOW] == OUT_OF_TIME]
+    return out.drop(columns=[WINDOW, SCORE]).reset_index(drop=True)
 
 
 def measure_performance(scores: pd.DataFrame) -> dict[str, Any]:

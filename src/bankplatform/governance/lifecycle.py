@@ -100,7 +100,7 @@ def approve(g: Governed, version: int) -> str:
             decommissioned or already approved version.
     """
     version = check_version(version)
-    with _attempt(g, Action.APPROVE_MODEL, "model.approve", version) as attempt:
+    with _Attempt(g, Action.APPROVE_MODEL, "model.approve", version) as attempt:
         tags = attempt.tags
         facts = attempt.facts
         _refuse_decommissioned(tags)
@@ -132,7 +132,7 @@ def reject(g: Governed, version: int, reason: str) -> str:
     """
     version = check_version(version)
     reason = check_reason(reason)
-    with _attempt(
+    with _Attempt(
         g, Action.REJECT_MODEL, "model.reject", version, {"reason": reason}
     ) as attempt:
         _refuse_decommissioned(attempt.tags)
@@ -158,7 +158,7 @@ def promote(g: Governed, version: int) -> str:
             changed since approval, or the actor trained it.
     """
     version = check_version(version)
-    with _attempt(g, Action.PROMOTE_MODEL, "model.promote", version) as attempt:
+    with _Attempt(g, Action.PROMOTE_MODEL, "model.promote", version) as attempt:
         _refuse_decommissioned(attempt.tags)
         _refuse_maker(g, attempt.facts, "promote")
         if alias_holder(g.client, g.model, CHALLENGER) != version:
@@ -187,7 +187,7 @@ def rollback(g: Governed) -> str:
     previous = alias_holder(g.client, g.model, PREVIOUS)
     champion = alias_holder(g.client, g.model, CHAMPION)
     target = previous or champion or 0
-    with _attempt(
+    with _Attempt(
         g,
         Action.PROMOTE_MODEL,
         "model.rollback",
@@ -215,7 +215,7 @@ def decommission(g: Governed, version: int, reason: str) -> str:
     """
     version = check_version(version)
     reason = check_reason(reason)
-    with _attempt(
+    with _Attempt(
         g, Action.DECOMMISSION_MODEL, "model.decommission", version, {"reason": reason}
     ) as attempt:
         _refuse_decommissioned(attempt.tags)
@@ -274,27 +274,69 @@ def version_facts(
     return facts
 
 
+class _Refusal(Exception):
+    pass
+
+
 class _Attempt:
-    """One lifecycle attempt: refusals and changes, audited once at the end."""
+    """One lifecycle attempt, used as ``with _Attempt(...) as attempt``: the role
+    is checked on entry; refusals and changes are audited once, on exit, and the
+    changes are applied only after their record is written."""
 
     def __init__(
         self,
         g: Governed,
+        action: Action,
         audit_action: str,
         version: int,
-        details: dict[str, Any],
-        registered: bool,
+        details: dict[str, Any] | None = None,
+        *,
+        registered: bool = True,
     ) -> None:
         self.g = g
+        self.action = action
         self.audit_action = audit_action
         self.version = version
-        self.details = details
+        self.details = dict(details or {})
+        self.registered = registered
         self.aliases: dict[str, tuple[int | None, int | None]] = {}
         self.tags_to_set: dict[str, str] = {}
-        self.tags: dict[str, Any] = (
-            tags_of(get_version(g.client, g.model, version)) if registered else {}
-        )
-        self.facts = version_facts(g.security, g.model, version)
+        self.tags: dict[str, Any] = {}
+        self.facts = VersionFacts()
+
+    def __enter__(self) -> _Attempt:
+        g = self.g
+        if not g.security.policy.permits(g.actor, self.action):
+            self.record("denied", {"reason": f"lacks {self.action.value}"})
+            roles = ", ".join(sorted(g.actor.roles)) or "none"
+            msg = f"access denied: {g.actor.name} (roles: {roles}) may not {self.action.value} on {g.model}"
+            raise AccessDenied(msg)
+        try:
+            if self.registered:
+                self.tags = tags_of(get_version(g.client, g.model, self.version))
+        except GovernanceError as error:
+            self.record("denied", {"reason": str(error)})
+            raise
+        self.facts = version_facts(g.security, g.model, self.version)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any
+    ) -> Literal[False]:
+        if isinstance(error, _Refusal | GovernanceError):
+            self.record("denied", {"reason": str(error)})
+            raise GovernanceError(str(error)) from None
+        if error is not None:
+            return False
+        changes = {a: list(pair) for a, pair in self.aliases.items()}
+        self.record("allowed", {"aliases": changes})
+        try:
+            self.apply()
+        except Exception as failure:
+            self.record("failed", {"aliases": changes, "error": type(failure).__name__})
+            msg = f"the registry refused the change ({type(failure).__name__}); the audit log records the attempt as failed"
+            raise GovernanceError(msg) from None
+        return False
 
     def refuse(self, reason: str) -> None:
         raise _Refusal(reason)
@@ -313,11 +355,7 @@ class _Attempt:
             action=self.audit_action,
             resource=f"model:{self.g.model}/{self.version}",
             outcome=outcome,  # type: ignore[arg-type]
-            details={
-                "roles": sorted(self.g.actor.roles),
-                **self.details,
-                **extra,
-            },
+            details={"roles": sorted(self.g.actor.roles), **self.details, **extra},
         )
 
     def apply(self) -> None:
@@ -330,90 +368,6 @@ class _Attempt:
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         for key, value in {**self.tags_to_set, "last_lifecycle_at": stamp}.items():
             client.set_model_version_tag(model, str(self.version), key, value)
-
-
-class _Refusal(Exception):
-    pass
-
-
-class _attempt:
-    def __init__(
-        self,
-        g: Governed,
-        action: Action,
-        audit_action: str,
-        version: int,
-        details: dict[str, Any] | None = None,
-        *,
-        registered: bool = True,
-    ) -> None:
-        self._g = g
-        self._action = action
-        self._audit_action = audit_action
-        self._version = version
-        self._details = dict(details or {})
-        self._registered = registered
-        self._attempt: _Attempt | None = None
-
-    def __enter__(self) -> _Attempt:
-        g = self._g
-        if not g.security.policy.permits(g.actor, self._action):
-            roles = ", ".join(sorted(g.actor.roles)) or "none"
-            _write_denied(
-                g,
-                self._audit_action,
-                self._version,
-                self._details,
-                f"lacks {self._action.value}",
-            )
-            msg = f"access denied: {g.actor.name} (roles: {roles}) may not {self._action.value} on {g.model}"
-            raise AccessDenied(msg)
-        try:
-            self._attempt = _Attempt(
-                g, self._audit_action, self._version, self._details, self._registered
-            )
-        except GovernanceError as error:
-            _write_denied(
-                g, self._audit_action, self._version, self._details, str(error)
-            )
-            raise
-        return self._attempt
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any
-    ) -> Literal[False]:
-        attempt = self._attempt
-        if attempt is None:
-            return False
-        if isinstance(error, _Refusal | GovernanceError):
-            attempt.record("denied", {"reason": str(error)})
-            raise GovernanceError(str(error)) from None
-        if error is not None:
-            return False
-        changes = {a: list(pair) for a, pair in attempt.aliases.items()}
-        attempt.record("allowed", {"aliases": changes})
-        try:
-            attempt.apply()
-        except Exception as failure:
-            attempt.record(
-                "failed", {"aliases": changes, "error": type(failure).__name__}
-            )
-            msg = f"the registry refused the change ({type(failure).__name__}); the audit log records the attempt as failed"
-            raise GovernanceError(msg) from None
-        return False
-
-
-def _write_denied(
-    g: Governed, action: str, version: int, details: dict[str, Any], reason: str
-) -> None:
-    g.security.audit_log().append(
-        actor=g.actor.name,
-        on_behalf_of=g.actor.on_behalf_of,
-        action=action,
-        resource=f"model:{g.model}/{version}",
-        outcome="denied",
-        details={"roles": sorted(g.actor.roles), **details, "reason": reason},
-    )
 
 
 def _refuse_decommissioned(tags: dict[str, Any]) -> None:

@@ -29,8 +29,9 @@ from sklearn.metrics import roc_curve
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from bankplatform.governance.evaluation import LABEL, OUT_OF_TIME, SCORE, TRAIN, WINDOW
+from bankplatform.governance.evaluation import OUT_OF_TIME, SCORE, TRAIN, WINDOW
 from bankplatform.governance.performance import discrimination
+from bankplatform.training.boosting import LABEL
 
 # Rating grades by probability of default (upper bounds), as a scorecard reports them.
 GRADES = {"A": 0.02, "B": 0.05, "C": 0.10, "D": 0.20, "E": 1.0}

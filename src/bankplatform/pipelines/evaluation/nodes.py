@@ -39,7 +39,8 @@ def score_validation_windows(
     Returns:
         Both windows with ``window``, ``score``, outcome and protected attributes.
     """
-    train, valid = _windows(training_set, training)
+    split = TrainingParameters.model_validate(training).split
+    train, valid = split_out_of_time(training_set, split)
     model = _load(model_registration["model_name"], model_registration["version"])
     return evaluation.score_windows(evaluation.scorer(model), train, valid)
 
@@ -47,11 +48,11 @@ def score_validation_windows(
 def measure_candidate(
     model_registration: dict[str, Any],
     validation_scores: pd.DataFrame,
-    training_set: pd.DataFrame,
     training: dict[str, Any],
     governance: dict[str, Any],
 ) -> dict[str, Any]:
-    """Performance, champion regression, fairness, stability, behaviour, explanation.
+    """Performance, champion regression, fairness, stability, behaviour, explanation,
+    all on the windows ``score_validation_windows`` split and scored once.
 
     Returns:
         The measurements, keyed as ``gates.measurement_gates`` reads them.
@@ -61,7 +62,7 @@ def measure_candidate(
     name, version = model_registration["model_name"], model_registration["version"]
     model = _load(name, version)
     score = evaluation.scorer(model)
-    _, valid = _windows(training_set, training)
+    valid = evaluation.out_of_time_applicants(validation_scores)
     perf = evaluation.measure_performance(validation_scores)
     champion_version = _champion_version(name, version)
     champion = (
@@ -122,14 +123,6 @@ def record_gate_outcome(
     settings = GovernanceSettings.model_validate(governance)
     return record_evaluation(
         EvaluationRecord(root=find_project_root(), report=gate_report), settings
-    )
-
-
-def _windows(
-    training_set: pd.DataFrame, training: dict[str, Any]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return split_out_of_time(
-        training_set, TrainingParameters.model_validate(training).split
     )
 
 

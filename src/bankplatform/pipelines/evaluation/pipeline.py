@@ -33,7 +33,6 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 inputs=[
                     "model_registration",
                     "validation_scores",
-                    "training_set",
                     "params:training",
                     "params:governance",
                 ],
