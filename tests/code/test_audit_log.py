@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from bankplatform.security.audit import AuditLog, AuditWriteError
+from bankplatform.security.audit import (
+    GENESIS,
+    AuditLog,
+    AuditWriteError,
+    FileWitness,
+    encode_record,
+)
 from bankplatform.security.kms import LocalKeyring
 
 pytestmark = pytest.mark.unit
@@ -46,9 +52,9 @@ def _rewrite(path: Path, change: Callable[[list[str]], list[str]]) -> None:
 
 
 def _edit_outcome(lines: list[str]) -> list[str]:
-    record = json.loads(lines[6])
-    record["outcome"] = "denied"
-    return [*lines[:6], json.dumps(record), *lines[7:]]
+    edited = lines[6].replace('"outcome":"allowed"', '"outcome":"denied"')
+    assert edited != lines[6]
+    return [*lines[:6], edited, *lines[7:]]
 
 
 def _forge_head(lines: list[str]) -> list[str]:
@@ -62,8 +68,8 @@ def test_an_intact_log_verifies_with_its_checkpoints(log: AuditLog) -> None:
     assert (verdict.ok, verdict.records, verdict.checkpoints) == (
         True,
         12,
-        3,
-    )  # at 5, 10 and on close at 12
+        4,
+    )  # at 1, 5, 10 and on close at 12
     records = list(log.records())
     assert [r["seq"] for r in records] == list(range(1, 13))
     assert records[1]["prev_hash"] == records[0]["hash"]
@@ -90,12 +96,12 @@ def test_an_intact_log_verifies_with_its_checkpoints(log: AuditLog) -> None:
         (
             "audit.jsonl",
             lambda lines: lines[:8],
-            "log truncated: a signed checkpoint covers seq 10 but the log ends at seq 8",
+            "log truncated: a signed checkpoint covers seq 12 but the log ends at seq 8",
         ),
         (
             "audit.jsonl.checkpoints",
             _forge_head,
-            "checkpoint at seq 5: signature does not verify (forged or altered)",
+            "checkpoint at seq 1: signature does not verify (forged or altered)",
         ),
     ],
     ids=["edited", "deleted", "reordered", "truncated", "forged-checkpoint"],
@@ -135,21 +141,100 @@ def test_a_malformed_checkpoint_is_a_verdict_not_a_crash(
     )
 
 
+def _forged_lines(
+    actor: str, count: int, first: int = 1, prev: str = GENESIS
+) -> list[str]:
+    """A chain rebuilt with plain SHA-256, as an insider without the key would."""
+    lines = []
+    for seq in range(first, first + count):
+        record = {
+            "seq": seq,
+            "prev_hash": prev,
+            "time": "2026-01-01T00:00:00+00:00",
+            "actor": actor,
+            "on_behalf_of": None,
+            "action": "keys.rotate",
+            "resource": "keyring",
+            "outcome": "allowed",
+            "details": {},
+        }
+        lines.append(encode_record(record).decode())
+        prev = record["hash"]
+    return lines
+
+
 def test_a_rewritten_chain_does_not_match_its_signed_checkpoint(tmp_path: Path) -> None:
-    master = secrets.token_bytes(32)
-    ring = _keyring(tmp_path, master)
+    ring = _keyring(tmp_path, secrets.token_bytes(32))
     audit = AuditLog(tmp_path / "audit.jsonl", ring, checkpoint_every=3)
     for number in range(3):
         audit.append("ada", "keys.rotate", "keyring", "allowed", {"n": number})
-    # Someone rebuilds a valid-looking chain with other content.
-    (tmp_path / "audit.jsonl").unlink()
-    forger = AuditLog(tmp_path / "audit.jsonl", ring, checkpoint_every=1000)
-    for number in range(3):
-        forger.append("mallory", "keys.rotate", "keyring", "allowed", {"n": number})
-    assert (
-        AuditLog(tmp_path / "audit.jsonl", ring).verify().problem
-        == "record seq 3: differs from its signed checkpoint"
+    (tmp_path / "audit.jsonl").write_text("\n".join(_forged_lines("mallory", 3)) + "\n")
+    assert audit.verify().problem == "record seq 1: differs from its signed checkpoint"
+
+
+def test_a_rebuilt_chain_with_its_checkpoints_deleted_is_not_intact(
+    log: AuditLog, tmp_path: Path
+) -> None:
+    (tmp_path / "audit.jsonl").write_text(
+        "\n".join(_forged_lines("mallory", 12)) + "\n"
     )
+    (tmp_path / "audit.jsonl.checkpoints").unlink()
+    verdict = log.verify()
+    assert (verdict.ok, verdict.records, verdict.problem) == (
+        False,
+        12,
+        "no signed checkpoint covers the 12 record(s) (checkpoints deleted or the log forged)",
+    )
+
+
+def test_records_appended_without_the_key_past_the_interval_are_named(
+    log: AuditLog, tmp_path: Path
+) -> None:
+    head = list(log.records())[-1]["hash"]
+    forged = _forged_lines("mallory", 6, first=13, prev=head)
+    with (tmp_path / "audit.jsonl").open("a") as stream:
+        stream.write("\n".join(forged) + "\n")
+    assert log.verify().problem == (
+        "records 13-18 follow the last signed checkpoint (seq 12), more than the "
+        "interval of 5 (checkpoints deleted or records appended without the key)"
+    )
+
+
+def test_checkpoints_must_increase(log: AuditLog, tmp_path: Path) -> None:
+    _rewrite(tmp_path / "audit.jsonl.checkpoints", lambda lines: [*lines, lines[1]])
+    assert log.verify().problem == "checkpoint line 5: seq 5 does not follow seq 12"
+
+
+def test_the_witness_catches_a_cut_tail_with_its_checkpoints(tmp_path: Path) -> None:
+    ring = _keyring(tmp_path, secrets.token_bytes(32))
+    witness = FileWitness(tmp_path / "elsewhere" / "audit-head.json")
+    audit = AuditLog(tmp_path / "audit.jsonl", ring, 5, (witness,))
+    for number in range(12):
+        audit.append("ada", "model.approve", f"model:m/{number}", "allowed")
+    audit.close()
+    assert audit.verify().ok
+    assert json.loads(witness.path.read_text())["seq"] == 12
+    # Cut records 11-12 and the checkpoint that covered them.
+    _rewrite(tmp_path / "audit.jsonl", lambda lines: lines[:10])
+    _rewrite(tmp_path / "audit.jsonl.checkpoints", lambda lines: lines[:-1])
+    assert audit.verify().problem == (
+        f"log truncated: witness file {witness.path} holds seq 12 but the log ends at seq 10"
+    )
+    witness.path.unlink()
+    assert (
+        audit.verify().problem
+        == f"witness file {witness.path}: missing (the log has 10 records)"
+    )
+
+
+def test_a_malformed_last_line_does_not_stop_appends(
+    log: AuditLog, tmp_path: Path
+) -> None:
+    with (tmp_path / "audit.jsonl").open("a") as stream:
+        stream.write('{"seq": 13, "half a rec\n')
+    record = log.append("ada", "model.approve", "model:m/1", "allowed")
+    assert (record["seq"], record["prev_hash"]) == (13, list(log.records())[11]["hash"])
+    assert log.verify().problem == "line 13: not an audit record"
 
 
 def test_a_write_failure_raises(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 from pathlib import Path
@@ -102,3 +103,46 @@ def test_signatures_verify_only_for_the_signed_message(keyring: LocalKeyring) ->
     assert keyring.verify(version, b"head 42", signature)
     assert not keyring.verify(version, b"head 43", signature)
     assert not keyring.verify(version + 1, b"head 42", signature)
+
+
+def test_a_keyring_edited_without_the_master_key_is_refused(
+    keyring: LocalKeyring, tmp_path: Path
+) -> None:
+    """Finding 5: a backup operator swaps in their own signing public key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    path = tmp_path / "keyring.json"
+    content = json.loads(path.read_text())
+    theirs = Ed25519PrivateKey.generate().public_key()
+    raw = theirs.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    content["signing"]["versions"]["1"]["public"] = base64.urlsafe_b64encode(
+        raw
+    ).decode()
+    path.write_text(json.dumps(content))
+    with pytest.raises(KeyManagementError, match="its seal does not verify"):
+        keyring.verify(1, b"message", b"\0" * 64)
+    content = json.loads(path.read_text())
+    content["primary"] = 7
+    path.write_text(json.dumps(content))
+    with pytest.raises(KeyManagementError, match="changed outside the key service"):
+        keyring.public_key()
+
+
+def test_signing_keys_rotate_and_old_signatures_still_verify(
+    keyring: LocalKeyring,
+) -> None:
+    old_version, old_signature = keyring.sign(b"checkpoint")
+    assert keyring.rotate_signing_key() == 2
+    new_version, new_signature = keyring.sign(b"checkpoint")
+    assert (old_version, new_version) == (1, 2)
+    assert keyring.verify(1, b"checkpoint", old_signature)
+    assert keyring.verify(2, b"checkpoint", new_signature)
+    assert not keyring.verify(2, b"checkpoint", old_signature)
+    assert not keyring.verify(3, b"checkpoint", new_signature)
+
+
+def test_a_keyring_serves_only_its_own_env(keyring: LocalKeyring) -> None:
+    keyring.check_env("local")
+    with pytest.raises(KeyManagementError, match="belongs to env local, not prod"):
+        keyring.check_env("prod")

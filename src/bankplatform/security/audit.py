@@ -1,14 +1,26 @@
-"""The audit log: append-only JSONL, hash-chained, with signed checkpoints.
+"""The audit log: append-only JSONL, hash-chained, with signed checkpoints and a witness.
 
-Each record holds seq, UTC time, actor (and on whose behalf), action, resource,
-outcome (allowed, denied or failed), details, the previous record's hash and its
-own hash over canonical JSON. Every ``checkpoint_every`` records, and when a
-process that wrote closes the log, the chain head is signed with the KMS signing
-key into ``<log>.checkpoints``; so an edited, deleted, reordered or forged record,
-and truncation below a checkpoint, are all detected by ``verify``. Records hold
-pseudonymous references only, so erasing a customer never breaks the chain.
-Appends from several processes are serialised with a file lock. A record that
-cannot be written raises: the action that needed it must fail.
+Each record holds seq, the previous record's hash, UTC time, actor (and on whose
+behalf), action, resource, outcome (allowed, denied or failed), details, and its
+own hash: the SHA-256 of the line's bytes up to the hash field (the record as
+written, with ``}`` in place of ``,"hash":"..."``), so ``verify`` hashes the
+stored bytes and never re-serialises. The first record and every
+``checkpoint_every``-th are followed by a checkpoint: the chain head signed with
+the KMS signing key (its ``key_version`` is the key id) into
+``<log>.checkpoints``; the head is also signed when the key service goes idle or
+a writer closes. The latest signed head is copied to **witnesses** outside the
+log's folder (a file, and in production the MLflow tracking store).
+
+``verify`` requires: every record intact and chained; checkpoints signed and
+strictly increasing; the log covered by them (a non-empty log has at least one,
+and no more than ``checkpoint_every`` records follow the last); and every
+witness's signed head present in the log. So an edited, deleted, reordered or
+forged record, a chain rebuilt with plain SHA-256, deleted checkpoints, and a
+cut tail are all named. Records hold pseudonymous references only, so erasing a
+customer never breaks the chain. Appends are serialised with a file lock. A
+record that cannot be written raises: the action that needed it must fail. A
+malformed line (a crash mid-write, or vandalism) does not stop appends: the
+next record chains to the last intact one, and ``verify`` names the line.
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from filelock import FileLock
 
@@ -29,6 +41,11 @@ from bankplatform.security.kms import KeyManagementService
 
 GENESIS = "0" * 64
 Outcome = Literal["allowed", "denied", "failed"]
+_PREFIX = b'{"seq":'
+_PREV = b',"prev_hash":"'
+_HASH = b',"hash":"'
+_SUFFIX_LENGTH = len(_HASH) + 64 + 2  # ,"hash":"<64 hex>"}
+_CHUNK = 1 << 22
 
 
 class AuditWriteError(BankplatformError):
@@ -45,23 +62,73 @@ class Verdict:
     problem: str = ""
 
 
+class Witness(Protocol):
+    """A copy of the latest signed chain head, kept where the log's writer is not."""
+
+    name: str
+
+    def record(self, checkpoint: dict[str, Any]) -> None: ...
+    def read(self) -> dict[str, Any] | None: ...
+
+
+class FileWitness:
+    """The latest signed head in a file (atomic replace), outside the log's folder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = f"witness file {path}"
+
+    def record(self, checkpoint: dict[str, Any]) -> None:
+        """Replace the file with ``checkpoint``."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(canonical(checkpoint))
+            stream.flush()
+            os.fsync(stream.fileno())
+        temporary.replace(self.path)
+
+    def read(self) -> dict[str, Any] | None:
+        """The recorded head, or ``None`` when the file does not exist."""
+        if not self.path.is_file():
+            return None
+        return _parse_checkpoint(self.path.read_text(encoding="utf-8"))
+
+
 def canonical(record: dict[str, Any]) -> bytes:
-    """The bytes a record's hash is taken over: sorted keys, no spaces, UTF-8."""
+    """Sorted keys, no spaces, UTF-8: the bytes a checkpoint is signed over."""
     return json.dumps(
         record, sort_keys=True, separators=(",", ":"), ensure_ascii=False
     ).encode()
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """One record's line (without newline): fields in order, hash of the bytes last.
+
+    ``record`` must start with ``seq`` and ``prev_hash``; its hash is added.
+    """
+    body = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    digest = hashlib.sha256(body).hexdigest()
+    record["hash"] = digest
+    return body[:-1] + _HASH + digest.encode() + b'"}'
 
 
 class AuditLog:
     """Appends to and verifies one audit log file."""
 
     def __init__(
-        self, path: Path, kms: KeyManagementService, checkpoint_every: int = 100
+        self,
+        path: Path,
+        kms: KeyManagementService,
+        checkpoint_every: int = 100,
+        witnesses: tuple[Witness, ...] = (),
     ) -> None:
         self._path = path
         self._checkpoints = path.with_name(path.name + ".checkpoints")
         self._kms = kms
         self._every = checkpoint_every
+        self._witnesses = witnesses
         self._lock_path = f"{path}.lock"
         self._wrote = False
 
@@ -87,6 +154,7 @@ class AuditLog:
                 seq, prev_hash = self._head()
                 record: dict[str, Any] = {
                     "seq": seq + 1,
+                    "prev_hash": prev_hash,
                     "time": datetime.now(UTC).isoformat(timespec="microseconds"),
                     "actor": actor,
                     "on_behalf_of": on_behalf_of,
@@ -94,12 +162,10 @@ class AuditLog:
                     "resource": resource,
                     "outcome": outcome,
                     "details": details or {},
-                    "prev_hash": prev_hash,
                 }
-                record["hash"] = hashlib.sha256(canonical(record)).hexdigest()
-                _append_line(self._path, canonical(record))
+                _append_line(self._path, encode_record(record))
                 self._wrote = True
-                if record["seq"] % self._every == 0:
+                if record["seq"] % self._every == 0 or record["seq"] == 1:
                     self._checkpoint(record["seq"], record["hash"])
         except OSError as error:
             msg = (
@@ -117,51 +183,103 @@ class AuditLog:
         """Sign the chain head if this process wrote since the last checkpoint."""
         if not self._wrote:
             return
+        self.sign_head()
+        self._wrote = False
+
+    def sign_head(self) -> None:
+        """Checkpoint the chain head unless the last checkpoint already covers it."""
         with self._lock():
             seq, head = self._head()
             if seq and self._last_checkpoint_seq() != seq:
                 self._checkpoint(seq, head)
-        self._wrote = False
 
     def records(self) -> Iterator[dict[str, Any]]:
-        """Every record, oldest first."""
+        """Every readable record, oldest first (a malformed line is skipped)."""
         if not self._path.is_file():
             return
         with self._path.open(encoding="utf-8") as stream:
             for line in stream:
                 if line.strip():
-                    yield json.loads(line)
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict):
+                        yield record
 
     def verify(self) -> Verdict:
-        """Check the whole chain and every checkpoint; stop at the first problem."""
-        expected, prev, count, hashes = 1, GENESIS, 0, {}
-        if self._path.is_file():
-            with self._path.open(encoding="utf-8") as stream:
-                for number, line in enumerate(stream, start=1):
-                    record, problem = _check_record(line, number, expected, prev)
-                    if problem:
-                        return Verdict(False, count, 0, problem)
-                    prev, expected, count = record["hash"], expected + 1, count + 1
-                    hashes[record["seq"]] = record["hash"]
-        checkpoints = 0
-        lines = self._checkpoint_lines()
-        for number, line in enumerate(lines, start=1):
+        """Check the chain, its checkpoints and witnesses; stop at the first problem."""
+        checkpoints, problem = self._signed_checkpoints()
+        if problem:
+            return Verdict(False, 0, len(checkpoints), problem)
+        heads = {int(c["seq"]): str(c["head_hash"]) for c in checkpoints}
+        count, problem = _verify_chain(self._path, heads)
+        if problem:
+            return Verdict(False, count, len(checkpoints), problem)
+        problem = self._coverage(checkpoints, count) or self._witnessed(heads, count)
+        return Verdict(not problem, count, len(checkpoints), problem)
+
+    def _signed_checkpoints(self) -> tuple[list[dict[str, Any]], str]:
+        found: list[dict[str, Any]] = []
+        for number, line in enumerate(self._checkpoint_lines(), start=1):
             checkpoint = _parse_checkpoint(line)
             if checkpoint is None:
-                problem = f"checkpoint line {number}: not a signed checkpoint"
-                return Verdict(False, count, checkpoints, problem)
-            problem = self._check_checkpoint(checkpoint, hashes, count)
-            if problem:
-                return Verdict(False, count, checkpoints, problem)
-            checkpoints += 1
-        return Verdict(True, count, checkpoints)
+                return found, f"checkpoint line {number}: not a signed checkpoint"
+            if not self._signed(checkpoint):
+                return (
+                    found,
+                    f"checkpoint at seq {checkpoint['seq']}: signature does not verify (forged or altered)",
+                )
+            if found and int(checkpoint["seq"]) <= int(found[-1]["seq"]):
+                return (
+                    found,
+                    f"checkpoint line {number}: seq {checkpoint['seq']} does not follow seq {found[-1]['seq']}",
+                )
+            found.append(checkpoint)
+        return found, ""
+
+    def _signed(self, checkpoint: dict[str, Any]) -> bool:
+        body = {k: checkpoint[k] for k in ("seq", "head_hash", "signed_at")}
+        return self._kms.verify(
+            int(checkpoint["key_version"]),
+            canonical(body),
+            bytes.fromhex(checkpoint["signature"]),
+        )
+
+    def _coverage(self, checkpoints: list[dict[str, Any]], count: int) -> str:
+        last = int(checkpoints[-1]["seq"]) if checkpoints else 0
+        if last > count:
+            return f"log truncated: a signed checkpoint covers seq {last} but the log ends at seq {count}"
+        if count and not checkpoints:
+            return f"no signed checkpoint covers the {count} record(s) (checkpoints deleted or the log forged)"
+        if count - last > self._every:
+            return (
+                f"records {last + 1}-{count} follow the last signed checkpoint (seq {last}), "
+                f"more than the interval of {self._every} (checkpoints deleted or records appended without the key)"
+            )
+        return ""
+
+    def _witnessed(self, heads: dict[int, str], count: int) -> str:
+        for witness in self._witnesses:
+            head = witness.read()
+            if head is None:
+                if count:
+                    return f"{witness.name}: missing (the log has {count} records)"
+                continue
+            if not self._signed(head):
+                return f"{witness.name}: signature does not verify (forged or altered)"
+            seq = int(head["seq"])
+            if seq > count:
+                return f"log truncated: {witness.name} holds seq {seq} but the log ends at seq {count}"
+            if heads.get(seq) != head["head_hash"]:
+                return f"{witness.name}: its signed head at seq {seq} is not among the log's checkpoints (checkpoints removed or replaced)"
+        return ""
 
     def _head(self) -> tuple[int, str]:
-        last = _last_line(self._path)
+        last = _last_record(self._path)
         if last is None:
             return 0, GENESIS
-        record = json.loads(last)
-        return int(record["seq"]), str(record["hash"])
+        return int(last["seq"]), str(last["hash"])
 
     def _checkpoint(self, seq: int, head_hash: str) -> None:
         body = {
@@ -170,14 +288,15 @@ class AuditLog:
             "signed_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         version, signature = self._kms.sign(canonical(body))
-        _append_line(
-            self._checkpoints,
-            canonical({**body, "key_version": version, "signature": signature.hex()}),
-        )
+        checkpoint = {**body, "key_version": version, "signature": signature.hex()}
+        _append_line(self._checkpoints, canonical(checkpoint))
+        for witness in self._witnesses:
+            witness.record(checkpoint)
 
     def _last_checkpoint_seq(self) -> int:
-        last = _last_line(self._checkpoints)
-        return int(json.loads(last)["seq"]) if last else 0
+        lines = self._checkpoint_lines()
+        checkpoint = _parse_checkpoint(lines[-1]) if lines else None
+        return int(checkpoint["seq"]) if checkpoint else 0
 
     def _checkpoint_lines(self) -> list[str]:
         if not self._checkpoints.is_file():
@@ -186,22 +305,70 @@ class AuditLog:
             line for line in self._checkpoints.read_text().splitlines() if line.strip()
         ]
 
-    def _check_checkpoint(
-        self, checkpoint: dict[str, Any], hashes: dict[int, str], count: int
-    ) -> str:
-        body = {k: checkpoint[k] for k in ("seq", "head_hash", "signed_at")}
-        seq = int(checkpoint["seq"])
-        if not self._kms.verify(
-            int(checkpoint["key_version"]),
-            canonical(body),
-            bytes.fromhex(checkpoint["signature"]),
-        ):
-            return f"checkpoint at seq {seq}: signature does not verify (forged or altered)"
-        if seq > count:
-            return f"log truncated: a signed checkpoint covers seq {seq} but the log ends at seq {count}"
-        if hashes.get(seq) != checkpoint["head_hash"]:
-            return f"record seq {seq}: differs from its signed checkpoint"
-        return ""
+
+def _verify_chain(path: Path, heads: dict[int, str]) -> tuple[int, str]:
+    """Check every line's hash, seq and link, and the signed heads on the way.
+
+    Works on the stored bytes only (no JSON parsing): the hash field is the last
+    75 bytes, seq and prev_hash the first fields. The loop is written out for
+    speed (``audit verify`` over 1M records is benchmarked against plain SHA-256).
+
+    Returns:
+        The records checked and the first problem ("" when none).
+    """
+    if not path.is_file():
+        return 0, ""
+    expected, prev, number, rest = 1, GENESIS.encode(), 0, b""
+    sha256, prefix, hash_field = hashlib.sha256, _PREFIX, _HASH
+    start, cut = len(_PREFIX), -_SUFFIX_LENGTH
+    marks = {seq: head.encode() for seq, head in heads.items()}
+    with path.open("rb") as stream:
+        while block := stream.read(_CHUNK):
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                number += 1
+                link = line.find(_PREV, start, start + 24)
+                stated = line[-66:-2]
+                if (
+                    link < 0
+                    or line[start:link] != b"%d" % expected
+                    or line[link + 14 : link + 78] != prev
+                    or sha256(line[:cut] + b"}").hexdigest().encode() != stated
+                    or line[cut : cut + 9] != hash_field
+                    or not line.startswith(prefix)
+                ):
+                    return expected - 1, _line_problem(line, number, expected, prev)
+                if expected in marks and marks[expected] != stated:
+                    return (
+                        expected,
+                        f"record seq {expected}: differs from its signed checkpoint",
+                    )
+                prev = stated
+                expected += 1
+        if rest.strip():
+            return expected - 1, f"line {number + 1}: not an audit record (cut short)"
+    return expected - 1, ""
+
+
+def _line_problem(line: bytes, number: int, expected: int, prev: bytes) -> str:
+    """Why a line failed ``_verify_chain``'s test, in words."""
+    start = len(_PREFIX)
+    link = line.find(_PREV, start, start + 24)
+    if (
+        not line.startswith(_PREFIX)
+        or link < 0
+        or line[-_SUFFIX_LENGTH : -_SUFFIX_LENGTH + len(_HASH)] != _HASH
+        or not line.endswith(b'"}')
+    ):
+        return f"line {number}: not an audit record"
+    seq = line[start:link]
+    if seq != str(expected).encode():
+        return f"record at line {number}: seq {seq.decode(errors='replace')}, expected {expected} (a record was deleted or reordered)"
+    link += len(_PREV)
+    if line[link : link + 64] != prev:
+        return f"record seq {expected}: prev_hash does not match the record before it (deleted or reordered)"
+    return f"record seq {expected}: content does not match its hash (edited)"
 
 
 def _parse_checkpoint(line: str) -> dict[str, Any] | None:
@@ -217,33 +384,6 @@ def _parse_checkpoint(line: str) -> dict[str, Any] | None:
     return checkpoint if isinstance(checkpoint, dict) else None
 
 
-def _check_record(
-    line: str, number: int, expected: int, prev: str
-) -> tuple[dict[str, Any], str]:
-    try:
-        record = json.loads(line)
-        stated = record.pop("hash")
-    except (ValueError, KeyError, AttributeError):
-        return {}, f"line {number}: not an audit record"
-    if record.get("seq") != expected:
-        return (
-            record,
-            f"record at line {number}: seq {record.get('seq')}, expected {expected} (a record was deleted or reordered)",
-        )
-    if record.get("prev_hash") != prev:
-        return (
-            record,
-            f"record seq {expected}: prev_hash does not match the record before it (deleted or reordered)",
-        )
-    if hashlib.sha256(canonical(record)).hexdigest() != stated:
-        return (
-            record,
-            f"record seq {expected}: content does not match its hash (edited)",
-        )
-    record["hash"] = stated
-    return record, ""
-
-
 def _append_line(path: Path, line: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -254,18 +394,32 @@ def _append_line(path: Path, line: bytes) -> None:
         os.close(descriptor)
 
 
-def _last_line(path: Path) -> str | None:
+def _last_record(path: Path) -> dict[str, Any] | None:
+    """The last line that is a record (seq and hash), scanning back past damage."""
     if not path.is_file() or path.stat().st_size == 0:
         return None
     with path.open("rb") as stream:
-        stream.seek(0, os.SEEK_END)
-        position = stream.tell()
+        position = stream.seek(0, os.SEEK_END)
         block = b""
-        # Two newlines guarantee one whole line, whether or not the file ends in one.
-        while position > 0 and block.count(b"\n") < 2:  # noqa: PLR2004
-            step = min(4096, position)
+        while True:
+            for line in reversed(
+                block.splitlines()[1:] if position else block.splitlines()
+            ):
+                record = _record_or_none(line)
+                if record is not None:
+                    return record
+            if position == 0:
+                return None
+            step = min(1 << 16, position)
             position -= step
             stream.seek(position)
             block = stream.read(step) + block
-    lines = [line for line in block.splitlines() if line.strip()]
-    return lines[-1].decode() if lines else None
+
+
+def _record_or_none(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+        int(record["seq"]), str(record["hash"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return record if isinstance(record, dict) else None

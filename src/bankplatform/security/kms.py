@@ -40,6 +40,8 @@ from bankplatform.errors import BankplatformError
 MASTER_KEY_ENV_VAR = "BANKPLATFORM_MASTER_KEY"
 _NONCE = 12
 MASTER_KEY_BYTES = 32
+FORMAT = 2
+_SEAL_CONTEXT = b"keyring-seal:"
 
 
 class KeyManagementError(BankplatformError):
@@ -136,37 +138,60 @@ class LocalKeyring:
         self._master = AESGCM(master_key)
         self._lock_path = f"{path}.lock"
         self._signer: tuple[int, Ed25519PrivateKey] | None = None
-        self._verifier: tuple[int, Ed25519PublicKey] | None = None
+        self._verifiers: dict[int, Ed25519PublicKey] = {}
 
     def _lock(self) -> FileLock:
         # A new lock object each time: one inherited across fork (ParallelRunner's
         # workers) refuses to work.
         return FileLock(self._lock_path)
 
-    def initialise(self) -> bool:
-        """Create the keyring with KEK version 1 and a signing key, unless it exists."""
+    def initialise(self, env: str = "local") -> bool:
+        """Create the keyring of ``env`` with KEK version 1 and a signing key, unless it exists.
+
+        An existing keyring must open with the master key and belong to ``env``;
+        one written by an older release (format 1, unsealed) is sealed in place.
+        """
         with self._lock():
             if self._path.exists():
+                content = json.loads(self._path.read_text())
+                if content.get("format") == 1:
+                    self._upgrade(content, env)
                 self._read()  # fails if the master key does not open it
+                self.check_env(env)
                 return False
-            signing = Ed25519PrivateKey.generate()
-            raw = signing.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
             content = {
-                "format": 1,
+                "format": FORMAT,
+                "env": env,
                 "primary": 1,
                 "keys": {"1": self._new_kek(1)},
-                "signing": {
-                    "version": 1,
-                    "wrapped": self._seal(raw, b"signing:v1"),
-                    "public": _b64(
-                        signing.public_key().public_bytes(
-                            Encoding.Raw, PublicFormat.Raw
-                        )
-                    ),
-                },
+                "signing": {"current": 1, "versions": {"1": self._new_signing_key(1)}},
             }
             self._write(content)
             return True
+
+    def check_env(self, env: str) -> None:
+        """Refuse to serve an env other than the one the keyring was made for.
+
+        Raises:
+            KeyManagementError: The keyring belongs to another env.
+        """
+        owner = self._read().get("env")
+        if owner != env:
+            msg = f"keyring {self._path} belongs to env {owner}, not {env}: each env has its own keyring (security.keyring in conf/{env}/security.yml)"
+            raise KeyManagementError(msg)
+
+    def rotate_signing_key(self) -> int:
+        """A new signing key version for new tokens and checkpoints; old ones still verify."""
+        with self._lock():
+            content = self._read()
+            versions = content["signing"]["versions"]
+            version = max(int(v) for v in versions) + 1
+            versions[str(version)] = self._new_signing_key(version)
+            content["signing"]["current"] = version
+            self._write(content)
+        self._signer = None
+        self._verifiers.clear()
+        return version
 
     def generate_data_key(self, context: bytes) -> tuple[bytes, int, bytes]:
         """A fresh 256-bit data key, plus its version and wrapped form."""
@@ -236,9 +261,12 @@ class LocalKeyring:
         ]
 
     def public_key(self) -> tuple[int, bytes]:
-        """The signing key's version and raw Ed25519 public key."""
+        """The current signing key's version and raw Ed25519 public key."""
         signing = self._read()["signing"]
-        return int(signing["version"]), base64.urlsafe_b64decode(signing["public"])
+        version = int(signing["current"])
+        return version, base64.urlsafe_b64decode(
+            signing["versions"][str(version)]["public"]
+        )
 
     def pseudonymisation_key(self) -> bytes:
         """The HMAC key for pseudonymous tokens, created on first use.
@@ -256,32 +284,64 @@ class LocalKeyring:
         return self._open(sealed, b"pseudonymisation")
 
     def sign(self, message: bytes) -> tuple[int, bytes]:
-        """Sign with the keyring's Ed25519 signing key."""
+        """Sign with the current Ed25519 signing key; returns its version (the key id)."""
         if self._signer is None:
             signing = self._read()["signing"]
+            version = int(signing["current"])
             raw = self._open(
-                signing["wrapped"], f"signing:v{signing['version']}".encode()
+                signing["versions"][str(version)]["wrapped"],
+                f"signing:v{version}".encode(),
             )
-            self._signer = (
-                int(signing["version"]),
-                Ed25519PrivateKey.from_private_bytes(raw),
-            )
+            self._signer = (version, Ed25519PrivateKey.from_private_bytes(raw))
         version, key = self._signer
         return version, key.sign(message)
 
     def verify(self, version: int, message: bytes, signature: bytes) -> bool:
         """Check a signature with the public half of signing key ``version``."""
-        if self._verifier is None:
-            known, raw = self.public_key()
-            self._verifier = (known, Ed25519PublicKey.from_public_bytes(raw))
-        known, public = self._verifier
-        if known != version:
-            return False
+        public = self._verifiers.get(version)
+        if public is None:
+            entry = self._read()["signing"]["versions"].get(str(version))
+            if entry is None:
+                return False
+            public = Ed25519PublicKey.from_public_bytes(
+                base64.urlsafe_b64decode(entry["public"])
+            )
+            self._verifiers[version] = public
         try:
             public.verify(signature, message)
         except Exception:  # cryptography raises InvalidSignature
             return False
         return True
+
+    def _new_signing_key(self, version: int) -> dict[str, Any]:
+        signing = Ed25519PrivateKey.generate()
+        raw = signing.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        public = signing.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return {
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "wrapped": self._seal(raw, f"signing:v{version}".encode()),
+            "public": _b64(public),
+        }
+
+    def _upgrade(self, content: dict[str, Any], env: str) -> None:
+        """Seal a format-1 keyring (one signing key, no env) as format 2."""
+        signing = content["signing"]
+        version = str(signing["version"])
+        self._open(
+            signing["wrapped"], f"signing:v{version}".encode()
+        )  # master key check
+        content["signing"] = {
+            "current": int(version),
+            "versions": {
+                version: {
+                    "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "wrapped": signing["wrapped"],
+                    "public": signing["public"],
+                }
+            },
+        }
+        content["format"], content["env"] = FORMAT, env
+        self._write(content)
 
     def _new_kek(self, version: int) -> dict[str, Any]:
         return {
@@ -312,13 +372,38 @@ class LocalKeyring:
             raise KeyManagementError(msg) from None
 
     def _read(self) -> dict[str, Any]:
+        """The keyring's content, after checking its seal.
+
+        Every field (key versions, the primary, the signing public keys, the env)
+        is sealed under the master key (AES-GCM over the canonical content as
+        associated data): a keyring edited without it (a swapped-in public key, a
+        changed primary) is refused.
+        """
         if not self._path.is_file():
             msg = f"no keyring at {self._path}; run `bankplatform keys init`"
             raise KeyManagementError(msg)
         content: dict[str, Any] = json.loads(self._path.read_text())
+        if content.get("format") != FORMAT:
+            msg = f"keyring {self._path} is format {content.get('format')}; run `bankplatform keys init` to seal it as format {FORMAT}"
+            raise KeyManagementError(msg)
+        seal = base64.urlsafe_b64decode(str(content.pop("seal", "")))
+        try:
+            self._master.decrypt(
+                seal[:_NONCE], seal[_NONCE:], _SEAL_CONTEXT + _canonical(content)
+            )
+        except (InvalidTag, ValueError):
+            current = content.get("signing", {}).get("current")
+            wrapped = content.get("signing", {}).get("versions", {}).get(str(current), {})
+            self._open(wrapped.get("wrapped", ""), f"signing:v{current}".encode())
+            msg = f"keyring {self._path} was changed outside the key service (its seal does not verify)"
+            raise KeyManagementError(msg) from None
         return content
 
     def _write(self, content: dict[str, Any]) -> None:
+        content = {k: v for k, v in content.items() if k != "seal"}
+        nonce = secrets.token_bytes(_NONCE)
+        sealed = self._master.encrypt(nonce, b"", _SEAL_CONTEXT + _canonical(content))
+        content["seal"] = _b64(nonce + sealed)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self._path.with_suffix(".tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -327,6 +412,10 @@ class LocalKeyring:
             stream.flush()
             os.fsync(stream.fileno())
         temporary.replace(self._path)
+
+
+def _canonical(content: dict[str, Any]) -> bytes:
+    return json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _bound(context: bytes, version: int) -> bytes:
