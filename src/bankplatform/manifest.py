@@ -58,6 +58,9 @@ class WorkspaceManifest(BaseModel):
     default_kedro_env: Annotated[
         str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")
     ] = "local"
+    # A production workspace: no env may accept an unproven user, and
+    # `data generate` is refused, whatever --env or $KEDRO_ENV say.
+    production: bool = False
 
 
 def load_manifest(project_root: Path) -> WorkspaceManifest:

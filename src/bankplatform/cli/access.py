@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,26 +20,5 @@ def authorised(env: str | None, action: Action, resource: str) -> WorkspaceSecur
 
     security = workspace_security(env)
     activate(security)
-    security.enforce(security.starter(), action, resource)
+    security.enforce(action, resource)
     return security
-
-
-@contextmanager
-def authorised_after(
-    env: str | None, action: Action, resource: str
-) -> Iterator[WorkspaceSecurity]:
-    """Like ``authorised``, but an allowed check is audited only after the body
-    succeeded (a denial is audited at once and raises).
-
-    For a command whose own work decides whether the log may be written to
-    (``audit verify``).
-    """
-    from bankplatform.security.runtime import activate, workspace_security
-
-    security = workspace_security(env)
-    activate(security)
-    starter = security.starter()
-    if not security.policy.permits(starter, action):
-        security.enforce(starter, action, resource)  # audits the denial, raises
-    yield security
-    security.enforce(starter, action, resource)

@@ -43,6 +43,7 @@ def generate(output: Path | None, env: str | None, **options: Any) -> None:
     """Write the synthetic raw extract (customers, accounts, transactions,
     loan applications, loan outcomes) as envelope-encrypted parquet."""
     from bankplatform.cli.access import authorised
+    from bankplatform.security.client import acting_for
     from bankplatform.security.policy import Action
     from bankplatform.synthetic import (
         GeneratorConfig,
@@ -55,16 +56,21 @@ def generate(output: Path | None, env: str | None, **options: Any) -> None:
     if not defaults.pop("enabled", True):
         msg = f"synthetic data generation is disabled in env {chosen!r}"
         raise BankplatformError(msg)
-    security = authorised(chosen, Action.GENERATE_SYNTHETIC_DATA, "dataset:*_raw")
+    if load_manifest(root).production:
+        msg = "data generate is refused in a production workspace (.kedro.yml says production: true): the raw extract comes from the source system"
+        raise BankplatformError(msg)
+    security = authorised(chosen, Action.GENERATE_SYNTHETIC_DATA, "dataset:raw_extract")
     settings = {**defaults, **{k: v for k, v in options.items() if v is not None}}
     config = GeneratorConfig.model_validate(settings)
     target = output or root / "data" / "01_raw"
-    summary = generate_raw_extract(
-        config,
-        target,
-        progress=config.customers >= _PROGRESS_FROM,
-        key_service=security.key_service(),
-    )
+    # Written as the source system (its data keys are the key service's decision).
+    with acting_for("synthetic_extract"):
+        summary = generate_raw_extract(
+            config,
+            target,
+            progress=config.customers >= _PROGRESS_FROM,
+            key_service=security.key_service(),
+        )
     defects = sum(sum(kinds.values()) for kinds in summary.defects.values())
     rows = ", ".join(f"{table} {count:,}" for table, count in summary.rows.items())
     click.echo(

@@ -16,14 +16,16 @@ def keys() -> None:
 @keys.command("init")
 @click.option("--env", help="Kedro env whose security.yml applies [manifest default].")
 def init(env: str | None) -> None:
-    """Create the master key file (mode 600) and the keyring, unless they exist."""
+    """Create the master key file (mode 600) and the keyring, unless they exist.
+
+    Run it as the key service's OS user: whoever can write the key folder holds
+    the keys. The creation is then audited through the (started) key service.
+    """
     from bankplatform.security.kms import MASTER_KEY_ENV_VAR, create_master_key_file
-    from bankplatform.security.policy import Action, enforce
-    from bankplatform.security.runtime import workspace_security
+    from bankplatform.security.runtime import activate, workspace_security
 
     security = workspace_security(env)
-    # No keyring yet, so no audit record: the check alone.
-    enforce(security.policy, security.starter(), Action.MANAGE_KEYS, "keyring")
+    activate(security)
     settings = security.settings
     if not os.environ.get(MASTER_KEY_ENV_VAR) and create_master_key_file(
         settings.master_key_file
@@ -31,8 +33,16 @@ def init(env: str | None) -> None:
         click.echo(
             f"created master key file {settings.master_key_file} (mode 600; keep it out of git)"
         )
-    created = settings.keyring_service().initialise()
+    created = settings.keyring_service().initialise(settings.trust_domain)
     click.echo(f"{'created' if created else 'kept'} keyring {settings.keyring}")
+    if created:
+        security.audit_log().append(
+            actor="",
+            action="keys.init",
+            resource="keyring",
+            outcome="allowed",
+            details={"trust_domain": settings.trust_domain},
+        )
 
 
 @keys.command("status")
@@ -46,7 +56,7 @@ def status(env: str | None) -> None:
 
     security = authorised(env, Action.MANAGE_KEYS, "keyring")
     counts = files_per_key_version(_data_root(find_project_root()))
-    for version in security.key_service().status():
+    for version in security.settings.keyring_service().status():
         state = (
             f"retired {version.retired_at}"
             if version.retired_at
@@ -78,13 +88,13 @@ def rotate(env: str | None) -> None:
         click.echo(f"re-wrapped {path.relative_to(root)}: key version {old} -> {new}")
 
     result = rotate_keys(
-        security.key_service(),
+        settings.keyring_service(),  # run as the key service's OS user
         _data_root(root),
         settings.keyring.with_name(settings.keyring.name + ".rotation"),
         on_file=report,
     )
     security.audit_log().append(
-        actor=security.starter().name,
+        actor="",
         action="keys.rotate",
         resource="keyring",
         outcome="allowed",

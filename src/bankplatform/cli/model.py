@@ -39,7 +39,7 @@ def list_versions(env: str | None) -> None:
     entries = model_inventory(
         g.client,
         _manifest(g),
-        g.security.audit_log().records(),
+        g.security.audit_log().records(resource="model:"),
         _review_months(g),
         datetime.now(UTC).date(),
     )
@@ -91,7 +91,9 @@ def docs(name: str, version: int, env: str | None) -> None:
     facts = gather_facts(g.client, g.security, _manifest(g), g.root, version)
     history = [
         _tenure_line(t)
-        for t in alias_history(g.security.audit_log().records(), g.model)
+        for t in alias_history(
+            g.security.audit_log().records(resource=f"model:{g.model}"), g.model
+        )
     ]
     pack = write_pack(facts, history, g.root)
     g.security.audit_log().append(
@@ -113,7 +115,9 @@ def history(name: str, env: str | None) -> None:
     from bankplatform.security.policy import Action
 
     g = _governed(env, Action.READ_REPORTS, f"model:{name}", name)
-    tenures = alias_history(g.security.audit_log().records(), g.model)
+    tenures = alias_history(
+        g.security.audit_log().records(resource=f"model:{g.model}"), g.model
+    )
     if not tenures:
         click.echo(f"{g.model}: no alias has been held yet")
     for tenure in tenures:
@@ -202,7 +206,7 @@ def _governed(
     activate(security)
     actor = security.starter()
     if action is not None:
-        security.enforce(actor, action, resource)
+        security.enforce(action, resource)
     _, uri = load_settings(env_config_loader(root, chosen), root)
     return Governed(
         MlflowClient(tracking_uri=uri), security, actor, root, manifest.model_name

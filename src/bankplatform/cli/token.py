@@ -24,20 +24,15 @@ def token() -> None:
 def issue(
     user: str, roles: tuple[str, ...], ttl_minutes: int | None, env: str | None
 ) -> None:
-    """Print a signed token for USER with ROLE(s); needs platform_admin outside local."""
-    from bankplatform.cli.access import authorised
-    from bankplatform.security.policy import Action
+    """Print a signed token for USER (declared in security.yml) with ROLE(s) they hold."""
+    from bankplatform.security.runtime import activate, workspace_security
 
-    security = authorised(env, Action.ISSUE_TOKENS, f"token:{user}")
+    security = workspace_security(env)
+    activate(security)
     minutes = ttl_minutes or security.settings.token_ttl_minutes
+    # The key service checks issue_tokens, binds the token to a declared user and
+    # their roles (never a service role), caps the lifetime, and audits it.
     signed, jti = security.tokens().issue(user, list(roles), timedelta(minutes=minutes))
-    security.audit_log().append(
-        actor=security.starter().name,
-        action="token.issue",
-        resource=f"token:{jti}",
-        outcome="allowed",
-        details={"subject": user, "roles": sorted(roles), "ttl_minutes": minutes},
-    )
     click.echo(f"token id (jti) {jti}, expires in {minutes} min", err=True)
     click.echo(signed)
 
@@ -48,16 +43,9 @@ def issue(
 @click.option("--env", help="Kedro env whose security.yml applies [manifest default].")
 def revoke(jti: str, reason: str, env: str | None) -> None:
     """Revoke the token with id JTI."""
-    from bankplatform.cli.access import authorised
-    from bankplatform.security.policy import Action
+    from bankplatform.security.runtime import activate, workspace_security
 
-    security = authorised(env, Action.ISSUE_TOKENS, f"token:{jti}")
-    security.tokens().revoke(jti, reason)
-    security.audit_log().append(
-        actor=security.starter().name,
-        action="token.revoke",
-        resource=f"token:{jti}",
-        outcome="allowed",
-        details={"reason": reason},
-    )
+    security = workspace_security(env)
+    activate(security)
+    security.tokens().revoke(jti, reason)  # checked, signed and audited by the service
     click.echo(f"revoked token {jti}")

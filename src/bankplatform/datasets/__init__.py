@@ -1,13 +1,15 @@
 """Kedro datasets of bankplatform."""
 
+from bankplatform.datasets.classified_parquet import ClassifiedParquetDataset
 from bankplatform.datasets.encrypted_parquet import EncryptedParquetDataset
 from bankplatform.datasets.feature_store import FeatureStoreDataset
-from bankplatform.datasets.pseudonymisation_key import PseudonymisationKeyDataset
+from bankplatform.datasets.pseudonymiser import PseudonymiserDataset
 from bankplatform.datasets.raw_table import RawTableDataset
 
 __all__ = [
+    "ClassifiedParquetDataset",
     "EncryptedParquetDataset",
     "FeatureStoreDataset",
-    "PseudonymisationKeyDataset",
+    "PseudonymiserDataset",
     "RawTableDataset",
 ]

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 
 from bankplatform.security.envelope import EncryptingWriter, EnvelopeError, decrypt
-from bankplatform.security.kms import KeyManagementError, KeyManagementService
-from bankplatform.security.runtime import active_key_service, guard_dataset
+from bankplatform.security.kms import DataKeySource, KeyManagementError
+from bankplatform.security.runtime import active_key_service
 
 # Text loads as Arrow-backed strings, as the raw extract does (fast contracts and joins).
 _TEXT_TYPES = {
@@ -69,7 +69,7 @@ class EncryptedParquetDataset(AbstractVersionedDataset[pd.DataFrame, pd.DataFram
         save_args: dict[str, Any] | None = None,
         version: Version | None = None,
         metadata: dict[str, Any] | None = None,
-        key_service: KeyManagementService | None = None,
+        key_service: DataKeySource | None = None,
     ) -> None:
         """Create an encrypted parquet dataset.
 
@@ -80,7 +80,9 @@ class EncryptedParquetDataset(AbstractVersionedDataset[pd.DataFrame, pd.DataFram
             save_args: Passed to ``DataFrame.to_parquet``.
             version: Kedro's load/save version (``versioned: true`` in the catalog).
             metadata: Catalog metadata (zone, classification).
-            key_service: The KMS; default the active workspace's keyring.
+            key_service: Where data keys come from; default the active
+                workspace's key service, which decides each load and save from
+                its own catalog classification and audits it.
         """
         super().__init__(filepath=PurePosixPath(filepath), version=version)
         self._dataset = dataset
@@ -110,9 +112,8 @@ class EncryptedParquetDataset(AbstractVersionedDataset[pd.DataFrame, pd.DataFram
 
         Raises:
             DatasetError: Missing file, or a file that does not open (the reason).
-            AccessDenied: The acting identity may not read this classification.
+            AccessDenied: The key service refused the data key (audited there).
         """
-        guard_dataset(self._dataset, self.metadata, "read")
         path = Path(self._get_load_path())
         if not path.is_file():
             msg = f"{self._dataset}: {path} not found"
@@ -127,7 +128,6 @@ class EncryptedParquetDataset(AbstractVersionedDataset[pd.DataFrame, pd.DataFram
 
     def save(self, data: pd.DataFrame) -> None:
         """Write the table encrypted; the previous file stays intact if this fails."""
-        guard_dataset(self._dataset, self.metadata, "write")
         path = Path(self._get_save_path())
         try:
             writer = EncryptingWriter(path, self._dataset, self._keys())
@@ -142,5 +142,5 @@ class EncryptedParquetDataset(AbstractVersionedDataset[pd.DataFrame, pd.DataFram
         writer.close()
         self._clear_version_cache()
 
-    def _keys(self) -> KeyManagementService:
+    def _keys(self) -> DataKeySource:
         return self._key_service or active_key_service()

@@ -105,7 +105,7 @@ class FeatureStoreDataset(AbstractDataset[None, "FeatureStore"]):
         from feast import FeatureStore  # noqa: PLC0415
         from feast.repo_config import RepoConfig  # noqa: PLC0415
 
-        guard_dataset("feature_store", self.metadata, "read")
+        guard_dataset("feature_store", "read")  # the service decides from its catalog
         settings = self.repo_settings()
         self._repo.mkdir(parents=True, exist_ok=True)
         try:

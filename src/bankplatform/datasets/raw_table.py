@@ -18,7 +18,7 @@ from kedro.io.core import (
 
 from bankplatform.contracts.raw import RAW_SCHEMAS
 from bankplatform.security.envelope import EnvelopeError, decrypt
-from bankplatform.security.kms import KeyManagementError, KeyManagementService
+from bankplatform.security.kms import DataKeySource, KeyManagementError
 from bankplatform.security.runtime import active_key_service, guard_dataset
 
 _TEXT = pd.StringDtype("pyarrow")
@@ -63,7 +63,7 @@ class RawTableDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         encrypted: bool = False,
         fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
-        key_service: KeyManagementService | None = None,
+        key_service: DataKeySource | None = None,
     ) -> None:
         """Create a dataset for one raw table.
 
@@ -110,7 +110,8 @@ class RawTableDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         Raises:
             DatasetError: Missing or unreadable file, or the wrong layout.
         """
-        guard_dataset(f"{self._table}_raw", self.metadata, "read")
+        if not self._encrypted:  # an encrypted file's key request is the decision
+            guard_dataset(f"{self._table}_raw", "read")
         path = get_filepath_str(self._filepath, self._protocol)
         if not self._fs.exists(path):
             msg = f"{path}: raw table {self._table} not found (run `bankplatform data generate`)"

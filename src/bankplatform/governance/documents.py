@@ -96,7 +96,9 @@ def gather_facts(
         report=json.loads(report_path.read_text()),
         evidence_folder=folder,
         lifecycle=[
-            r for r in security.audit_log().records() if r.get("resource") == resource
+            r
+            for r in security.audit_log().records(resource=resource)
+            if r.get("resource") == resource
         ],
     )
 

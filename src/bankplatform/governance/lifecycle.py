@@ -257,7 +257,7 @@ def version_facts(
     """Read a version's registration and latest evaluation from the audit log."""
     facts = VersionFacts()
     resource = f"model:{model}/{version}"
-    for record in security.audit_log().records():
+    for record in security.audit_log().records(resource=resource):
         if record.get("resource") != resource or record.get("outcome") != "allowed":
             continue
         details = record.get("details") or {}
@@ -306,7 +306,7 @@ class _Attempt:
 
     def __enter__(self) -> _Attempt:
         g = self.g
-        if not g.security.policy.permits(g.actor, self.action):
+        if not g.security.permits(self.action):
             self.record("denied", {"reason": f"lacks {self.action.value}"})
             roles = ", ".join(sorted(g.actor.roles)) or "none"
             msg = f"access denied: {g.actor.name} (roles: {roles}) may not {self.action.value} on {g.model}"

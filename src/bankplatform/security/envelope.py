@@ -42,7 +42,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from typing_extensions import Buffer
 
 from bankplatform.errors import BankplatformError
-from bankplatform.security.kms import KeyManagementError, KeyManagementService
+from bankplatform.security.kms import (
+    DataKeySource,
+    KeyManagementError,
+    KeyManagementService,
+)
 
 MAGIC = b"BPENC"
 FORMAT_VERSION = 1
@@ -130,7 +134,7 @@ class EncryptingWriter(io.RawIOBase):
         self,
         path: Path,
         dataset: str,
-        kms: KeyManagementService,
+        kms: DataKeySource,
         segment_size: int = SEGMENT_SIZE,
     ) -> None:
         super().__init__()
@@ -200,7 +204,7 @@ def segment_nonce(prefix: bytes, index: int, *, last: bool) -> bytes:
     return prefix + struct.pack(">I", index) + (b"\x01" if last else b"\x00")
 
 
-def decrypt(blob: bytes, dataset: str, kms: KeyManagementService) -> bytes:
+def decrypt(blob: bytes, dataset: str, kms: DataKeySource) -> bytes:
     """Open an encrypted file's bytes as ``dataset``.
 
     Raises:

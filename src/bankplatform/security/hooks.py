@@ -22,7 +22,7 @@ from bankplatform.security.policy import Action, Principal
 from bankplatform.security.residency import ResidencyViolation, residency_violations
 from bankplatform.security.runtime import (
     WorkspaceSecurity,
-    act_as,
+    act_for_node,
     acting_identity,
     activate,
     active_security,
@@ -36,6 +36,7 @@ class AccessHook:
     def __init__(self) -> None:
         self._security: WorkspaceSecurity | None = None
         self._starter: Principal | None = None
+        self._pipelines: set[str] = set()
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
@@ -56,9 +57,14 @@ class AccessHook:
             AccessDenied: The starter may not run a requested pipeline (audited).
         """
         security = self._require()
+        act_for_node(None)
         self._starter = security.starter()
-        for name in pipeline_names(run_params):
-            security.enforce(self._starter, Action.RUN_PIPELINE, f"pipeline:{name}")
+        self._pipelines = set(security.pipelines())
+        touched = {
+            tag for node in pipeline.nodes for tag in node.tags
+        } & self._pipelines
+        for name in [*pipeline_names(run_params), *sorted(touched)]:
+            security.enforce(Action.RUN_PIPELINE, f"pipeline:{name}")
         security.audit_log().append(
             actor=self._starter.name,
             action="pipeline.run.start",
@@ -86,8 +92,8 @@ class AccessHook:
         self._act_for(node)
 
     def _act_for(self, node: Node) -> None:
-        if self._security is not None and self._starter is not None:
-            act_as(self._security.policy.service_for(set(node.tags), self._starter))
+        if self._starter is not None:
+            act_for_node(next(iter(sorted(set(node.tags) & self._pipelines)), None))
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
@@ -109,7 +115,7 @@ class AccessHook:
         self, run_params: dict[str, Any], outcome: str, details: dict[str, Any]
     ) -> None:
         starter, self._starter = self._starter, None
-        act_as(None)
+        act_for_node(None)
         if starter is None or self._security is None:
             return
         log = self._security.audit_log()

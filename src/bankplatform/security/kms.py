@@ -58,6 +58,17 @@ class KeyVersion:
     retired_at: str | None = None
 
 
+class DataKeySource(Protocol):
+    """What encrypting and decrypting one file needs: a data key, new or unwrapped.
+
+    The local keyring and the key service's client both provide it; ``context``
+    names the dataset (``envelope.key_context``).
+    """
+
+    def generate_data_key(self, context: bytes) -> tuple[bytes, int, bytes]: ...
+    def unwrap(self, version: int, wrapped: bytes, context: bytes) -> bytes: ...
+
+
 class KeyManagementService(Protocol):
     """What bankplatform needs from a KMS.
 
@@ -79,6 +90,7 @@ class KeyManagementService(Protocol):
     def sign(self, message: bytes) -> tuple[int, bytes]: ...
     def verify(self, version: int, message: bytes, signature: bytes) -> bool: ...
     def public_key(self) -> tuple[int, bytes]: ...
+    def signing_public_key(self, version: int) -> bytes: ...
     def pseudonymisation_key(self) -> bytes: ...
 
 
@@ -268,6 +280,18 @@ class LocalKeyring:
             signing["versions"][str(version)]["public"]
         )
 
+    def signing_public_key(self, version: int) -> bytes:
+        """The raw public key of signing key ``version`` (a token's ``kid``).
+
+        Raises:
+            KeyManagementError: No such version.
+        """
+        entry = self._read()["signing"]["versions"].get(str(version))
+        if entry is None:
+            msg = f"signing key version {version} is not in the keyring {self._path}"
+            raise KeyManagementError(msg)
+        return base64.urlsafe_b64decode(entry["public"])
+
     def pseudonymisation_key(self) -> bytes:
         """The HMAC key for pseudonymous tokens, created on first use.
 
@@ -393,7 +417,9 @@ class LocalKeyring:
             )
         except (InvalidTag, ValueError):
             current = content.get("signing", {}).get("current")
-            wrapped = content.get("signing", {}).get("versions", {}).get(str(current), {})
+            wrapped = (
+                content.get("signing", {}).get("versions", {}).get(str(current), {})
+            )
             self._open(wrapped.get("wrapped", ""), f"signing:v{current}".encode())
             msg = f"keyring {self._path} was changed outside the key service (its seal does not verify)"
             raise KeyManagementError(msg) from None

@@ -35,6 +35,7 @@ class Action(StrEnum):
     MANAGE_KEYS = "manage_keys"
     ISSUE_TOKENS = "issue_tokens"
     MANAGE_TRAFFIC = "manage_traffic"
+    PSEUDONYMISE = "pseudonymise"
     SCORE = "score"
     READ_AUDIT_LOG = "read_audit_log"
     READ_REPORTS = "read_reports"
@@ -66,14 +67,23 @@ class Principal:
     on_behalf_of: str | None = None
 
 
+class PipelineAccess(BaseModel):
+    """Who may start a pipeline, and the service identity its nodes act as."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str
+    run_by: list[str]
+
+
 class AccessPolicy(BaseModel):
     """``access:`` in ``security.yml``.
 
     Attributes:
         roles: Role -> permitted actions.
-        users: User -> roles.
-        services: Service identity -> roles.
-        pipelines: Pipeline -> the service identity its nodes run as.
+        users: User (a person or a scheduler) -> roles.
+        services: Service identity -> roles. Service roles are never issued to users.
+        pipelines: Pipeline -> its service identity and the roles that may start it.
         local_default_user: Who acts in a developer env when
             ``$BANKPLATFORM_USER`` is not set.
     """
@@ -83,7 +93,7 @@ class AccessPolicy(BaseModel):
     roles: dict[str, frozenset[Action]]
     users: dict[str, list[str]] = {}
     services: dict[str, list[str]] = {}
-    pipelines: dict[str, str] = {}
+    pipelines: dict[str, PipelineAccess] = {}
     local_default_user: str | None = None
 
     @model_validator(mode="after")
@@ -94,18 +104,38 @@ class AccessPolicy(BaseModel):
                 if unknown:
                     msg = f"{kind} {member} has unknown role(s) {', '.join(unknown)}"
                     raise ValueError(msg)
-        for pipeline, service in self.pipelines.items():
-            if service not in self.services:
-                msg = f"pipeline {pipeline} runs as unknown service {service}"
+        for user, roles in self.users.items():
+            held = sorted(set(roles) & self.service_roles())
+            if held:
+                msg = f"user {user} holds service role(s) {', '.join(held)}"
+                raise ValueError(msg)
+        for pipeline, access in self.pipelines.items():
+            if access.service not in self.services:
+                msg = f"pipeline {pipeline} runs as unknown service {access.service}"
+                raise ValueError(msg)
+            unknown = sorted(set(access.run_by) - set(self.roles))
+            if unknown:
+                msg = f"pipeline {pipeline} is run by unknown role(s) {', '.join(unknown)}"
                 raise ValueError(msg)
         if self.local_default_user and self.local_default_user not in self.users:
             msg = f"local_default_user {self.local_default_user} is not in users"
             raise ValueError(msg)
         return self
 
+    def service_roles(self) -> set[str]:
+        """Roles held by service identities: never issued to a person."""
+        return {role for roles in self.services.values() for role in roles}
+
     def permits(self, principal: Principal, action: Action) -> bool:
         """Whether any of the principal's roles permits ``action`` (unknown roles: none)."""
         return any(action in self.roles.get(role, ()) for role in principal.roles)
+
+    def may_run(self, principal: Principal, pipeline: str) -> bool:
+        """``run_pipeline``, and for a declared pipeline a role in its ``run_by``."""
+        if not self.permits(principal, Action.RUN_PIPELINE):
+            return False
+        access = self.pipelines.get(pipeline)
+        return access is None or bool(principal.roles & set(access.run_by))
 
     def user(self, name: str) -> Principal:
         """A declared user with their roles."""
@@ -114,14 +144,27 @@ class AccessPolicy(BaseModel):
             raise IdentityError(msg)
         return Principal(name, frozenset(self.users[name]), "user")
 
-    def service_for(self, pipeline_tags: set[str], starter: Principal) -> Principal:
-        """The service identity a node runs as, given its pipeline tags, else the starter."""
-        for pipeline in sorted(pipeline_tags & set(self.pipelines)):
-            service = self.pipelines[pipeline]
-            return Principal(
-                service, frozenset(self.services[service]), "service", starter.name
-            )
-        return starter
+    def delegate(self, starter: Principal, pipeline: str) -> Principal:
+        """The service identity of ``pipeline`` acting on the starter's behalf.
+
+        Raises:
+            AccessDenied: The starter may not run that pipeline.
+            IdentityError: No such pipeline in the policy.
+        """
+        access = self.pipelines.get(pipeline)
+        if access is None:
+            msg = f"pipeline {pipeline!r} is not declared in security.yml (access.pipelines)"
+            raise IdentityError(msg)
+        if not self.may_run(starter, pipeline):
+            roles = ", ".join(sorted(starter.roles)) or "none"
+            msg = f"access denied: {starter.name} (roles: {roles}) may not run pipeline {pipeline}"
+            raise AccessDenied(msg)
+        return Principal(
+            access.service,
+            frozenset(self.services[access.service]),
+            "service",
+            starter.name,
+        )
 
 
 def enforce(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 from enum import StrEnum
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,12 @@ class IdentifierKind(StrEnum):
     NATIONAL_ID = "nid"
     EMAIL = "eml"
     PHONE = "tel"
+
+
+class TokenMaker(Protocol):
+    """What the ingestion nodes need: tokens for a column (the key service's client)."""
+
+    def tokens(self, values: pd.Series, kind: IdentifierKind) -> pd.Series: ...
 
 
 class Pseudonymiser:

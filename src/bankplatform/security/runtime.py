@@ -1,20 +1,19 @@
-"""The security state of a process: which workspace's keys, policy and audit log
-apply, who started the work and which identity the current node acts as.
+"""The security state of a process: which workspace's key service applies, who
+started the work and which pipeline the current node acts for.
 
 A Kedro context activates its env's security when it is created (``AccessHook``),
-so ``kedro run``, a notebook's session and the command line all share one set of
-rules. Encrypted datasets take their keys from here and check every load and save
-of a ``pii`` or ``confidential`` dataset against the acting identity, which the
-hook sets per node to the pipeline's service identity; that covers a direct
-``catalog.load`` in a notebook too, which no runner hook sees.
+so ``kedro run``, a notebook's session and the command line all share one client
+of the env's **key and audit service**. The process holds a credential, never a
+key: encrypted datasets ask the service for one dataset's data key, classified
+plain datasets ask it for a decision, audit records are appended by it with the
+identity it proved. A node asks as its pipeline's service identity, which the
+service grants only if the starter may run that pipeline.
 """
 
 from __future__ import annotations
 
-import atexit
 import getpass
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,117 +23,109 @@ from kedro.config import AbstractConfigLoader
 from bankplatform.errors import BankplatformError
 from bankplatform.manifest import load_manifest
 from bankplatform.project import env_config_loader, find_project_root, resolve_env
-from bankplatform.security.audit import AuditLog
-from bankplatform.security.kms import KeyManagementService
-from bankplatform.security.policy import (
-    AccessPolicy,
-    Action,
-    IdentityError,
-    Principal,
-    enforce,
+from bankplatform.security.client import (
+    TOKEN_ENV_VAR,
+    USER_ENV_VAR,
+    KeyServiceClient,
+    ServiceAuditLog,
+    ServiceKeys,
+    ServicePseudonymiser,
+    ServiceTokens,
+    act_for_node,
+    acting_for,
+    acting_pipeline,
+    principal_from,
 )
-from bankplatform.security.settings import (
-    SecuritySettings,
-    load_access_policy,
-    load_security_settings,
-)
-from bankplatform.security.tokens import TokenService
+from bankplatform.security.policy import Action, Principal
+from bankplatform.security.settings import SecuritySettings, load_security_settings
 
-TOKEN_ENV_VAR = "BANKPLATFORM_TOKEN"  # noqa: S105 - a variable name, not a secret
-USER_ENV_VAR = "BANKPLATFORM_USER"
-# `test` is the automated tests' copy of `local`; every other env needs a token.
-DEVELOPER_ENVS = frozenset({"local", "test"})
-_DATASET_ACTIONS = {
-    "pii": (Action.READ_PII, Action.WRITE_PII),
-    "confidential": (Action.READ_CONFIDENTIAL, Action.WRITE_CONFIDENTIAL),
-}
+__all__ = ["TOKEN_ENV_VAR", "USER_ENV_VAR", "WorkspaceSecurity", "act_for_node"]
 
 
 @dataclass
 class WorkspaceSecurity:
-    """Keys, policy, tokens and audit log of one workspace env."""
+    """The key service client of one workspace env, and who acts through it."""
 
     env: str
+    root: Path
     settings: SecuritySettings
-    policy: AccessPolicy
-    _keys: KeyManagementService | None = field(default=None, repr=False)
-    _log: AuditLog | None = field(default=None, repr=False)
-    _starter: Principal | None = field(default=None, repr=False)
+    _client: KeyServiceClient | None = field(default=None, repr=False)
+    _who: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
-    def key_service(self) -> KeyManagementService:
-        """The KMS (the local keyring), opened once: every dataset load and save asks."""
-        if self._keys is None:
-            self._keys = self.settings.keyring_service()
-        return self._keys
+    def service(self) -> KeyServiceClient:
+        """The client of this env's key service."""
+        if self._client is None:
+            self._client = KeyServiceClient(self.root, self.env, self.settings)
+        return self._client
 
-    def tokens(self) -> TokenService:
-        """The bearer-token service."""
-        settings = self.settings
-        return TokenService(
-            self.key_service(),
-            self.policy,
-            settings.revocation_list,
-            settings.token_issuer,
-            settings.token_audience,
-        )
+    def key_service(self) -> ServiceKeys:
+        """Data keys, one dataset at a time, decided by the service."""
+        return ServiceKeys(self.service())
 
-    def audit_log(self) -> AuditLog:
-        """The audit log; its chain head is signed when the process exits."""
-        if self._log is None:
-            settings = self.settings
-            self._log = AuditLog(
-                settings.audit_log, self.key_service(), settings.audit_checkpoint_every
-            )
-            atexit.register(self._log.close)
-        return self._log
+    def tokens(self) -> ServiceTokens:
+        """Token issue and revocation (the service checks ``issue_tokens``)."""
+        return ServiceTokens(self.service())
+
+    def audit_log(self) -> ServiceAuditLog:
+        """The audit log, appended to and read through the service."""
+        return ServiceAuditLog(self.service())
+
+    def pseudonymiser(self) -> ServicePseudonymiser:
+        """Pseudonymous tokens computed by the service."""
+        return ServicePseudonymiser(self.service())
+
+    def whoami(self) -> dict[str, Any]:
+        """The service's view of the acting identity (cached per acting pipeline)."""
+        pipeline = acting_pipeline()
+        if pipeline not in self._who:
+            self._who[pipeline] = self.service().call("GET", "/v1/whoami")
+        return self._who[pipeline]
 
     def starter(self) -> Principal:
-        """Who started the work (resolved once per process).
-
-        From ``$BANKPLATFORM_TOKEN``; in a developer env (``local``, ``test``)
-        also from ``$BANKPLATFORM_USER`` or ``access.local_default_user``.
+        """Who started the work, as the service proved it.
 
         Raises:
             IdentityError: A bad token, an undeclared user, or no identity at all.
         """
-        if self._starter is None:
-            self._starter = self._resolve_starter()
-        return self._starter
+        if "" not in self._who:
+            with acting_for(""):
+                self._who[""] = self.service().call("GET", "/v1/whoami")
+        return principal_from(self._who[""])
+
+    def acting_principal(self) -> Principal:
+        """The identity acting now: the node's service identity, else the starter."""
+        return principal_from(self.whoami())
+
+    def permits(self, action: Action) -> bool:
+        """Whether the acting identity may ``action`` (not audited: for display)."""
+        return action.value in self.whoami()["actions"]
+
+    def pipelines(self) -> dict[str, str]:
+        """Pipeline -> service identity, from the service's policy."""
+        return dict(self.whoami()["pipelines"])
 
     def enforce(
-        self,
-        principal: Principal,
-        action: Action,
-        resource: str,
-        details: dict[str, Any] | None = None,
+        self, action: Action, resource: str, details: dict[str, Any] | None = None
     ) -> None:
-        """``policy.enforce`` with this workspace's audit log."""
-        enforce(self.policy, principal, action, resource, self.audit_log(), details)
+        """Ask the service to allow ``action`` on ``resource`` (audited either way).
 
-    def _resolve_starter(self) -> Principal:
-        token = os.environ.get(TOKEN_ENV_VAR)
-        if token:
-            return self.tokens().verify(token)
-        user = os.environ.get(USER_ENV_VAR)
-        if self.env not in DEVELOPER_ENVS:
-            hint = f" (${USER_ENV_VAR} counts only in envs {', '.join(sorted(DEVELOPER_ENVS))})"
-            msg = f"env {self.env} needs a signed token in ${TOKEN_ENV_VAR}{hint if user else ''}; an admin issues one with `bankplatform token issue`"
-            raise IdentityError(msg)
-        name = user or self.policy.local_default_user
-        if not name:
-            msg = f"no identity: set ${USER_ENV_VAR} or access.local_default_user"
-            raise IdentityError(msg)
-        return self.policy.user(name)
+        Raises:
+            AccessDenied: The acting identity may not.
+        """
+        self.service().call(
+            "POST",
+            "/v1/access/decide",
+            {"action": action.value, "resource": resource, "details": details or {}},
+        )
 
 
 def open_security(
     config_loader: AbstractConfigLoader, root: Path, env: str
 ) -> WorkspaceSecurity:
-    """The security of an env, from its config loader."""
+    """The security client of an env (the socket's place comes from its config;
+    every decision comes from the service's own reading of the workspace)."""
     return WorkspaceSecurity(
-        env=env,
-        settings=load_security_settings(config_loader, root),
-        policy=load_access_policy(config_loader),
+        env=env, root=root, settings=load_security_settings(config_loader, root, env)
     )
 
 
@@ -150,7 +141,6 @@ def workspace_security(env: str | None = None) -> WorkspaceSecurity:
 
 
 _active: WorkspaceSecurity | None = None
-_node = threading.local()
 
 
 def activate(security: WorkspaceSecurity) -> None:
@@ -167,20 +157,14 @@ def active_security() -> WorkspaceSecurity:
     return _active
 
 
-def active_key_service() -> KeyManagementService:
-    """The KMS of the active workspace."""
+def active_key_service() -> ServiceKeys:
+    """Data keys of the active workspace's key service."""
     return active_security().key_service()
-
-
-def act_as(principal: Principal | None) -> None:
-    """Let the current thread act as ``principal`` (a node's service), or stop (``None``)."""
-    _node.principal = principal
 
 
 def acting_principal() -> Principal:
     """The identity acting now: the current node's service, else the starter."""
-    principal: Principal | None = getattr(_node, "principal", None)
-    return principal or active_security().starter()
+    return active_security().acting_principal()
 
 
 def acting_identity() -> str:
@@ -191,23 +175,14 @@ def acting_identity() -> str:
         return os.environ.get(USER_ENV_VAR) or getpass.getuser()
 
 
-def guard_dataset(name: str, metadata: dict[str, Any] | None, operation: str) -> None:
-    """Allow and audit a load (``read``) or save (``write``) of a classified dataset.
-
-    Datasets classified ``pii`` or ``confidential`` need the matching action;
-    others pass without a record.
+def guard_dataset(name: str, operation: str) -> None:
+    """Ask the service whether the acting identity may load (``read``) or save
+    (``write``) a plain-file dataset; it decides from its own catalog entry.
 
     Raises:
-        AccessDenied: The acting identity may not; the denial is audited first.
+        AccessDenied: Not classified pii/confidential in the workspace catalog,
+            or not permitted (the decision is audited by the service).
     """
-    classification = (metadata or {}).get("classification")
-    if classification not in _DATASET_ACTIONS:
-        return
-    read, write = _DATASET_ACTIONS[classification]
-    security = active_security()
-    security.enforce(
-        acting_principal(),
-        read if operation == "read" else write,
-        f"dataset:{name}",
-        {"classification": classification},
+    active_security().service().call(
+        "POST", "/v1/datasets/access", {"dataset": name, "operation": operation}
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kedro.config import AbstractConfigLoader, MissingConfigException
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +16,8 @@ class SecuritySettings(BaseModel):
     """``security:`` in ``conf/<env>/security.yml``; paths are relative to the workspace.
 
     Attributes:
+        trust_domain: ``developer`` (one person's workstation: an unproven user
+            name is accepted) or ``production`` (a signed token always).
         keyring: The local keyring (KEK versions and the audit signing key).
         master_key_file: The master key, when ``$BANKPLATFORM_MASTER_KEY`` is not set.
         audit_log: The audit log (its checkpoints go beside it).
@@ -24,10 +26,14 @@ class SecuritySettings(BaseModel):
         token_issuer: ``iss`` of issued tokens (and the only one accepted).
         token_audience: ``aud`` of issued tokens (and the only one accepted).
         token_ttl_minutes: Default lifetime of an issued token.
+        token_max_ttl_minutes: No token is issued for longer.
+        keyservice_socket: The key service's Unix socket (``{env}`` is the env).
+        audit_witness: Where the latest signed audit head is copied.
     """
 
     model_config = ConfigDict(extra="forbid")
 
+    trust_domain: Literal["developer", "production"] = "production"
     keyring: Path = Path(".bankplatform/keyring.json")
     master_key_file: Path = Path(".bankplatform/master.key")
     audit_log: Path = Path(".bankplatform/audit/audit.jsonl")
@@ -36,17 +42,29 @@ class SecuritySettings(BaseModel):
     token_issuer: str = "bankplatform"  # noqa: S105 - a name, not a secret
     token_audience: str = "bankplatform"  # noqa: S105 - a name, not a secret
     token_ttl_minutes: int = Field(default=60, ge=1)
+    token_max_ttl_minutes: int = Field(default=1440, ge=1)
+    keyservice_socket: Path = Path(".bankplatform/keyservice-{env}.sock")
+    audit_witness: Path = Path(".bankplatform/witness/audit-head.json")
 
-    def anchored(self, root: Path) -> SecuritySettings:
-        """The same settings with every path under ``root``."""
+    def anchored(self, root: Path, env: str) -> SecuritySettings:
+        """The same settings with every path under ``root`` and the socket of ``env``."""
+        socket = str(self.keyservice_socket).replace("{env}", env)
         return self.model_copy(
             update={
                 "keyring": root / self.keyring,
                 "master_key_file": root / self.master_key_file,
                 "audit_log": root / self.audit_log,
                 "revocation_list": root / self.revocation_list,
+                "keyservice_socket": root / socket,
+                "audit_witness": root / self.audit_witness,
             }
         )
+
+    @property
+    def session_file(self) -> Path:
+        """The developer-domain service's local session credential (mode 600)."""
+        name = self.keyservice_socket.name.removesuffix(".sock") + ".session"
+        return self.keyring.parent / name
 
     def keyring_service(self) -> LocalKeyring:
         """The local keyring, opened with the master key."""
@@ -54,7 +72,7 @@ class SecuritySettings(BaseModel):
 
 
 def load_security_settings(
-    config_loader: AbstractConfigLoader, root: Path
+    config_loader: AbstractConfigLoader, root: Path, env: str
 ) -> SecuritySettings:
     """Read ``security:`` from an env's config (a run's own loader, or ``env_config_loader``).
 
@@ -66,7 +84,7 @@ def load_security_settings(
         The settings with absolute paths.
     """
     section = _security_file(config_loader).get("security", {})
-    return SecuritySettings.model_validate(section).anchored(root)
+    return SecuritySettings.model_validate(section).anchored(root, env)
 
 
 def load_access_policy(config_loader: AbstractConfigLoader) -> AccessPolicy:

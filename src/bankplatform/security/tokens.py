@@ -5,13 +5,17 @@ signing key (the private key never leaves the KMS: PyJWT is given an algorithm
 that asks the KMS to sign) and verified with its public key; only ``EdDSA`` is
 accepted, so ``alg: none`` and HMAC-confusion tokens fail. Claims: ``iss``,
 ``aud``, ``sub``, ``roles``, ``iat``, ``exp``, ``jti``; a revoked ``jti`` (kept in
-a revocation list file) is refused.
+a revocation list signed by the same KMS) is refused. Tokens are bound to
+``access.users`` when verified: the subject must still be declared and the token's
+roles must still be among the user's, so removing a user or a role ends their
+tokens at once. The ``kid`` header names the signing key version that verifies it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,11 +26,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from filelock import FileLock
 from jwt.algorithms import Algorithm
 
-from bankplatform.security.kms import KeyManagementService
+from bankplatform.security.kms import KeyManagementError, KeyManagementService
 from bankplatform.security.policy import AccessPolicy, IdentityError, Principal
 
 ALGORITHM = "EdDSA"
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti"]
+_JTI = re.compile(r"^[0-9a-f]{32}$")
+_KID = re.compile(r"^signing-v([0-9]{1,6})$")
 
 
 class _KmsSigner(Algorithm):
@@ -60,8 +66,10 @@ class TokenService:
         revocation_list: Path,
         issuer: str,
         audience: str,
+        max_ttl: timedelta = timedelta(days=1),
     ) -> None:
         self._kms = kms
+        self._max_ttl = max_ttl
         self._policy = policy
         self._revocation_list = revocation_list
         self._issuer = issuer
@@ -76,11 +84,18 @@ class TokenService:
             The token and its ``jti``.
 
         Raises:
-            IdentityError: A role is not in security.yml, or the lifetime is not positive.
+            IdentityError: The subject is not a declared user, a role is not
+                theirs (service roles never are), or the lifetime is not
+                positive or longer than the maximum.
         """
         self._check_roles(roles)
+        self._check_binding(subject, roles)
         if ttl <= timedelta(0):
             raise IdentityError("token lifetime must be positive")
+        if ttl > self._max_ttl:
+            minutes = int(self._max_ttl.total_seconds() // 60)
+            msg = f"token lifetime {int(ttl.total_seconds() // 60)} minutes is longer than the maximum of {minutes} (security.token_max_ttl_minutes)"
+            raise IdentityError(msg)
         now = datetime.now(UTC)
         jti = uuid.uuid4().hex
         claims = {
@@ -108,11 +123,16 @@ class TokenService:
             IdentityError: Expired, badly signed, wrong algorithm, issuer or
                 audience, missing claims, revoked, or naming an unknown role.
         """
-        _, public = self._kms.public_key()
+        try:
+            kid = jwt.get_unverified_header(token).get("kid", "")
+        except jwt.InvalidTokenError as error:
+            msg = f"token rejected: {error}"
+            raise IdentityError(msg) from None
+        public = self._public_key(str(kid))
         try:
             claims = jwt.decode(
                 token,
-                key=Ed25519PublicKey.from_public_bytes(public),
+                key=public,
                 algorithms=[ALGORITHM],
                 audience=self._audience,
                 issuer=self._issuer,
@@ -139,30 +159,85 @@ class TokenService:
         if not isinstance(roles, list) or not roles:
             raise IdentityError("token rejected: no roles claim")
         self._check_roles(roles, prefix="token rejected: ")
+        self._check_binding(str(claims["sub"]), roles, prefix="token rejected: ")
         return Principal(str(claims["sub"]), frozenset(roles), "token")
 
+    def _public_key(self, kid: str) -> Ed25519PublicKey:
+        match = _KID.match(kid)
+        if match is None:
+            raise IdentityError("token rejected: no signing key id (kid)")
+        try:
+            raw = self._kms.signing_public_key(int(match.group(1)))
+        except KeyManagementError:
+            msg = f"token rejected: unknown signing key {kid}"
+            raise IdentityError(msg) from None
+        return Ed25519PublicKey.from_public_bytes(raw)
+
+    def _check_binding(self, subject: str, roles: list[str], prefix: str = "") -> None:
+        if subject not in self._policy.users:
+            msg = f"{prefix}{subject!r} is not a user declared in security.yml (access.users)"
+            raise IdentityError(msg)
+        foreign = sorted(set(roles) - set(self._policy.users[subject]))
+        if foreign:
+            msg = f"{prefix}user {subject} does not hold role(s) {', '.join(foreign)}"
+            raise IdentityError(msg)
+
     def revoke(self, jti: str, reason: str) -> None:
-        """Add ``jti`` to the revocation list (atomic rewrite under a file lock)."""
+        """Add ``jti`` to the signed revocation list (atomic rewrite under a file lock).
+
+        Raises:
+            IdentityError: ``jti`` is not a token id (32 hexadecimal digits).
+        """
+        if not _JTI.match(jti):
+            msg = f"{jti[:80]!r} is not a token id (32 hexadecimal digits, from `token issue`)"
+            raise IdentityError(msg)
         self._revocation_list.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{self._revocation_list}.lock"):
             revoked = self.revoked()
             revoked[jti] = {
                 "revoked_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "reason": reason,
+                "reason": reason[:500],
+            }
+            version, signature = self._kms.sign(_canonical(revoked))
+            content = {
+                "revoked": revoked,
+                "key_version": version,
+                "signature": signature.hex(),
             }
             temporary = self._revocation_list.with_suffix(".tmp")
-            temporary.write_text(json.dumps(revoked, indent=2, sort_keys=True))
+            temporary.write_text(json.dumps(content, indent=2, sort_keys=True))
             os.replace(temporary, self._revocation_list)
 
     def revoked(self) -> dict[str, Any]:
-        """The revocation list: ``jti`` -> when and why."""
+        """The revocation list: ``jti`` -> when and why.
+
+        Raises:
+            IdentityError: The list's signature does not verify (edited without the
+                key): every token is refused until an admin restores it.
+        """
         if not self._revocation_list.is_file():
             return {}
-        content: dict[str, Any] = json.loads(self._revocation_list.read_text())
-        return content
+        try:
+            content = json.loads(self._revocation_list.read_text())
+            revoked: dict[str, Any] = content["revoked"]
+            signed = self._kms.verify(
+                int(content["key_version"]),
+                _canonical(revoked),
+                bytes.fromhex(content["signature"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            signed = False
+        if not signed:
+            msg = f"token rejected: the revocation list {self._revocation_list} is not signed by the key service (edited?)"
+            raise IdentityError(msg)
+        return revoked
 
     def _check_roles(self, roles: list[str], prefix: str = "") -> None:
         unknown = sorted(set(roles) - set(self._policy.roles))
         if unknown:
             msg = f"{prefix}unknown role(s) {', '.join(unknown)}"
             raise IdentityError(msg)
+
+
+def _canonical(content: dict[str, Any]) -> bytes:
+    return json.dumps(content, sort_keys=True, separators=(",", ":")).encode()

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from bankplatform.contracts.raw import RAW_SCHEMAS, RAW_TABLES
 from bankplatform.security.envelope import EncryptingWriter
-from bankplatform.security.kms import KeyManagementService
+from bankplatform.security.kms import DataKeySource
 from bankplatform.synthetic.activity import draw_accounts, draw_transactions
 from bankplatform.synthetic.config import GeneratorConfig
 from bankplatform.synthetic.defects import plant_defects
@@ -71,7 +71,7 @@ def generate_raw_extract(
     output_dir: Path,
     *,
     progress: bool = False,
-    key_service: KeyManagementService | None = None,
+    key_service: DataKeySource | None = None,
 ) -> ExtractSummary:
     """Generate the raw extract into ``output_dir``.
 

@@ -93,7 +93,7 @@ def _contract_node(table: str) -> Node:
 
 
 def _pseudonymise_node(table: str) -> Node:
-    inputs = [f"{table}_accepted", "pseudonymisation_key"]
+    inputs = [f"{table}_accepted", "pseudonymiser"]
     if table == "customers":
         inputs.append("params:ingestion")
     return Node(

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from bankplatform.pipelines.ingestion.nodes import IngestionParameters
-from bankplatform.security.pseudonyms import IdentifierKind, Pseudonymiser
+from bankplatform.security.pseudonyms import IdentifierKind, TokenMaker
 
 AGE_BANDS = (18, 25, 35, 45, 55, 65)
 _DROPPED = ["customer_id", "name", "date_of_birth", "national_id", "email", "phone"]
@@ -23,13 +23,13 @@ _TEXT = pd.StringDtype("pyarrow")
 
 
 def pseudonymise_customers(
-    customers: pd.DataFrame, pseudonymiser: Pseudonymiser, ingestion: dict[str, Any]
+    customers: pd.DataFrame, pseudonymiser: TokenMaker, ingestion: dict[str, Any]
 ) -> pd.DataFrame:
     """Tokens for the identifiers, age band and postcode area; the rest kept.
 
     Args:
         customers: Accepted customers.
-        pseudonymiser: Keyed tokens (``pseudonymisation_key``).
+        pseudonymiser: Keyed tokens (the ``pseudonymiser`` of the key service).
         ingestion: ``params:ingestion`` (ages are taken at ``as_of``).
 
     Returns:
@@ -59,7 +59,7 @@ def pseudonymise_customers(
 
 
 def pseudonymise_accounts(
-    accounts: pd.DataFrame, pseudonymiser: Pseudonymiser
+    accounts: pd.DataFrame, pseudonymiser: TokenMaker
 ) -> pd.DataFrame:
     """Account and customer ids replaced by their tokens.
 
@@ -78,7 +78,7 @@ def pseudonymise_accounts(
 
 
 def pseudonymise_transactions(
-    transactions: pd.DataFrame, pseudonymiser: Pseudonymiser
+    transactions: pd.DataFrame, pseudonymiser: TokenMaker
 ) -> pd.DataFrame:
     """Account ids replaced by their tokens.
 
@@ -95,7 +95,7 @@ def pseudonymise_transactions(
 
 
 def pseudonymise_loan_applications(
-    loan_applications: pd.DataFrame, pseudonymiser: Pseudonymiser
+    loan_applications: pd.DataFrame, pseudonymiser: TokenMaker
 ) -> pd.DataFrame:
     """Applicant ids replaced by their customer tokens.
 
@@ -150,7 +150,7 @@ def postcode_areas(postcodes: pd.Series) -> pd.Series:
 
 def _replace_ids(
     frame: pd.DataFrame,
-    pseudonymiser: Pseudonymiser,
+    pseudonymiser: TokenMaker,
     columns: dict[str, IdentifierKind],
 ) -> pd.DataFrame:
     result = frame.copy()

@@ -87,7 +87,7 @@ def register_credit_default_model(
     acting = acting_principal()
     model_name = load_manifest(root).model_name
     # Checked and audited like any governed action: who registered which model.
-    active_security().enforce(acting, Action.REGISTER_MODEL, f"model:{model_name}")
+    active_security().enforce(Action.REGISTER_MODEL, f"model:{model_name}")
     service = FeaturesParameters.model_validate(features).feature_service
     registration = register_candidate(
         trained_model,

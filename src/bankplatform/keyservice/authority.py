@@ -1,0 +1,429 @@
+"""What the key and audit service decides: who is asking, and what they may have.
+
+``KeyAuthority`` is the only holder of the master key, the keyring, the signing
+key, the pseudonymisation key, the access policy and the audit log. Every
+decision is taken from **its own** reading of the workspace's config
+(``conf/base`` and ``conf/<env>``: never a client's ``--conf-source``, catalog
+override or metadata) and stamped with the identity proven by the caller's
+credential, never with a name the caller sends.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bankplatform.errors import BankplatformError
+from bankplatform.manifest import load_manifest
+from bankplatform.project import env_config_loader
+from bankplatform.security.audit import AuditLog, FileWitness, Outcome, Verdict
+from bankplatform.security.envelope import key_context
+from bankplatform.security.policy import (
+    AccessDenied,
+    AccessPolicy,
+    Action,
+    IdentityError,
+    Principal,
+    enforce,
+)
+from bankplatform.security.pseudonyms import IdentifierKind, Pseudonymiser
+from bankplatform.security.settings import (
+    SecuritySettings,
+    load_access_policy,
+    load_security_settings,
+)
+from bankplatform.security.tokens import TokenService
+
+_DATASET_ACTIONS = {
+    "pii": (Action.READ_PII, Action.WRITE_PII),
+    "confidential": (Action.READ_CONFIDENTIAL, Action.WRITE_CONFIDENTIAL),
+}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
+_RESOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+=-]{0,299}$")
+MAX_PSEUDONYM_VALUES = 2_000_000
+
+
+class BadRequest(BankplatformError):
+    """A request the service cannot act on (a malformed name, a wrong size)."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What a caller presented: ``Authorization`` and, with a local session, a user."""
+
+    authorization: str
+    user: str = ""
+    pipeline: str = ""
+
+
+class KeyAuthority:
+    """The key service's state and decisions for one workspace env."""
+
+    def __init__(self, root: Path, env: str) -> None:
+        loader = env_config_loader(root, env)
+        self.root, self.env = root, env
+        self.settings: SecuritySettings = load_security_settings(loader, root, env)
+        self.policy: AccessPolicy = load_access_policy(loader)
+        self._catalog = _catalog_resolver(loader)
+        self.production = (
+            load_manifest(root).production or self.settings.trust_domain == "production"
+        )
+        self.keyring = self.settings.keyring_service()
+        self.keyring.check_env(self.settings.trust_domain)
+        self.audit = AuditLog(
+            self.settings.audit_log,
+            self.keyring,
+            self.settings.audit_checkpoint_every,
+            (FileWitness(self.settings.audit_witness),),
+        )
+        self.tokens = TokenService(
+            self.keyring,
+            self.policy,
+            self.settings.revocation_list,
+            self.settings.token_issuer,
+            self.settings.token_audience,
+            timedelta(minutes=self.settings.token_max_ttl_minutes),
+        )
+        self.session_secret = secrets.token_urlsafe(32)
+        self._pseudonymiser: Pseudonymiser | None = None
+        self._last_append = 0.0
+        self._lock = threading.Lock()
+
+    # Identity -------------------------------------------------------------
+
+    @property
+    def local_sessions(self) -> bool:
+        """Whether an unproven user name is accepted (a developer's own workstation)."""
+        return not self.production
+
+    def write_session_file(self) -> Path:
+        """The local session credential, readable by the service's OS user only."""
+        path = self.settings.session_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as stream:
+            stream.write(self.session_secret)
+        temporary.replace(path)
+        return path
+
+    def authenticate(self, credential: Credential) -> Principal:
+        """The identity a credential proves, delegated to a pipeline's service if asked.
+
+        Raises:
+            IdentityError: No, a bad or an unacceptable credential.
+            AccessDenied: The caller may not act for the pipeline it names.
+        """
+        scheme, _, secret = credential.authorization.partition(" ")
+        if scheme == "Bearer" and secret:
+            principal = self.tokens.verify(secret)
+        elif scheme == "Local" and secret:
+            principal = self._local_user(secret, credential.user)
+        else:
+            msg = "no credential: send a bearer token ($BANKPLATFORM_TOKEN)"
+            raise IdentityError(msg)
+        if credential.pipeline:
+            return self.policy.delegate(principal, _checked(credential.pipeline))
+        return principal
+
+    def _local_user(self, secret: str, user: str) -> Principal:
+        if not self.local_sessions:
+            why = (
+                "the workspace manifest says production"
+                if load_manifest(self.root).production
+                else f"env {self.env} is in the production trust domain"
+            )
+            msg = f"a signed token is required ({why}); an admin issues one with `bankplatform token issue`"
+            raise IdentityError(msg)
+        if not hmac.compare_digest(secret.encode(), self.session_secret.encode()):
+            raise IdentityError(
+                "local session credential does not match this key service"
+            )
+        name = user or self.policy.local_default_user or ""
+        if not name:
+            raise IdentityError(
+                "no identity: set $BANKPLATFORM_USER or access.local_default_user"
+            )
+        return self.policy.user(_checked(name))
+
+    def describe(self, principal: Principal) -> dict[str, Any]:
+        """``whoami``: the principal, its permitted actions and the pipelines it may run."""
+        return {
+            "name": principal.name,
+            "roles": sorted(principal.roles),
+            "source": principal.source,
+            "on_behalf_of": principal.on_behalf_of,
+            "actions": sorted(
+                a.value for a in Action if self.policy.permits(principal, a)
+            ),
+            "pipelines": {
+                name: access.service for name, access in self.policy.pipelines.items()
+            },
+            "env": self.env,
+            "production": self.production,
+        }
+
+    # Decisions ------------------------------------------------------------
+
+    def decide(
+        self,
+        principal: Principal,
+        action: str,
+        resource: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Allow or deny ``action`` on ``resource``, audited either way.
+
+        Raises:
+            BadRequest: Unknown action or a malformed resource.
+            AccessDenied: Denied (after the record is written).
+        """
+        try:
+            chosen = Action(action)
+        except ValueError:
+            msg = f"unknown action {action[:80]!r}"
+            raise BadRequest(msg) from None
+        pipeline = resource.removeprefix("pipeline:")
+        if chosen is Action.RUN_PIPELINE and pipeline in self.policy.pipelines:
+            self._decide_run(principal, pipeline)
+            return
+        self._enforce(principal, chosen, _resource(resource), details)
+
+    def _decide_run(self, principal: Principal, pipeline: str) -> None:
+        """``run_pipeline`` on a declared pipeline: one of its ``run_by`` roles too."""
+        allowed = self.policy.may_run(principal, pipeline)
+        self._record(
+            principal,
+            Action.RUN_PIPELINE.value,
+            f"pipeline:{pipeline}",
+            "allowed" if allowed else "denied",
+            {
+                "roles": sorted(principal.roles),
+                "run_by": self.policy.pipelines[pipeline].run_by,
+            },
+        )
+        if not allowed:
+            roles = ", ".join(sorted(principal.roles)) or "none"
+            msg = f"access denied: {principal.name} (roles: {roles}) may not run pipeline {pipeline}"
+            raise AccessDenied(msg)
+
+    def _enforce(
+        self,
+        principal: Principal,
+        action: Action,
+        resource: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self._appended()
+        enforce(self.policy, principal, action, resource, self.audit, details)
+
+    def dataset_access(self, principal: Principal, dataset: str, operation: str) -> str:
+        """Decide a load (``read``) or save (``write``) of a dataset from the catalog.
+
+        Returns:
+            The dataset's classification.
+
+        Raises:
+            AccessDenied: The dataset is not classified in the workspace catalog, or
+                the principal may not (audited).
+        """
+        name = _checked(dataset)
+        config = self._catalog(name)
+        classification = str((config.get("metadata") or {}).get("classification", ""))
+        if classification not in _DATASET_ACTIONS:
+            self._record(
+                principal,
+                f"dataset.{operation}",
+                f"dataset:{name}",
+                "denied",
+                {"reason": "not classified"},
+            )
+            msg = f"access denied: dataset {name} is not a pii or confidential dataset of the workspace catalog (the key service serves keys for those only)"
+            raise AccessDenied(msg)
+        read, write = _DATASET_ACTIONS[classification]
+        self._enforce(
+            principal,
+            read if operation == "read" else write,
+            f"dataset:{name}",
+            {"classification": classification, "operation": operation},
+        )
+        return classification
+
+    def data_key(self, principal: Principal, dataset: str) -> tuple[bytes, int, bytes]:
+        """A fresh data key to write ``dataset`` (decided and audited first)."""
+        self.dataset_access(principal, dataset, "write")
+        return self.keyring.generate_data_key(key_context(dataset))
+
+    def unwrap(
+        self, principal: Principal, dataset: str, version: int, wrapped: bytes
+    ) -> bytes:
+        """The data key of one file of ``dataset`` (decided and audited first)."""
+        self.dataset_access(principal, dataset, "read")
+        return self.keyring.unwrap(version, wrapped, key_context(dataset))
+
+    def pseudonyms(
+        self, principal: Principal, kind: str, values: list[str | None]
+    ) -> list[str | None]:
+        """Tokens for identifiers; the key never leaves the service (audited)."""
+        try:
+            chosen = IdentifierKind(kind)
+        except ValueError:
+            msg = f"unknown identifier kind {kind[:20]!r}"
+            raise BadRequest(msg) from None
+        if len(values) > MAX_PSEUDONYM_VALUES:
+            msg = f"at most {MAX_PSEUDONYM_VALUES:,} values per request"
+            raise BadRequest(msg)
+        self._enforce(
+            principal,
+            Action.PSEUDONYMISE,
+            f"identifiers:{chosen.name.lower()}",
+            {"values": len(values)},
+        )
+        with self._lock:
+            if self._pseudonymiser is None:
+                self._pseudonymiser = Pseudonymiser(self.keyring.pseudonymisation_key())
+        maker = self._pseudonymiser
+        return [None if v is None else maker.token(str(v), chosen) for v in values]
+
+    def issue_token(
+        self, principal: Principal, user: str, roles: list[str], minutes: int
+    ) -> tuple[str, str]:
+        """A token for a declared user, issued by an admin (audited)."""
+        self._enforce(principal, Action.ISSUE_TOKENS, f"user:{_checked(user)}")
+        token, jti = self.tokens.issue(user, roles, timedelta(minutes=minutes))
+        self._record(
+            principal,
+            "token.issue",
+            f"user:{user}",
+            "allowed",
+            {"roles": sorted(roles), "jti": jti, "ttl_minutes": minutes},
+        )
+        return token, jti
+
+    def revoke_token(self, principal: Principal, jti: str, reason: str) -> None:
+        """Revoke a token id (audited)."""
+        self._enforce(principal, Action.ISSUE_TOKENS, "tokens")
+        self.tokens.revoke(jti, reason)
+        self._record(
+            principal,
+            "token.revoke",
+            f"token:{jti}",
+            "allowed",
+            {"reason": reason[:500]},
+        )
+
+    # Audit ----------------------------------------------------------------
+
+    def record(
+        self,
+        principal: Principal,
+        action: str,
+        resource: str,
+        outcome: Outcome,
+        details: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Append a client's record; the actor is the caller's proven identity."""
+        if not _NAME.match(action) or outcome not in ("allowed", "denied", "failed"):
+            msg = f"audit record refused: action {action[:80]!r}, outcome {outcome!r}"
+            raise BadRequest(msg)
+        return self._record(principal, action, _resource(resource), outcome, details)
+
+    def _record(
+        self,
+        principal: Principal,
+        action: str,
+        resource: str,
+        outcome: Outcome,
+        details: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        self._appended()
+        return self.audit.append(
+            actor=principal.name,
+            on_behalf_of=principal.on_behalf_of,
+            action=action,
+            resource=resource,
+            outcome=outcome,
+            details=details,
+        )
+
+    def records(
+        self, principal: Principal, resource: str = "", tail: int = 0
+    ) -> list[dict[str, Any]]:
+        """Records to read: all with ``read_audit_log``; a model's own with ``read_reports``."""
+        if not self.policy.permits(principal, Action.READ_AUDIT_LOG):
+            if not (
+                resource.startswith("model:")
+                and self.policy.permits(principal, Action.READ_REPORTS)
+            ):
+                self._enforce(
+                    principal,
+                    Action.READ_AUDIT_LOG,
+                    "audit_log",
+                    {"resource": resource[:300]},
+                )
+        found = [
+            r
+            for r in self.audit.records()
+            if not resource or str(r.get("resource", "")).startswith(resource)
+        ]
+        return found[-tail:] if tail else found
+
+    def verify(self, principal: Principal) -> Verdict:
+        """Verify the log; the read is audited only when the chain is intact."""
+        if not self.policy.permits(principal, Action.READ_AUDIT_LOG):
+            self._enforce(principal, Action.READ_AUDIT_LOG, "audit_log")
+        verdict = self.audit.verify()
+        if verdict.ok:
+            self._enforce(principal, Action.READ_AUDIT_LOG, "audit_log")
+        return verdict
+
+    def _appended(self) -> None:
+        self._last_append = time.monotonic()
+
+    def sign_when_idle(self, idle_seconds: float = 1.0) -> None:
+        """Checkpoint the head once appends have paused (the tail stays short)."""
+        if self._last_append and time.monotonic() - self._last_append > idle_seconds:
+            self._last_append = 0.0
+            self.audit.sign_head()
+
+
+def _catalog_resolver(loader: Any) -> Any:
+    from kedro.io import CatalogConfigResolver  # noqa: PLC0415
+
+    try:
+        config = dict(loader["catalog"] or {})
+    except Exception:
+        config = {}
+    resolver = CatalogConfigResolver(config=config)
+
+    def resolve(name: str) -> dict[str, Any]:
+        if name in config:
+            return dict(config[name])
+        return dict(resolver.resolve_pattern(name) or {})
+
+    return resolve
+
+
+def _checked(name: str) -> str:
+    if not _NAME.match(name):
+        msg = f"not a valid name: {name[:80]!r}"
+        raise BadRequest(msg)
+    return name
+
+
+def _resource(resource: str) -> str:
+    if not _RESOURCE.match(resource):
+        msg = f"not a valid resource: {resource[:80]!r}"
+        raise BadRequest(msg)
+    return resource
+
+
+__all__ = ["AccessDenied", "BadRequest", "Credential", "IdentityError", "KeyAuthority"]

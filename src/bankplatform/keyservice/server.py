@@ -1,0 +1,93 @@
+"""Run the key service on a Unix socket (uvicorn), and stop it when idle.
+
+The socket is created here, not by uvicorn (which would make it mode 666): mode
+600 in the single-user embedded default, 660 with ``socket_group`` so that the
+client users of a shared host, and only they, can connect. Every call is still
+authenticated; the mode only narrows who may knock.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from bankplatform.keyservice.app import create_app
+from bankplatform.keyservice.authority import KeyAuthority
+
+IDLE_ENV_VAR = "BANKPLATFORM_KEYSERVICE_IDLE_SECONDS"
+
+
+def serve(
+    root: Path,
+    env: str,
+    socket_group: str | None = None,
+    idle_seconds: float | None = None,
+) -> None:
+    """Serve until stopped, idle for ``idle_seconds``, or the keyring is removed."""
+    authority = KeyAuthority(root, env)
+    path = authority.settings.keyservice_socket
+    listener = _bind(path, socket_group)
+    if authority.local_sessions:
+        authority.write_session_file()
+    config = uvicorn.Config(
+        create_app(authority), log_level="warning", access_log=False, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    idle = idle_seconds if idle_seconds is not None else _idle_from_env()
+    watcher = threading.Thread(
+        target=_watch, args=(server, authority, idle), daemon=True
+    )
+    watcher.start()
+    try:
+        server.run(sockets=[listener])
+    finally:
+        authority.audit.sign_head()
+        path.unlink(missing_ok=True)
+
+
+def _bind(path: Path, group: str | None) -> socket.socket:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        probe = socket.socket(socket.AF_UNIX)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # a dead service's socket
+        else:
+            probe.close()
+            msg = f"a key service is already listening on {path}"
+            raise SystemExit(msg)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(old)
+    if group:
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        path.chmod(0o660)
+    listener.listen(128)
+    return listener
+
+
+def _idle_from_env() -> float:
+    return float(os.environ.get(IDLE_ENV_VAR, "900"))
+
+
+def _watch(server: uvicorn.Server, authority: KeyAuthority, idle: float) -> None:
+    seen, count = time.monotonic(), -1
+    while not server.should_exit:
+        time.sleep(0.5)
+        authority.sign_when_idle()
+        state = server.server_state
+        if state.total_requests != count or state.connections:
+            seen, count = time.monotonic(), state.total_requests
+        gone = not authority.settings.keyring.is_file()  # the workspace was removed
+        if gone or (idle > 0 and time.monotonic() - seen > idle):
+            server.should_exit = True
