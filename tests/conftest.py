@@ -25,9 +25,13 @@ from bankplatform.security.kms import (
     create_master_key_file,
     load_master_key,
 )
+from bankplatform.security.runtime import WorkspaceSecurity
 from bankplatform.synthetic import ExtractSummary, GeneratorConfig, generate_raw_extract
 
 REPO = Path(__file__).resolve().parents[1]
+# Every throw-away workspace starts its own key service on demand; they stop
+# once idle (or once the workspace's keyring is deleted), not after 15 minutes.
+os.environ.setdefault("BANKPLATFORM_KEYSERVICE_IDLE_SECONDS", "20")
 BIN = Path(sys.executable).parent
 KEYS_FOLDER = ".bankplatform"
 
@@ -310,3 +314,29 @@ def governed_run(root: Path, **generator: float) -> Path:
 def governed_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """5k customers, no planted bias, the whole default pipeline run (env test)."""
     return governed_run(tmp_path_factory.mktemp("governed") / "workspace")
+
+
+@pytest.fixture(scope="session")
+def service_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One throw-away workspace per test process whose key service in-process tests use."""
+    return make_workspace(tmp_path_factory.mktemp("service") / "workspace")
+
+
+@pytest.fixture
+def workspace_security(
+    service_workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[WorkspaceSecurity]:
+    """The test env's security of ``service_workspace``, active in this process,
+    acting as the default developer (its key service starts on first use)."""
+    from bankplatform.project import env_config_loader
+    from bankplatform.security import runtime
+
+    monkeypatch.delenv("BANKPLATFORM_TOKEN", raising=False)
+    monkeypatch.delenv("BANKPLATFORM_USER", raising=False)
+    security = runtime.open_security(
+        env_config_loader(service_workspace, "test"), service_workspace, "test"
+    )
+    previous = runtime._active
+    runtime.activate(security)
+    yield security
+    runtime._active = previous

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from bankplatform.project import env_config_loader
 from bankplatform.security.audit import AuditLog
-from bankplatform.security.kms import LocalKeyring, create_master_key_file
+from bankplatform.security.kms import LocalKeyring
 from bankplatform.security.policy import (
     AccessDenied,
     AccessPolicy,
@@ -20,8 +20,8 @@ from bankplatform.security.policy import (
     enforce,
 )
 from bankplatform.security.runtime import WorkspaceSecurity, open_security
-from bankplatform.security.settings import load_access_policy
-from tests.conftest import REPO
+from bankplatform.security.settings import load_access_policy, load_security_settings
+from tests.conftest import REPO, make_workspace
 
 pytestmark = pytest.mark.unit
 
@@ -50,7 +50,12 @@ def test_the_shipped_roles_follow_design(policy: AccessPolicy) -> None:
     assert holders_of[Action.APPROVE_MODEL] == {"model_validator"}
     assert holders_of[Action.PROMOTE_MODEL] == {"model_risk_officer"}
     assert holders_of[Action.ISSUE_TOKENS] == {"platform_admin"}
-    assert policy.pipelines["ingestion"] == "svc-ingestion"
+    assert policy.pipelines["ingestion"].service == "svc-ingestion"
+    # Starting ingestion (and so reading raw PII through it) is a data engineer's.
+    assert policy.pipelines["ingestion"].run_by == ["data_engineer"]
+    assert not any(
+        set(roles) & policy.service_roles() for roles in policy.users.values()
+    )
 
 
 def test_deny_by_default_and_every_decision_is_audited(
@@ -79,16 +84,24 @@ def test_deny_by_default_and_every_decision_is_audited(
     assert log.verify().ok
 
 
-def test_a_node_acts_as_its_pipelines_service(policy: AccessPolicy) -> None:
-    dana = policy.user("dana.scientist")
-    service = policy.service_for({"ingestion"}, dana)
+def test_a_node_acts_as_its_pipelines_service_only_for_who_may_run_it(
+    policy: AccessPolicy,
+) -> None:
+    erin, dana = policy.user("erin.engineer"), policy.user("dana.scientist")
+    service = policy.delegate(erin, "ingestion")
     assert (service.name, service.on_behalf_of, service.source) == (
         "svc-ingestion",
-        "dana.scientist",
+        "erin.engineer",
         "service",
     )
     assert policy.permits(service, Action.READ_PII)
-    assert policy.service_for({"reporting"}, dana) is dana
+    assert policy.delegate(dana, "features").name == "svc-features"
+    with pytest.raises(
+        AccessDenied, match="dana.scientist .* may not run pipeline ingestion"
+    ):
+        policy.delegate(dana, "ingestion")
+    with pytest.raises(IdentityError, match="pipeline 'reporting' is not declared"):
+        policy.delegate(dana, "reporting")
 
 
 def test_a_policy_naming_unknown_roles_or_services_is_refused() -> None:
@@ -97,13 +110,26 @@ def test_a_policy_naming_unknown_roles_or_services_is_refused() -> None:
     with pytest.raises(
         ValidationError, match="pipeline ingestion runs as unknown service svc-x"
     ):
-        AccessPolicy.model_validate({"roles": {}, "pipelines": {"ingestion": "svc-x"}})
+        AccessPolicy.model_validate(
+            {
+                "roles": {},
+                "pipelines": {"ingestion": {"service": "svc-x", "run_by": []}},
+            }
+        )
+    with pytest.raises(ValidationError, match="user eve holds service role\\(s\\) svc"):
+        AccessPolicy.model_validate(
+            {
+                "roles": {"svc": []},
+                "users": {"eve": ["svc"]},
+                "services": {"s": ["svc"]},
+            }
+        )
     with pytest.raises(ValidationError, match="Input should be 'run_pipeline'"):
         AccessPolicy.model_validate({"roles": {"a": ["fly"]}})
 
 
-def _security(env: str) -> WorkspaceSecurity:
-    return open_security(env_config_loader(REPO, "local"), REPO, env)
+def _security(root: Path, env: str) -> WorkspaceSecurity:
+    return open_security(env_config_loader(root, env), root, env)
 
 
 @pytest.mark.parametrize(
@@ -115,13 +141,18 @@ def _security(env: str) -> WorkspaceSecurity:
     ],
 )
 def test_developer_envs_take_the_user_variable(
-    monkeypatch: pytest.MonkeyPatch, env: str, variables: dict[str, str], expected: str
+    monkeypatch: pytest.MonkeyPatch,
+    service_workspace: Path,
+    env: str,
+    variables: dict[str, str],
+    expected: str,
 ) -> None:
     monkeypatch.delenv("BANKPLATFORM_TOKEN", raising=False)
     monkeypatch.delenv("BANKPLATFORM_USER", raising=False)
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
-    assert _security(env).starter().name == expected
+    principal = _security(service_workspace, env).starter()
+    assert (principal.name, principal.source) == (expected, "user")
 
 
 @pytest.mark.parametrize(
@@ -132,37 +163,64 @@ def test_developer_envs_take_the_user_variable(
             "mallory",
             "user 'mallory' is not declared in security.yml (access.users)",
         ),
-        (
-            "prod",
-            "paul.admin",
-            "env prod needs a signed token in $BANKPLATFORM_TOKEN ($BANKPLATFORM_USER counts only in envs local, test)",
-        ),
+        ("prod", "paul.admin", "env prod needs a signed token in $BANKPLATFORM_TOKEN;"),
         ("prod", None, "env prod needs a signed token in $BANKPLATFORM_TOKEN;"),
     ],
 )
 def test_identity_is_refused_with_a_reason(
-    monkeypatch: pytest.MonkeyPatch, env: str, user: str | None, expected: str
+    monkeypatch: pytest.MonkeyPatch,
+    service_workspace: Path,
+    env: str,
+    user: str | None,
+    expected: str,
 ) -> None:
     monkeypatch.delenv("BANKPLATFORM_TOKEN", raising=False)
     monkeypatch.delenv("BANKPLATFORM_USER", raising=False)
     if user:
         monkeypatch.setenv("BANKPLATFORM_USER", user)
     with pytest.raises(IdentityError) as caught:
-        _security(env).starter()
+        _security(service_workspace, env).starter()
     assert str(caught.value).startswith(expected)
 
 
 def test_a_bad_token_is_refused_even_in_local(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, service_workspace: Path
 ) -> None:
-    security = _security("local")
-    master = tmp_path / "master.key"
-    create_master_key_file(master)
-    security.settings = security.settings.model_copy(
-        update={"keyring": tmp_path / "keyring.json", "master_key_file": master}
-    )
-    security.key_service().initialise()
     monkeypatch.setenv("BANKPLATFORM_TOKEN", "not.a.token")
     monkeypatch.setenv("BANKPLATFORM_USER", "local-developer")  # a token wins
     with pytest.raises(IdentityError, match="^token rejected: "):
-        security.starter()
+        _security(service_workspace, "local").starter()
+
+
+def test_prod_has_its_own_keyring_issuer_and_audience() -> None:
+    """Finding 2: a token minted in a developer env is worthless in prod."""
+    local = load_security_settings(env_config_loader(REPO, "local"), REPO, "local")
+    prod = load_security_settings(env_config_loader(REPO, "prod"), REPO, "prod")
+    assert (local.trust_domain, prod.trust_domain) == ("developer", "production")
+    assert local.keyring.parent != prod.keyring.parent
+    assert local.audit_log != prod.audit_log
+    assert (prod.token_issuer, prod.token_audience) != (
+        local.token_issuer,
+        local.token_audience,
+    )
+    assert prod.keyservice_socket != local.keyservice_socket
+    assert prod.token_max_ttl_minutes <= local.token_max_ttl_minutes
+
+
+def test_a_production_workspace_needs_a_token_whatever_the_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Finding 2: `--env test` cannot lower what the manifest imposes."""
+    root = make_workspace(tmp_path / "workspace")
+    manifest = root / ".kedro.yml"
+    manifest.write_text(manifest.read_text() + "production: true\n")
+    monkeypatch.delenv("BANKPLATFORM_TOKEN", raising=False)
+    monkeypatch.setenv("BANKPLATFORM_USER", "local-developer")
+    with pytest.raises(IdentityError) as caught:
+        _security(root, "test").starter()
+    # The service of a production workspace writes no local session credential.
+    assert str(caught.value) == (
+        "env test needs a signed token in $BANKPLATFORM_TOKEN; "
+        "an admin issues one with `bankplatform token issue`"
+    )
+    assert not (root / ".bankplatform" / "keyservice-test.session").exists()

@@ -143,6 +143,8 @@ def test_signing_keys_rotate_and_old_signatures_still_verify(
 
 
 def test_a_keyring_serves_only_its_own_env(keyring: LocalKeyring) -> None:
-    keyring.check_env("local")
-    with pytest.raises(KeyManagementError, match="belongs to env local, not prod"):
-        keyring.check_env("prod")
+    keyring.check_env("developer")
+    with pytest.raises(
+        KeyManagementError, match="serves the developer trust domain, not production"
+    ):
+        keyring.check_env("production")

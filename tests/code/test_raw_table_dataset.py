@@ -12,8 +12,9 @@ from kedro.io.core import DatasetError
 
 from bankplatform.contracts.raw import RAW_SCHEMAS
 from bankplatform.datasets import RawTableDataset
+from bankplatform.security.client import acting_for
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("workspace_security")]
 
 
 def _outcomes(
@@ -30,7 +31,7 @@ def _outcomes(
 
 
 def _load_error(path: Path) -> str:
-    with pytest.raises(DatasetError) as error:
+    with pytest.raises(DatasetError) as error, acting_for("ingestion"):
         RawTableDataset(filepath=str(path), table="loan_outcomes").load()
     message = str(error.value)
     assert "\n" not in message
@@ -40,7 +41,8 @@ def _load_error(path: Path) -> str:
 
 def test_loads_the_table_with_arrow_text(tmp_path: Path) -> None:
     path = _outcomes(tmp_path / "loan_outcomes.parquet")
-    frame = RawTableDataset(filepath=str(path), table="loan_outcomes").load()
+    with acting_for("ingestion"):
+        frame = RawTableDataset(filepath=str(path), table="loan_outcomes").load()
     assert frame["application_id"].dtype == pd.StringDtype("pyarrow")
     assert frame["defaulted"].tolist() == [1]
 
@@ -94,3 +96,24 @@ def test_the_pipeline_cannot_write_the_raw_extract(tmp_path: Path) -> None:
 def test_unknown_table_is_refused() -> None:
     with pytest.raises(DatasetError, match="unknown raw table 'loans'"):
         RawTableDataset(filepath="data/01_raw/loans.parquet", table="loans")
+
+
+def test_outside_the_ingestion_service_a_raw_table_is_refused_without_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 1: no catalog metadata, no check, used to mean raw PII for anyone.
+    The key service decides from its own catalog entry (``loan_outcomes_raw``: pii)."""
+    path = _outcomes(tmp_path / "loan_outcomes.parquet")
+    dataset = RawTableDataset(filepath=str(path), table="loan_outcomes")
+    with pytest.raises(
+        DatasetError, match="may not read_pii on dataset:loan_outcomes_raw"
+    ):
+        dataset.load()
+    monkeypatch.setenv("BANKPLATFORM_USER", "dana.scientist")
+    with (
+        pytest.raises(
+            DatasetError, match="dana.scientist .* may not run pipeline ingestion"
+        ),
+        acting_for("ingestion"),
+    ):
+        dataset.load()

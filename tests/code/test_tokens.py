@@ -21,7 +21,7 @@ pytestmark = pytest.mark.unit
 POLICY = AccessPolicy.model_validate(
     {
         "roles": {"auditor": ["read_audit_log"], "scoring_client": ["score"]},
-        "users": {"audrey": ["auditor"]},
+        "users": {"audrey": ["auditor", "scoring_client"], "sam": ["scoring_client"]},
     }
 )
 
@@ -81,10 +81,15 @@ def test_a_token_signed_by_another_kms_is_rejected(
 def test_alg_none_and_hmac_confusion_are_rejected(tokens: TokenService) -> None:
     token, _ = tokens.issue("audrey", ["auditor"], timedelta(minutes=5))
     claims = jwt.decode(token, options={"verify_signature": False})
-    unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
+    unsigned = (
+        f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': 'signing-v1'})}.{_b64(claims)}."
+    )
     assert "algorithm not allowed" in _rejection(tokens, unsigned)
     hmac_token = jwt.encode(
-        claims, "public-key-as-secret-0123456789abcdef", algorithm="HS256"
+        claims,
+        "public-key-as-secret-0123456789abcdef",
+        algorithm="HS256",
+        headers={"kid": "signing-v1"},
     )
     assert "algorithm not allowed" in _rejection(tokens, hmac_token)
 
@@ -113,7 +118,9 @@ def test_unknown_roles_are_refused_at_issue_and_at_verify(
     with pytest.raises(IdentityError, match="unknown role\\(s\\) superuser"):
         tokens.issue("audrey", ["superuser"], timedelta(minutes=5))
     token, _ = tokens.issue("audrey", ["scoring_client"], timedelta(minutes=5))
-    narrower = AccessPolicy.model_validate({"roles": {"auditor": ["read_audit_log"]}})
+    narrower = AccessPolicy.model_validate(
+        {"roles": {"auditor": ["read_audit_log"]}, "users": {"audrey": ["auditor"]}}
+    )
     strict = TokenService(
         tokens._kms, narrower, tmp_path / "revoked.json", "bankplatform", "bankplatform"
     )
@@ -128,4 +135,83 @@ def test_a_tampered_payload_is_rejected(tokens: TokenService) -> None:
     assert (
         _rejection(tokens, f"{header}.{_b64(claims)}.{signature}")
         == "token rejected: signature does not verify"
+    )
+
+
+def test_tokens_are_bound_to_declared_users_and_their_roles(
+    tokens: TokenService, tmp_path: Path
+) -> None:
+    """Finding 6: subject and roles are checked against access.users, at issue and
+    at every verification (a removed user's token stops working)."""
+    with pytest.raises(IdentityError, match="'mallory' is not a user declared"):
+        tokens.issue("mallory", ["auditor"], timedelta(minutes=5))
+    with pytest.raises(IdentityError, match="'../../x' is not a user declared"):
+        tokens.issue("../../x", ["auditor"], timedelta(minutes=5))
+    with pytest.raises(
+        IdentityError, match="user sam does not hold role\\(s\\) auditor"
+    ):
+        tokens.issue("sam", ["auditor"], timedelta(minutes=5))
+    token, _ = tokens.issue("sam", ["scoring_client"], timedelta(minutes=5))
+    without_sam = AccessPolicy.model_validate(
+        {"roles": POLICY.model_dump()["roles"], "users": {"audrey": ["auditor"]}}
+    )
+    later = TokenService(
+        tokens._kms,
+        without_sam,
+        tmp_path / "revoked.json",
+        "bankplatform",
+        "bankplatform",
+    )
+    assert (
+        _rejection(later, token)
+        == "token rejected: 'sam' is not a user declared in security.yml (access.users)"
+    )
+
+
+def test_no_token_outlives_the_maximum(tmp_path: Path) -> None:
+    ring = LocalKeyring(tmp_path / "keyring.json", os.urandom(32))
+    ring.initialise()
+    capped = TokenService(
+        ring,
+        POLICY,
+        tmp_path / "r.json",
+        "bankplatform",
+        "bankplatform",
+        timedelta(hours=8),
+    )
+    with pytest.raises(IdentityError, match="longer than the maximum of 480"):
+        capped.issue("audrey", ["auditor"], timedelta(minutes=5_256_000))
+    assert capped.issue("audrey", ["auditor"], timedelta(hours=8))[1]
+
+
+def test_revocation_takes_token_ids_only_and_its_list_is_signed(
+    tokens: TokenService, tmp_path: Path
+) -> None:
+    with pytest.raises(IdentityError, match="is not a token id"):
+        tokens.revoke("../../etc/passwd", "no")
+    token, jti = tokens.issue("audrey", ["auditor"], timedelta(minutes=5))
+    other, _ = tokens.issue("audrey", ["auditor"], timedelta(minutes=5))
+    tokens.revoke(jti, "laptop lost")
+    # Someone with write access to the file un-revokes the token.
+    listed = json.loads((tmp_path / "revoked.json").read_text())
+    listed["revoked"] = {}
+    (tmp_path / "revoked.json").write_text(json.dumps(listed))
+    assert "is not signed by the key service" in _rejection(tokens, token)
+    assert "is not signed by the key service" in _rejection(tokens, other)
+
+
+def test_the_signing_key_rotates_and_kid_selects_the_verifying_key(
+    tokens: TokenService,
+) -> None:
+    before, _ = tokens.issue("audrey", ["auditor"], timedelta(minutes=5))
+    assert tokens._kms.rotate_signing_key() == 2  # type: ignore[attr-defined]
+    after, _ = tokens.issue("audrey", ["auditor"], timedelta(minutes=5))
+    assert jwt.get_unverified_header(after)["kid"] == "signing-v2"
+    assert tokens.verify(before).name == tokens.verify(after).name == "audrey"
+    header, payload, signature = after.split(".")
+    relabelled = f"{_b64({'alg': 'EdDSA', 'typ': 'JWT', 'kid': 'signing-v1'})}.{payload}.{signature}"
+    assert _rejection(tokens, relabelled) == "token rejected: signature does not verify"
+    unknown = f"{_b64({'alg': 'EdDSA', 'typ': 'JWT', 'kid': 'signing-v9'})}.{payload}.{signature}"
+    assert (
+        _rejection(tokens, unknown) == "token rejected: unknown signing key signing-v9"
     )

@@ -17,6 +17,7 @@ from bankplatform import __version__
 from bankplatform.cli.audit import audit
 from bankplatform.cli.data import data
 from bankplatform.cli.keys import keys
+from bankplatform.cli.keyservice import keyservice
 from bankplatform.cli.lineage import lineage
 from bankplatform.cli.model import model
 from bankplatform.cli.token import token
@@ -57,6 +58,7 @@ commands.add_command(workspace)
 commands.add_command(data)
 commands.add_command(lineage)
 commands.add_command(keys)
+commands.add_command(keyservice)
 commands.add_command(audit)
 commands.add_command(token)
 commands.add_command(model)

@@ -157,8 +157,9 @@ class LocalKeyring:
         # workers) refuses to work.
         return FileLock(self._lock_path)
 
-    def initialise(self, env: str = "local") -> bool:
-        """Create the keyring of ``env`` with KEK version 1 and a signing key, unless it exists.
+    def initialise(self, env: str = "developer") -> bool:
+        """Create the keyring of trust domain ``env`` (``developer`` or ``production``)
+        with KEK version 1 and a signing key, unless it exists.
 
         An existing keyring must open with the master key and belong to ``env``;
         one written by an older release (format 1, unsealed) is sealed in place.
@@ -182,14 +183,14 @@ class LocalKeyring:
             return True
 
     def check_env(self, env: str) -> None:
-        """Refuse to serve an env other than the one the keyring was made for.
+        """Refuse to serve a trust domain other than the one the keyring was made for.
 
         Raises:
-            KeyManagementError: The keyring belongs to another env.
+            KeyManagementError: The keyring belongs to another trust domain.
         """
         owner = self._read().get("env")
         if owner != env:
-            msg = f"keyring {self._path} belongs to env {owner}, not {env}: each env has its own keyring (security.keyring in conf/{env}/security.yml)"
+            msg = f"keyring {self._path} serves the {owner} trust domain, not {env}: each trust domain has its own keyring (security.keyring and security.trust_domain in conf/<env>/security.yml)"
             raise KeyManagementError(msg)
 
     def rotate_signing_key(self) -> int:
