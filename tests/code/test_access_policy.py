@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from bankplatform.errors import BankplatformError
 from bankplatform.project import env_config_loader
 from bankplatform.security.audit import AuditLog
 from bankplatform.security.kms import LocalKeyring
@@ -178,7 +179,7 @@ def test_identity_is_refused_with_a_reason(
     monkeypatch.delenv("BANKPLATFORM_USER", raising=False)
     if user:
         monkeypatch.setenv("BANKPLATFORM_USER", user)
-    with pytest.raises(IdentityError) as caught:
+    with pytest.raises(BankplatformError) as caught:
         _security(service_workspace, env).starter()
     assert str(caught.value).startswith(expected)
 

@@ -52,7 +52,11 @@ def serve(
 
 
 def _bind(path: Path, group: str | None) -> socket.socket:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder = path.parent.stat()
+    if folder.st_uid != os.getuid() and not group:
+        msg = f"the socket folder {path.parent} belongs to another user"
+        raise SystemExit(msg)
     if path.exists():
         probe = socket.socket(socket.AF_UNIX)
         try:

@@ -175,8 +175,6 @@ class KeyServiceClient:
 
     def _session_secret(self) -> str | None:
         """The local session credential, starting the service first if this user may."""
-        if not self._may_start():
-            return None
         if not self._reachable():
             self._start()
         try:
@@ -200,8 +198,7 @@ class KeyServiceClient:
 
     def _start(self) -> None:
         if not self._may_start():
-            msg = f"the key service of env {self.env} is not running at {self._socket}; its operator starts it with `bankplatform keyservice --env {self.env}`"
-            raise KeyServiceUnavailable(msg)
+            raise KeyServiceUnavailable(self._not_running())
         self._socket.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{self._socket}.start.lock"):
             if self._reachable():
@@ -236,6 +233,15 @@ class KeyServiceClient:
                 time.sleep(0.05)
             msg = f"the key service of env {self.env} did not answer within {_START_SECONDS:.0f} s (see {log})"
             raise KeyServiceUnavailable(msg)
+
+
+    def _not_running(self) -> str:
+        keyring, master = self.settings.keyring, self.settings.master_key_file
+        if not os.environ.get(MASTER_KEY_ENV_VAR) and not master.exists() and os.access(master.parent if master.parent.exists() else self.root, os.X_OK):
+            return f"no master key: set {MASTER_KEY_ENV_VAR} or run `bankplatform keys init` to create {master}"
+        if not keyring.exists() and os.access(keyring.parent if keyring.parent.exists() else self.root, os.X_OK):
+            return f"no keyring at {keyring}; run `bankplatform keys init`"
+        return f"the key service of env {self.env} is not running at {self._socket}; its operator starts it with `bankplatform keyservice --env {self.env}`"
 
 
 class ServiceKeys:

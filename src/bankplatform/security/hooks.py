@@ -63,7 +63,7 @@ class AccessHook:
         touched = {
             tag for node in pipeline.nodes for tag in node.tags
         } & self._pipelines
-        for name in [*pipeline_names(run_params), *sorted(touched)]:
+        for name in dict.fromkeys([*pipeline_names(run_params), *sorted(touched)]):
             security.enforce(Action.RUN_PIPELINE, f"pipeline:{name}")
         security.audit_log().append(
             actor=self._starter.name,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bankplatform.security.kms import LocalKeyring, load_master_key
 from bankplatform.security.policy import AccessPolicy
+
+_SOCKET_PATH_LIMIT = 100
 
 
 class SecuritySettings(BaseModel):
@@ -45,30 +50,40 @@ class SecuritySettings(BaseModel):
     token_max_ttl_minutes: int = Field(default=1440, ge=1)
     keyservice_socket: Path = Path(".bankplatform/keyservice-{env}.sock")
     audit_witness: Path = Path(".bankplatform/witness/audit-head.json")
+    env: str = Field(default="", exclude=True)  # set by ``anchored``
 
     def anchored(self, root: Path, env: str) -> SecuritySettings:
         """The same settings with every path under ``root`` and the socket of ``env``."""
-        socket = str(self.keyservice_socket).replace("{env}", env)
+        socket = _short_socket(root / str(self.keyservice_socket).replace("{env}", env))
         return self.model_copy(
             update={
                 "keyring": root / self.keyring,
                 "master_key_file": root / self.master_key_file,
                 "audit_log": root / self.audit_log,
                 "revocation_list": root / self.revocation_list,
-                "keyservice_socket": root / socket,
+                "keyservice_socket": socket,
                 "audit_witness": root / self.audit_witness,
+                "env": env,
             }
         )
 
     @property
     def session_file(self) -> Path:
         """The developer-domain service's local session credential (mode 600)."""
-        name = self.keyservice_socket.name.removesuffix(".sock") + ".session"
-        return self.keyring.parent / name
+        return self.keyring.parent / f"keyservice-{self.env}.session"
 
     def keyring_service(self) -> LocalKeyring:
         """The local keyring, opened with the master key."""
         return LocalKeyring(self.keyring, load_master_key(self.master_key_file))
+
+
+def _short_socket(path: Path) -> Path:
+    """``path``, or when it is too long for a Unix socket (108 bytes on Linux) a
+    short one derived from it in a per-user folder of the temporary directory."""
+    if len(os.fsencode(path)) < _SOCKET_PATH_LIMIT:
+        return path
+    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / f"bankplatform-{os.getuid()}" / f"{digest}.sock"
 
 
 def load_security_settings(
