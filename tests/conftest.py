@@ -249,7 +249,7 @@ def featured_workspace(
 ) -> Path:
     """A copy of the ingested workspace where `kedro run --pipeline features --env test` ran."""
     root = tmp_path_factory.mktemp("featured") / "workspace"
-    shutil.copytree(ingested_workspace, root)
+    shutil.copytree(ingested_workspace, root, ignore=shutil.ignore_patterns("*.sock"))
     result = run_command(
         ["kedro", "run", "--pipeline", "features", "--env", "test"], root
     )
@@ -322,21 +322,30 @@ def service_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_workspace(tmp_path_factory.mktemp("service") / "workspace")
 
 
+@pytest.fixture(scope="session")
+def active_test_security(service_workspace: Path) -> WorkspaceSecurity:
+    """The test env's security of ``service_workspace``, activated in this process:
+    what in-process tests of datasets use (its key service starts on first use)."""
+    from bankplatform.project import env_config_loader
+    from bankplatform.security import runtime
+
+    security = runtime.open_security(
+        env_config_loader(service_workspace, "test"), service_workspace, "test"
+    )
+    runtime.activate(security)
+    return security
+
+
 @pytest.fixture
 def workspace_security(
-    service_workspace: Path, monkeypatch: pytest.MonkeyPatch
+    active_test_security: WorkspaceSecurity, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[WorkspaceSecurity]:
-    """The test env's security of ``service_workspace``, active in this process,
-    acting as the default developer (its key service starts on first use)."""
-    from bankplatform.project import env_config_loader
+    """``active_test_security``, acting as the default developer for this test."""
     from bankplatform.security import runtime
 
     monkeypatch.delenv("BANKPLATFORM_TOKEN", raising=False)
     monkeypatch.delenv("BANKPLATFORM_USER", raising=False)
-    security = runtime.open_security(
-        env_config_loader(service_workspace, "test"), service_workspace, "test"
-    )
     previous = runtime._active
-    runtime.activate(security)
-    yield security
+    runtime.activate(active_test_security)
+    yield active_test_security
     runtime._active = previous

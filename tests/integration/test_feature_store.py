@@ -30,7 +30,7 @@ from bankplatform.features.store import (
 from bankplatform.pipelines.features.nodes import build_application_features
 from tests.conftest import tiny_book
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("workspace_security")]
 T = pd.Timestamp
 LATE = {
     "account_token": "acc_a1",

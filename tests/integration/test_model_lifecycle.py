@@ -51,7 +51,7 @@ def workspace(
     governed_workspace: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     root = tmp_path_factory.mktemp("lifecycle") / "workspace"
-    shutil.copytree(governed_workspace, root)
+    shutil.copytree(governed_workspace, root, ignore=shutil.ignore_patterns("*.sock"))
     return root
 
 

@@ -232,7 +232,7 @@ def test_keys_rotate_rewraps_every_file_and_the_pipeline_still_runs(
     ingested_workspace: Path, tmp_path: Path
 ) -> None:
     root = tmp_path / "workspace"
-    shutil.copytree(ingested_workspace, root)
+    shutil.copytree(ingested_workspace, root, ignore=shutil.ignore_patterns("*.sock"))
     before = run_command(["bankplatform", "keys", "status"], root)
     assert before.stdout.strip().splitlines()[-1].endswith("protects 20 file(s)")
     rotated = run_command(["bankplatform", "keys", "rotate"], root)

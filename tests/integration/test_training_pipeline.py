@@ -27,7 +27,7 @@ def trained(
     featured_workspace: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict[str, object]]:
     root = tmp_path_factory.mktemp("trained") / "workspace"
-    shutil.copytree(featured_workspace, root)
+    shutil.copytree(featured_workspace, root, ignore=shutil.ignore_patterns("*.sock"))
     summary = notebook_summary("03_train_on_ray.ipynb", root, root.parent)
     return root, summary
 

@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from bankplatform.contracts.raw import RAW_TABLES
 from bankplatform.datasets import RawTableDataset
 from bankplatform.pipelines.ingestion import create_pipeline
+from bankplatform.security.client import acting_for
 from bankplatform.synthetic import GeneratorConfig, generate_raw_extract
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -33,7 +34,9 @@ FEATURES = [
 
 
 @pytest.fixture(scope="module")
-def applications(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+def applications(
+    tmp_path_factory: pytest.TempPathFactory, active_test_security: object
+) -> pd.DataFrame:
     folder = tmp_path_factory.mktemp("extract_5k")
     generate_raw_extract(GeneratorConfig(customers=5_000, seed=3), folder)
     datasets = {
@@ -53,7 +56,8 @@ def applications(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
             filepath=str(folder / "accepted" / f"{table}.parquet")
         )
     contracts = create_pipeline().to_outputs(*(f"{t}_accepted" for t in RAW_TABLES))
-    SequentialRunner().run(contracts, catalog)
+    with acting_for("ingestion"):  # raw PII: the key service decides as for ingestion
+        SequentialRunner().run(contracts, catalog)
     accepted = {table: catalog.load(f"{table}_accepted") for table in RAW_TABLES}
     return _simple_aggregates(accepted)
 
