@@ -10,15 +10,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from bankplatform.governance import lifecycle
 from bankplatform.governance.lifecycle import Governed
 from bankplatform.governance.registry import GovernanceError
 from bankplatform.project import env_config_loader
-from bankplatform.security.policy import AccessDenied, Principal
+from bankplatform.security.policy import AccessDenied
 from bankplatform.security.runtime import open_security
-from tests.conftest import run_command
+from tests.conftest import REPO, run_command
 
 pytestmark = [
     pytest.mark.integration,
@@ -55,16 +56,13 @@ def workspace(
     return root
 
 
-def _governed(root: Path, principal: Principal) -> Governed:
+def _governed(root: Path, user: str, monkeypatch: pytest.MonkeyPatch) -> Governed:
+    """The lifecycle as ``user``: the key service proves who acts, not the caller."""
+    monkeypatch.delenv("BANKPLATFORM_TOKEN", raising=False)
+    monkeypatch.setenv("BANKPLATFORM_USER", user)
     security = open_security(env_config_loader(root, "test"), root, "test")
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    return Governed(client, security, principal, root, MODEL)
-
-
-def _user(root: Path, name: str) -> Principal:
-    return open_security(env_config_loader(root, "test"), root, "test").policy.user(
-        name
-    )
+    return Governed(client, security, security.starter(), root, MODEL)
 
 
 def _attempt(g: Governed, action: str) -> str:
@@ -99,9 +97,9 @@ def _audit(root: Path) -> list[dict[str, object]]:
     [(u, a) for a in sorted(PERMITTED) for u in USERS if u not in PERMITTED[a]],
 )
 def test_every_role_without_the_permission_is_refused_and_audited(
-    workspace: Path, user: str, action: str
+    workspace: Path, user: str, action: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    g = _governed(workspace, _user(workspace, user))
+    g = _governed(workspace, user, monkeypatch)
     before = len(_audit(workspace))
     with pytest.raises(AccessDenied) as caught:
         _attempt(g, action)
@@ -116,12 +114,19 @@ def test_every_role_without_the_permission_is_refused_and_audited(
 
 
 def test_a_validator_who_trained_the_version_may_not_approve_it(
-    workspace: Path,
+    governed_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    trainer_as_validator = Principal(
-        "local-developer", frozenset({"model_validator"}), "user"
+    workspace = tmp_path / "workspace"
+    shutil.copytree(
+        governed_workspace, workspace, ignore=shutil.ignore_patterns("*.sock")
     )
-    g = _governed(workspace, trainer_as_validator)
+    # The trainer (local-developer) is also made a validator in this copy's policy.
+    access = yaml.safe_load((REPO / "conf" / "base" / "security.yml").read_text())
+    access["access"]["users"]["local-developer"].append("model_validator")
+    (workspace / "conf" / "test" / "security.yml").write_text(
+        yaml.safe_dump({"access": access["access"]})
+    )
+    g = _governed(workspace, "local-developer", monkeypatch)
     with pytest.raises(GovernanceError) as caught:
         lifecycle.approve(g, 1)
     assert str(caught.value) == (
@@ -237,7 +242,9 @@ def test_the_scripted_lifecycle_and_its_exact_history(workspace: Path) -> None:
     assert until[("previous", "1", False)] == since[("champion", "1", True)]
 
 
-def test_the_inventory_card_and_annex_iv_pack(workspace: Path) -> None:
+def test_the_inventory_card_and_annex_iv_pack(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = workspace
     code, listing, _ = _cli(root, "audrey.auditor", "list")
     assert code == 0
@@ -252,7 +259,7 @@ def test_the_inventory_card_and_annex_iv_pack(workspace: Path) -> None:
     from bankplatform.governance.inventory import model_inventory
     from bankplatform.manifest import load_manifest
 
-    g = _governed(root, _user(root, "audrey.auditor"))
+    g = _governed(root, "audrey.auditor", monkeypatch)
     later = datetime.now(UTC).date() + timedelta(days=367)
     inventory = {
         e.version: e
