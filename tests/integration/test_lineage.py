@@ -219,15 +219,23 @@ def test_prod_refuses_to_run_without_lineage(extract_workspace: Path) -> None:
     (extract_workspace / "conf" / "prod" / "mlflow.yml").write_text(
         "server:\n  mlflow_tracking_uri: http://127.0.0.1:9\n"
     )
+    # prod has keys of its own; its first token is signed by the keyholder.
+    initialised = run_command(
+        ["bankplatform", "keys", "init", "--env", "prod"], extract_workspace
+    )
+    assert initialised.returncode == 0, initialised.stderr
     issued = run_command(
         [
             "bankplatform",
             "token",
             "issue",
+            "--env",
+            "prod",
+            "--as-keyholder",
             "--user",
             "scheduler",
             "--role",
-            "data_scientist",
+            "data_engineer",
         ],
         extract_workspace,
     )

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
 
 @click.group()
 def keys() -> None:
-    """Key management (local keyring; a cloud KMS implements the same interface)."""
+    """Key management, run as the key service's OS user (the keyholder): file
+    permissions on the key folder are the check; every change is audited."""
 
 
 @keys.command("init")
@@ -19,14 +21,12 @@ def init(env: str | None) -> None:
     """Create the master key file (mode 600) and the keyring, unless they exist.
 
     Run it as the key service's OS user: whoever can write the key folder holds
-    the keys. The creation is then audited through the (started) key service.
+    the keys (file permissions are the check); audited as that keyholder.
     """
     from bankplatform.security.kms import MASTER_KEY_ENV_VAR, create_master_key_file
-    from bankplatform.security.runtime import activate, workspace_security
+    from bankplatform.security.runtime import workspace_security
 
-    security = workspace_security(env)
-    activate(security)
-    settings = security.settings
+    settings = workspace_security(env).settings
     if not os.environ.get(MASTER_KEY_ENV_VAR) and create_master_key_file(
         settings.master_key_file
     ):
@@ -36,25 +36,18 @@ def init(env: str | None) -> None:
     created = settings.keyring_service().initialise(settings.trust_domain)
     click.echo(f"{'created' if created else 'kept'} keyring {settings.keyring}")
     if created:
-        security.audit_log().append(
-            actor="",
-            action="keys.init",
-            resource="keyring",
-            outcome="allowed",
-            details={"trust_domain": settings.trust_domain},
-        )
+        _audit_as_keyholder(env, "keys.init", {"trust_domain": settings.trust_domain})
 
 
 @keys.command("status")
 @click.option("--env", help="Kedro env whose security.yml applies [manifest default].")
 def status(env: str | None) -> None:
     """Show the key versions, which one is primary and how many files each protects."""
-    from bankplatform.cli.access import authorised
     from bankplatform.project import find_project_root
-    from bankplatform.security.policy import Action
     from bankplatform.security.rotation import files_per_key_version
+    from bankplatform.security.runtime import workspace_security
 
-    security = authorised(env, Action.MANAGE_KEYS, "keyring")
+    security = workspace_security(env)
     counts = files_per_key_version(_data_root(find_project_root()))
     for version in security.settings.keyring_service().status():
         state = (
@@ -75,13 +68,11 @@ def rotate(env: str | None) -> None:
 
     Safe to interrupt: run it again and it finishes the same rotation.
     """
-    from bankplatform.cli.access import authorised
     from bankplatform.project import find_project_root
-    from bankplatform.security.policy import Action
     from bankplatform.security.rotation import rotate_keys
+    from bankplatform.security.runtime import workspace_security
 
-    security = authorised(env, Action.MANAGE_KEYS, "keyring")
-    settings = security.settings
+    settings = workspace_security(env).settings
     root = find_project_root()
 
     def report(path: Path, old: int, new: int) -> None:
@@ -93,12 +84,10 @@ def rotate(env: str | None) -> None:
         settings.keyring.with_name(settings.keyring.name + ".rotation"),
         on_file=report,
     )
-    security.audit_log().append(
-        actor="",
-        action="keys.rotate",
-        resource="keyring",
-        outcome="allowed",
-        details={
+    _audit_as_keyholder(
+        env,
+        "keys.rotate",
+        {
             "primary": result.primary,
             "resumed": result.resumed,
             "rewrapped": len(result.rewrapped),
@@ -110,6 +99,26 @@ def rotate(env: str | None) -> None:
         f"{'finished interrupted rotation' if result.resumed else 'rotated'}: primary key version "
         f"{result.primary}, {len(result.rewrapped)} file(s) re-wrapped, retired: {retired}"
     )
+
+
+def _audit_as_keyholder(env: str | None, action: str, details: dict[str, Any]) -> None:
+    """Audit a key operation as the OS user who holds the keyring (``keyholder:<user>``)."""
+    import getpass
+
+    from bankplatform.keyservice.authority import KeyAuthority
+    from bankplatform.manifest import load_manifest
+    from bankplatform.project import find_project_root, resolve_env
+
+    root = find_project_root()
+    authority = KeyAuthority(root, resolve_env(load_manifest(root), env))
+    authority.audit.append(
+        actor=f"keyholder:{getpass.getuser()}",
+        action=action,
+        resource="keyring",
+        outcome="allowed",
+        details=details,
+    )
+    authority.audit.sign_head()
 
 
 def _data_root(root: Path) -> Path:

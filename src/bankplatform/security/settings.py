@@ -83,7 +83,9 @@ def _short_socket(path: Path) -> Path:
     if len(os.fsencode(path)) < _SOCKET_PATH_LIMIT:
         return path
     digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:24]
-    return Path(tempfile.gettempdir()) / f"bankplatform-{os.getuid()}" / f"{digest}.sock"
+    return (
+        Path(tempfile.gettempdir()) / f"bankplatform-{os.getuid()}" / f"{digest}.sock"
+    )
 
 
 def load_security_settings(
