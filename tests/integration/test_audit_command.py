@@ -26,9 +26,9 @@ def test_verify_records_a_check_only_on_an_intact_chain(workspace_dir: Path) -> 
     lines = _audit(workspace_dir).read_text().splitlines()
     assert [json.loads(line)["action"] for line in lines] == ["read_audit_log"]
     # Edit the one record: the next verify finds it and appends nothing.
-    record = json.loads(lines[0])
-    record["actor"] = "mallory"
-    _audit(workspace_dir).write_text(json.dumps(record) + "\n")
+    edited = lines[0].replace('"actor":"local-developer"', '"actor":"mallory"')
+    assert edited != lines[0]
+    _audit(workspace_dir).write_text(edited + "\n")
     checkpoints = _audit(workspace_dir).with_name("audit.jsonl.checkpoints")
     signed = checkpoints.read_text()
     broken = run_command(
@@ -38,7 +38,7 @@ def test_verify_records_a_check_only_on_an_intact_chain(workspace_dir: Path) -> 
     assert broken.stderr.strip() == (
         "Error: audit log NOT intact: record seq 1: content does not match its hash (edited)"
     )
-    assert _audit(workspace_dir).read_text() == json.dumps(record) + "\n"
+    assert _audit(workspace_dir).read_text() == edited + "\n"
     assert checkpoints.read_text() == signed
 
 

@@ -15,6 +15,8 @@ import pytest
 from kedro.io.core import DatasetError
 
 from bankplatform.datasets import EncryptedParquetDataset
+from bankplatform.security.policy import AccessDenied
+from bankplatform.security.pseudonyms import IdentifierKind
 from bankplatform.security.rotation import files_per_key_version
 from bankplatform.synthetic import ExtractSummary
 from bankplatform.workspace import open_workspace
@@ -70,10 +72,19 @@ def test_no_raw_pii_value_reaches_later_layers_logs_or_mlflow(
         for value in frame[column].dropna().unique()
     }
     assert not cells & pii
+    # A scan proves nothing about a folder it never saw: the artifact store and
+    # the audit log must exist and hold files.
+    # (It used to read `mlartifacts/`, which MLflow never wrote: the artifact
+    # root of the SQLite tracking store is `mlruns/`.)
+    artifacts = [p for p in (ingested_workspace / "mlruns").rglob("*") if p.is_file()]
+    assert artifacts, "the MLflow artifact folder is missing or empty"
+    assert (
+        (ingested_workspace / ".bankplatform" / "audit" / "audit.jsonl").stat().st_size
+    )
     leftovers = [
         ingested_workspace / "kedro_run.log",
         ingested_workspace / "mlflow.db",
-        *(ingested_workspace / "mlartifacts").rglob("*"),
+        *artifacts,
         *(ingested_workspace / "data" / "08_reporting").rglob("*"),
         *(ingested_workspace / ".bankplatform" / "audit").rglob("*"),
     ]
@@ -115,19 +126,26 @@ def test_a_data_scientist_cannot_read_raw_pii_and_the_denial_is_audited(
     ws = open_workspace(env="test", start=ingested_workspace)
     pseudonymised = ws.catalog.load("customers_primary")
     assert "customer_token" in pseudonymised
-    for name in ("customers_raw", "customers_accepted", "pseudonymisation_key"):
+    for name in ("customers_raw", "customers_accepted"):
         with pytest.raises(DatasetError) as caught:
             ws.catalog.load(name)
         assert (
             f"access denied: dana.scientist (roles: data_scientist) may not read_pii on dataset:{name}"
             in str(caught.value)
         )
+    # The pseudonymisation key never leaves the key service; asking it for tokens
+    # (which would let one test guesses of identifiers) is refused too.
+    pseudonymiser = ws.catalog.load("pseudonymiser")
+    with pytest.raises(
+        AccessDenied, match="may not pseudonymise on identifiers:customer"
+    ):
+        pseudonymiser.tokens(pd.Series(["C00000001"]), IdentifierKind.CUSTOMER)
     tail = _audit(ingested_workspace)[-4:]
     assert [(r["actor"], r["action"], r["resource"], r["outcome"]) for r in tail] == [
         ("dana.scientist", "read_confidential", "dataset:customers_primary", "allowed"),
         ("dana.scientist", "read_pii", "dataset:customers_raw", "denied"),
         ("dana.scientist", "read_pii", "dataset:customers_accepted", "denied"),
-        ("dana.scientist", "read_pii", "dataset:pseudonymisation_key", "denied"),
+        ("dana.scientist", "pseudonymise", "identifiers:customer", "denied"),
     ]
 
 
@@ -168,7 +186,7 @@ def test_pii_into_the_cloud_zone_is_refused_before_anything_is_written(
     )
 
 
-def test_tokens_carry_roles_across_envs_and_revocation_and_denials_work(
+def test_tokens_stay_in_their_trust_domain_and_revocation_and_denials_work(
     workspace_dir: Path,
 ) -> None:
     def issue(user: str, role: str) -> tuple[str, str]:
@@ -181,34 +199,86 @@ def test_tokens_carry_roles_across_envs_and_revocation_and_denials_work(
         return done.stdout.strip(), jti
 
     auditor, auditor_jti = issue("audrey.auditor", "auditor")
-    client, _ = issue("scoring-app", "scoring_client")
+    client, _ = issue("origination-system", "scoring_client")
     denied = run_command(
-        ["bankplatform", "audit", "show", "--env", "prod"],
+        ["bankplatform", "audit", "show", "--env", "test"],
         workspace_dir,
         extra_env={"BANKPLATFORM_TOKEN": client},
     )
     assert denied.returncode == 1
     assert denied.stderr.strip() == (
-        "Error: access denied: scoring-app (roles: scoring_client) may not read_audit_log on audit_log"
+        "Error: access denied: origination-system (roles: scoring_client) may not read_audit_log on audit_log"
     )
     shown = run_command(
-        ["bankplatform", "audit", "show", "--tail", "2", "--env", "prod"],
+        ["bankplatform", "audit", "show", "--tail", "2", "--env", "test"],
         workspace_dir,
         extra_env={"BANKPLATFORM_TOKEN": auditor},
     )
     assert shown.returncode == 0, shown.stderr
     denial, own = (json.loads(line) for line in shown.stdout.splitlines())
-    assert (denial["actor"], denial["outcome"]) == ("scoring-app", "denied")
+    assert (denial["actor"], denial["outcome"]) == ("origination-system", "denied")
     assert (own["actor"], own["action"], own["outcome"]) == (
         "audrey.auditor",
         "read_audit_log",
         "allowed",
     )
+    # Finding 2: prod has its own keyring, issuer and audience; a developer
+    # token is worthless there, and prod never takes an unproven user.
+    assert (
+        run_command(
+            ["bankplatform", "keys", "init", "--env", "prod"], workspace_dir
+        ).returncode
+        == 0
+    )
+    in_prod = run_command(
+        ["bankplatform", "audit", "show", "--env", "prod"],
+        workspace_dir,
+        extra_env={"BANKPLATFORM_TOKEN": auditor},
+    )
+    assert in_prod.stderr.strip() == "Error: token rejected: signature does not verify"
     no_token = run_command(
-        ["bankplatform", "audit", "show", "--env", "prod"], workspace_dir
+        ["bankplatform", "audit", "show", "--env", "prod"],
+        workspace_dir,
+        extra_env={"BANKPLATFORM_USER": "local-developer"},
     )
     assert no_token.stderr.strip().startswith(
         "Error: env prod needs a signed token in $BANKPLATFORM_TOKEN"
+    )
+    # Finding 2: no service role is ever issued to a person; lifetimes are capped.
+    service_role = run_command(
+        [
+            "bankplatform",
+            "token",
+            "issue",
+            "--user",
+            "dana.scientist",
+            "--role",
+            "ingestion_service",
+            "--ttl-minutes",
+            "5256000",
+        ],
+        workspace_dir,
+    )
+    assert service_role.stderr.strip() == (
+        "Error: user dana.scientist does not hold role(s) ingestion_service"
+    )
+    forever = run_command(
+        [
+            "bankplatform",
+            "token",
+            "issue",
+            "--user",
+            "audrey.auditor",
+            "--role",
+            "auditor",
+            "--ttl-minutes",
+            "5256000",
+        ],
+        workspace_dir,
+    )
+    assert forever.stderr.strip() == (
+        "Error: token lifetime 5256000 minutes is longer than the maximum of 1440 "
+        "(security.token_max_ttl_minutes)"
     )
     revoked = run_command(
         ["bankplatform", "token", "revoke", auditor_jti, "--reason", "left the bank"],
@@ -216,11 +286,18 @@ def test_tokens_carry_roles_across_envs_and_revocation_and_denials_work(
     )
     assert revoked.returncode == 0, revoked.stderr
     again = run_command(
-        ["bankplatform", "audit", "show", "--env", "prod"],
+        ["bankplatform", "audit", "show", "--env", "test"],
         workspace_dir,
         extra_env={"BANKPLATFORM_TOKEN": auditor},
     )
     assert again.stderr.strip() == "Error: token rejected: revoked"
+    nonsense = run_command(
+        ["bankplatform", "token", "revoke", "../../etc/passwd", "--reason", "x"],
+        workspace_dir,
+    )
+    assert nonsense.stderr.strip() == (
+        "Error: '../../etc/passwd' is not a token id (32 hexadecimal digits, from `token issue`)"
+    )
     unknown = run_command(
         ["bankplatform", "token", "issue", "--user", "x", "--role", "superuser"],
         workspace_dir,
