@@ -60,3 +60,57 @@ def test_pii_may_not_be_saved_into_a_cloud_dataset() -> None:
     ) == [
         "node stage_node would save pii data from customers_accepted into cloud-zone dataset gpu_scratch"
     ]
+
+
+def test_pii_through_an_unclassified_in_memory_dataset_is_still_pii() -> None:
+    """Finding 9: a memory dataset between the pii table and a cloud node."""
+    found = _violations(
+        Node(_identity, "customers_accepted", "scratch", name="copy_node"),
+        Node(_identity, "scratch", "model", name="burst_node", tags="cloud"),
+    )
+    assert found == ["node burst_node is tagged cloud and reads pii dataset(s) scratch"]
+
+
+def test_an_object_store_path_is_the_cloud_zone_whatever_the_label() -> None:
+    entries = {
+        **METADATA,
+        "exported": {
+            "zone": "on_prem",
+            "classification": "pii",
+            "filepath": "s3://bank-exports/customers.parquet",
+        },
+    }
+    found = residency_violations(
+        Pipeline(
+            [Node(_identity, "customers_accepted", "exported", name="export_node")]
+        ),
+        lambda n: entries.get(n, {}),
+    )
+    assert found == [
+        "dataset exported is classified pii but placed in the cloud zone (s3://bank-exports/customers.parquet)",
+        "node export_node would save pii data from customers_accepted into cloud-zone dataset exported",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        ("ray://gpu-burst.cloud.example:10001", True),
+        ("10.1.2.3:6379", True),
+        ("127.0.0.1:6379", False),
+        ("local", False),
+        (None, False),
+    ],
+)
+def test_a_ray_node_on_a_remote_cluster_may_not_read_pii(
+    address: str | None, refused: bool
+) -> None:
+    pipeline = Pipeline(
+        [Node(_identity, "customers_accepted", "model", name="train_node", tags="ray")]
+    )
+    found = residency_violations(pipeline, lambda n: METADATA.get(n, {}), address)
+    assert bool(found) is refused
+    if refused:
+        assert found == [
+            f"node train_node runs on the Ray cluster at {address} and reads pii dataset(s) customers_accepted"
+        ]

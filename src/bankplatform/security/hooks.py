@@ -10,6 +10,7 @@ does not start (the write raises).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,11 @@ class ResidencyHook:
                 dataset placed in the ``cloud`` zone.
         """
         metadata = {name: _metadata(catalog, name) for name in pipeline.datasets()}
-        found = residency_violations(pipeline, lambda name: metadata.get(name, {}))
+        found = residency_violations(
+            pipeline,
+            lambda name: metadata.get(name, {}),
+            os.environ.get("RAY_ADDRESS"),
+        )
         if not found:
             return
         active_security().audit_log().append(
@@ -160,7 +165,17 @@ class ResidencyHook:
 
 
 def _metadata(catalog: Any, name: str) -> dict[str, Any]:
+    """A dataset's catalog metadata, and its ``filepath`` when it has one."""
     if name.startswith("params:") or name == "parameters" or name not in catalog:
         return {}
-    metadata = getattr(catalog.get(name), "metadata", None)
-    return dict(metadata or {})
+    dataset = catalog.get(name)
+    entry = dict(getattr(dataset, "metadata", None) or {})
+    filepath = getattr(dataset, "_filepath", None)
+    protocol = getattr(dataset, "_protocol", None)
+    if filepath is not None:
+        entry["filepath"] = (
+            f"{protocol}://{filepath}"
+            if protocol and protocol != "file"
+            else str(filepath)
+        )
+    return entry

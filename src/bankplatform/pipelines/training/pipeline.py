@@ -28,6 +28,9 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 ],
                 outputs=["trained_model", "training_report"],
                 name="train_credit_default_model_node",
+                # Runs on Ray: on a remote cluster ($RAY_ADDRESS) it counts as
+                # leaving the bank for the residency check.
+                tags="ray",
             ),
             Node(
                 register_credit_default_model,
