@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from bankplatform.datasets import EncryptedParquetDataset
-from bankplatform.security.envelope import read_header
+from bankplatform.security import envelope
+from bankplatform.security.envelope import EncryptingWriter, read_header
 from bankplatform.security.kms import KeyManagementError, LocalKeyring
 from bankplatform.security.rotation import files_per_key_version, rotate_keys
 
@@ -48,7 +49,7 @@ def _dataset(root: Path, table: str, keyring: LocalKeyring) -> EncryptedParquetD
 
 def _payloads(root: Path) -> dict[str, bytes]:
     found = {}
-    for path in sorted((root / "03_primary").iterdir()):
+    for path in sorted((root / "03_primary").glob("*.enc")):
         with path.open("rb") as stream:
             read_header(stream)
             found[path.name] = stream.read()
@@ -108,3 +109,51 @@ def test_an_interrupted_rotation_loses_nothing_and_a_rerun_finishes_it(
     assert not list(data_root.rglob("*.rewrap"))
     for table in TABLES:
         assert len(_dataset(data_root, table, keyring).load()) == 50
+
+
+def test_a_save_in_progress_keeps_its_key_version_alive(
+    tmp_path: Path, keyring: LocalKeyring, data_root: Path
+) -> None:
+    """Finding 10: a `.partial` being written during rotation used to be skipped and
+    its key retired, so the finished file never opened again."""
+    target = data_root / "03_primary" / "loans.parquet.enc"
+    writer = EncryptingWriter(target, "loans_primary", keyring)  # data key under v1
+    frame = pd.DataFrame({"n": range(1000)})
+    frame.to_parquet(writer)  # written, not yet closed (renamed into place)
+    result = rotate_keys(keyring, data_root, tmp_path / "keys" / "rotation")
+    assert (result.primary, result.retired, result.kept_for_saves) == (2, [], [1])
+    writer.close()
+    loaded = EncryptedParquetDataset(
+        filepath=str(target), dataset="loans_primary", key_service=keyring
+    ).load()
+    assert loaded["n"].tolist() == list(range(1000))
+    # The next rotation re-wraps the finished file and retires version 1.
+    again = rotate_keys(keyring, data_root, tmp_path / "keys" / "rotation")
+    assert (again.primary, again.retired, again.kept_for_saves) == (3, [1, 2], [])
+
+
+def test_a_rewrap_never_overwrites_a_save_that_landed_meanwhile(
+    tmp_path: Path,
+    keyring: LocalKeyring,
+    data_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Finding 10: re-wrap read the old file, a save replaced it, and the re-wrap's
+    rename put the old content back."""
+    customers = _dataset(data_root, "customers", keyring)
+    original = envelope.read_header
+    saved: list[bool] = []
+
+    def save_meanwhile(stream):  # type: ignore[no-untyped-def]
+        header = original(stream)
+        if not saved and header.dataset == "customers_primary":
+            saved.append(True)
+            customers.save(pd.DataFrame({"n": [-1, -2]}))  # under the new primary
+        return header
+
+    monkeypatch.setattr(envelope, "read_header", save_meanwhile)
+    rotate_keys(keyring, data_root, tmp_path / "keys" / "rotation")
+    monkeypatch.undo()
+    assert saved == [True]
+    assert customers.load()["n"].tolist() == [-1, -2]
+    assert files_per_key_version(data_root) == {2: 3}

@@ -95,6 +95,11 @@ def rotate(env: str | None) -> None:
         },
     )
     retired = ", ".join(map(str, result.retired)) or "none"
+    if result.kept_for_saves:
+        kept = ", ".join(map(str, result.kept_for_saves))
+        click.echo(
+            f"kept key version(s) {kept}: a save in progress uses them; rotate again later to retire them"
+        )
     click.echo(
         f"{'finished interrupted rotation' if result.resumed else 'rotated'}: primary key version "
         f"{result.primary}, {len(result.rewrapped)} file(s) re-wrapped, retired: {retired}"

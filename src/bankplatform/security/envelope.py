@@ -39,6 +39,7 @@ from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from filelock import FileLock
 from typing_extensions import Buffer
 
 from bankplatform.errors import BankplatformError
@@ -149,6 +150,7 @@ class EncryptingWriter(io.RawIOBase):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._out = self._partial.open("wb")
         self._out.write(self._header.encode())
+        self._out.flush()  # a rotation sees which key version this save uses
         self._pending = bytearray()
         self._segment = 0
         self._written = 0
@@ -178,7 +180,8 @@ class EncryptingWriter(io.RawIOBase):
             self._out.flush()
             os.fsync(self._out.fileno())
             self._out.close()
-            os.replace(self._partial, self._path)
+            with replace_lock(self._path):
+                os.replace(self._partial, self._path)
         finally:
             super().close()
 
@@ -251,16 +254,25 @@ def _open_segments(
         offset, index = offset + size, index + 1
 
 
+def replace_lock(path: Path) -> FileLock:
+    """The lock a save's final rename and a key rotation's re-wrap of ``path`` share
+    (one lock file per folder), so a re-wrap never overwrites a newer save."""
+    return FileLock(path.parent / ".bankplatform-replace.lock")
+
+
 def rewrap(path: Path, kms: KeyManagementService) -> tuple[int, int]:
     """Re-wrap a file's data key with the KMS's primary key; segments are copied as-is.
 
     Written to a temporary file, fsynced and renamed over ``path``: killed at any
-    point, ``path`` holds either the old or the new header, both of which open.
+    point, ``path`` holds either the old or the new header, both of which open. If
+    a save replaced ``path`` meanwhile, that newer file is kept (it was written
+    with the primary key) and the re-wrap is dropped.
 
     Returns:
         The key versions before and after.
     """
     with path.open("rb") as source:
+        before = os.fstat(source.fileno())
         header = read_header(source)
         context = key_context(header.dataset)
         try:
@@ -281,5 +293,12 @@ def rewrap(path: Path, kms: KeyManagementService) -> tuple[int, int]:
                 target.write(chunk)
             target.flush()
             os.fsync(target.fileno())
-    os.replace(temporary, path)
+    with replace_lock(path):
+        now = os.stat(path)
+        if (now.st_ino, now.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
+            temporary.unlink()
+            with path.open("rb") as stream:
+                current = read_header(stream).key_version
+            return current, current
+        os.replace(temporary, path)
     return header.key_version, version

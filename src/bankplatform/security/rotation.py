@@ -15,7 +15,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bankplatform.security.envelope import is_encrypted, read_header, rewrap
+from bankplatform.security.envelope import (
+    EnvelopeError,
+    is_encrypted,
+    read_header,
+    rewrap,
+)
 from bankplatform.security.kms import KeyManagementService
 
 _TEMPORARY_SUFFIXES = (".rewrap", ".partial")
@@ -30,12 +35,15 @@ class RotationResult:
         resumed: An interrupted rotation was finished.
         rewrapped: Files whose data key was re-wrapped now.
         retired: Key versions retired (no file referenced them any more).
+        kept_for_saves: Older versions kept because a save in progress uses
+            them (a later rotation retires them).
     """
 
     primary: int
     resumed: bool
     rewrapped: list[Path] = field(default_factory=list)
     retired: list[int] = field(default_factory=list)
+    kept_for_saves: list[int] = field(default_factory=list)
 
 
 def encrypted_files(data_root: Path) -> Iterator[Path]:
@@ -49,6 +57,19 @@ def encrypted_files(data_root: Path) -> Iterator[Path]:
             continue
         if is_encrypted(path):
             yield path
+
+
+def saves_in_progress(data_root: Path) -> Counter[int]:
+    """Key versions of encrypted files still being written (``.partial``): a version
+    such a save uses must not be retired, or the file would never open again."""
+    counts: Counter[int] = Counter()
+    for path in data_root.rglob(".*.partial"):
+        try:
+            with path.open("rb") as stream:
+                counts[read_header(stream).key_version] += 1
+        except (OSError, EnvelopeError):
+            continue  # vanished (renamed into place) or not yet a header
+    return counts
 
 
 def files_per_key_version(data_root: Path) -> Counter[int]:
@@ -92,6 +113,10 @@ def rotate_keys(
             result.rewrapped.append(path)
             if on_file is not None:
                 on_file(path, old, new)
+    in_use.update(saves_in_progress(data_root))
+    result.kept_for_saves.extend(
+        sorted(v for v in saves_in_progress(data_root) if v != primary)
+    )
     for version in kms.status():
         if (
             version.version != primary
