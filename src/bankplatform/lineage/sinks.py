@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -102,7 +103,7 @@ class MlflowSink:
     def log_texts(self, texts: dict[str, str]) -> None:
         with tempfile.TemporaryDirectory() as folder:
             for artifact_file, text in texts.items():
-                target = Path(folder) / artifact_file
+                target = Path(folder) / artifact_name(artifact_file)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text, encoding="utf-8")
             self._client.log_artifacts(self.run_id, folder)
@@ -192,6 +193,20 @@ def open_sink(
     return SpoolSink(settings.spool_dir), reason
 
 
+_ARTIFACT = re.compile(r"[A-Za-z0-9_.\-/]{1,300}")
+_REPLAYABLE = frozenset(
+    {
+        "start",
+        "set_tags",
+        "log_params",
+        "log_inputs",
+        "log_metrics",
+        "log_texts",
+        "finish",
+    }
+)
+
+
 def replay_spool(spool_dir: Path, tracking_uri: str) -> list[str]:
     """Send every spooled run to MLflow, oldest first; each file once.
 
@@ -219,11 +234,44 @@ def replay_spool(spool_dir: Path, tracking_uri: str) -> list[str]:
         except ValueError as error:
             msg = f"{spool}: not a lineage spool file ({error})"
             raise BankplatformError(msg) from None
+        for call in calls:  # every call checked before any is sent
+            _check(call, spool.stem)
         for call in calls:
             _apply(sink, call, spool.stem)
         spool.rename(spool.with_suffix(REPLAYED_SUFFIX))
         created.append(sink.run_id)
     return created
+
+
+def _check(call: Any, spool_id: str) -> None:
+    op = call.get("op") if isinstance(call, dict) else None
+    if op not in _REPLAYABLE:
+        msg = f"spool {spool_id}: unknown operation {str(op)[:40]!r}"
+        raise BankplatformError(msg)
+    if op == "log_texts":
+        for name in call.get("texts", {}):
+            try:
+                artifact_name(name)
+            except BankplatformError as error:
+                msg = f"spool {spool_id}: {error}"
+                raise BankplatformError(msg) from None
+
+
+def artifact_name(name: str) -> str:
+    """A relative artifact path of plain segments (``lineage/x.json``), else an error.
+
+    Raises:
+        BankplatformError: Absolute, ``..``, empty segments or odd characters (a
+            spool file naming ``/home/admin/.bashrc`` must not write there).
+    """
+    parts = name.split("/")
+    if (
+        not _ARTIFACT.fullmatch(name)
+        or any(part in {"", ".", ".."} for part in parts)
+    ):
+        msg = f"not an artifact name: {name[:80]!r}"
+        raise BankplatformError(msg)
+    return name
 
 
 def _apply(sink: MlflowSink, call: dict[str, Any], spool_id: str) -> None:
