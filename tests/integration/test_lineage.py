@@ -329,7 +329,10 @@ def test_replay_refuses_paths_outside_the_artifact_store_and_unknown_operations(
     assert not target.exists() and not target.parent.exists()
     (spool / "evil.jsonl").write_text(json.dumps({"op": "_client"}) + "\n")
     odd = run_command(["bankplatform", "lineage", "replay"], workspace_dir)
-    assert odd.stderr.strip().splitlines()[-1] == "Error: spool evil: unknown operation '_client'"
+    assert (
+        odd.stderr.strip().splitlines()[-1]
+        == "Error: spool evil: unknown operation '_client'"
+    )
     auditor = run_command(
         ["bankplatform", "lineage", "replay"],
         workspace_dir,

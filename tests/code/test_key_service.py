@@ -1,0 +1,152 @@
+"""The key and audit service's boundary, over its real Unix socket: who may call,
+whose name goes into the record, and what a client cannot switch off."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Node, Pipeline
+from kedro.runner import SequentialRunner
+
+from bankplatform.security.client import act_for_node, acting_pipeline
+from bankplatform.security.policy import AccessDenied
+from bankplatform.security.runtime import WorkspaceSecurity, guard_dataset
+
+pytestmark = pytest.mark.unit
+
+
+def _raw(security: WorkspaceSecurity) -> httpx.Client:
+    security.starter()  # the service is up
+    return httpx.Client(
+        transport=httpx.HTTPTransport(uds=str(security.settings.keyservice_socket)),
+        base_url="http://keyservice",
+    )
+
+
+def test_every_route_but_healthz_needs_a_credential(
+    workspace_security: WorkspaceSecurity,
+) -> None:
+    raw = _raw(workspace_security)
+    assert raw.get("/healthz").json() == {"status": "ok", "env": "test"}
+    for method, path in [
+        ("GET", "/v1/whoami"),
+        ("POST", "/v1/keys/unwrap"),
+        ("POST", "/v1/audit/records"),
+        ("GET", "/v1/audit/records"),
+        ("POST", "/v1/tokens"),
+    ]:
+        answer = raw.request(method, path, json={})
+        assert answer.status_code == 401, path
+        assert answer.json() == {
+            "error": "no credential: send a bearer token ($BANKPLATFORM_TOKEN)"
+        }
+    forged = raw.get("/v1/whoami", headers={"Authorization": "Local not-the-secret"})
+    assert forged.status_code == 401
+    assert (
+        forged.json()["error"]
+        == "local session credential does not match this key service"
+    )
+
+
+def test_the_socket_and_the_session_credential_are_the_owners_only(
+    workspace_security: WorkspaceSecurity,
+) -> None:
+    workspace_security.starter()
+    for path in (
+        workspace_security.settings.keyservice_socket,
+        workspace_security.settings.session_file,
+    ):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_the_record_names_the_proven_identity_not_the_one_sent(
+    workspace_security: WorkspaceSecurity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANKPLATFORM_USER", "dana.scientist")
+    log = workspace_security.audit_log()
+    written = log.append(
+        actor="victor.validator",
+        on_behalf_of="rita.riskofficer",
+        action="model.note",
+        resource="model:credit_default_pd/1",
+        outcome="allowed",
+    )
+    mine = [
+        r
+        for r in log.records(resource="model:credit_default_pd/1")
+        if r["seq"] == written["seq"]
+    ]
+    assert [(r["actor"], r["on_behalf_of"]) for r in mine] == [("dana.scientist", None)]
+
+
+def test_a_data_scientist_reads_no_audit_log_and_appends_no_odd_actions(
+    workspace_security: WorkspaceSecurity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANKPLATFORM_USER", "dana.scientist")
+    with pytest.raises(AccessDenied, match="may not read_audit_log on audit_log"):
+        list(workspace_security.audit_log().records())
+    with pytest.raises(AccessDenied, match="may not read_audit_log"):
+        workspace_security.audit_log().verify()
+
+
+def test_the_decision_comes_from_the_service_catalog_not_the_caller(
+    workspace_security: WorkspaceSecurity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 1/3: a dataset object without metadata (or a caller who says
+    "unclassified") gets the service's decision for the catalog entry."""
+    monkeypatch.setenv("BANKPLATFORM_USER", "dana.scientist")
+    with pytest.raises(AccessDenied, match="may not read_pii on dataset:customers_raw"):
+        guard_dataset("customers_raw", "read")
+    with pytest.raises(
+        AccessDenied, match="not a pii or confidential dataset of the workspace catalog"
+    ):
+        guard_dataset("made_up_dataset", "read")
+    guard_dataset("customer_features", "read")  # confidential: a data scientist's
+
+
+def test_an_interrupted_run_leaves_no_service_identity_behind(
+    workspace_security: WorkspaceSecurity,
+) -> None:
+    """Finding 8: KeyboardInterrupt is not an Exception, so no hook cleared the
+    thread's service identity; it is honoured only while a Kedro task runs."""
+    seen: list[str] = []
+
+    def interrupted(value: int) -> int:
+        act_for_node("ingestion")  # what AccessHook does for a node
+        seen.append(acting_pipeline())
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        SequentialRunner().run(
+            Pipeline([Node(interrupted, "x", "y", name="interrupted_node")]),
+            DataCatalog({"x": MemoryDataset(1)}),
+        )
+    assert seen == ["ingestion"]
+    assert acting_pipeline() == ""
+    assert workspace_security.acting_principal().name == "local-developer"
+
+
+def test_a_service_started_on_demand_stops_when_its_workspace_is_gone(
+    tmp_path: Path,
+) -> None:
+    import shutil
+    import time
+
+    from bankplatform.project import env_config_loader
+    from bankplatform.security.runtime import open_security
+    from tests.conftest import make_workspace
+
+    root = make_workspace(tmp_path / "workspace")
+    security = open_security(env_config_loader(root, "test"), root, "test")
+    assert security.starter().name == "local-developer"
+    socket = security.settings.keyservice_socket
+    assert socket.exists()
+    shutil.rmtree(root / ".bankplatform")
+    deadline = time.monotonic() + 10
+    while socket.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not socket.exists()
