@@ -74,7 +74,12 @@ def _bind(path: Path, group: str | None) -> socket.socket:
     finally:
         os.umask(old)
     if group:
-        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        try:
+            os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        except (KeyError, PermissionError):
+            path.unlink()
+            msg = f"cannot give the socket to group {group}: the group must exist and the service's OS user must belong to it"
+            raise SystemExit(msg) from None
         path.chmod(0o660)
     listener.listen(128)
     return listener

@@ -236,19 +236,22 @@ class KeyServiceClient:
 
     def _not_running(self) -> str:
         keyring, master = self.settings.keyring, self.settings.master_key_file
-        if (
-            not os.environ.get(MASTER_KEY_ENV_VAR)
-            and not master.exists()
-            and os.access(
-                master.parent if master.parent.exists() else self.root, os.X_OK
-            )
-        ):
+        if not os.environ.get(MASTER_KEY_ENV_VAR) and _missing(master):
             return f"no master key: set {MASTER_KEY_ENV_VAR} or run `bankplatform keys init` to create {master}"
-        if not keyring.exists() and os.access(
-            keyring.parent if keyring.parent.exists() else self.root, os.X_OK
-        ):
+        if _missing(keyring):
             return f"no keyring at {keyring}; run `bankplatform keys init`"
         return f"the key service of env {self.env} is not running at {self._socket}; its operator starts it with `bankplatform keyservice --env {self.env}`"
+
+
+def _missing(path: Path) -> bool:
+    """Known not to exist (a file this user may not even look at is not missing)."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 class ServiceKeys:

@@ -1,0 +1,314 @@
+"""The trust boundary between operating-system users.
+
+The key service runs as ``bpkeys``, the only user that can read ``.bankplatform/``
+(master key, keyring, audit log). Clients run as ``bpclient`` and hold bearer
+tokens only. With a scheduler's token the pipelines run end to end; with a data
+scientist's token no route gives raw PII, the keyring or the audit log. CI runs as
+root, so the test creates both users (``useradd``); elsewhere it is skipped.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import BIN, REPO, command_env, make_workspace
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("useradd") is None,
+        reason="needs root to create the two OS users (CI runs as root)",
+    ),
+]
+SERVICE_USER, CLIENT_USER, CLIENT_GROUP = "bpkeys", "bpclient", "bpclients"
+
+
+def _ensure_users() -> None:
+    try:
+        grp.getgrnam(CLIENT_GROUP)
+    except KeyError:
+        subprocess.run(["groupadd", CLIENT_GROUP], check=True)
+    # Both belong to the socket's group: the service gives the socket to it.
+    for user in (SERVICE_USER, CLIENT_USER):
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "-M", "-s", "/usr/sbin/nologin", "-G", CLIENT_GROUP, user],
+                check=True,
+            )
+        subprocess.run(["usermod", "-aG", CLIENT_GROUP, user], check=True)
+
+
+def _chown(path: Path, user: str, group: str | None = None) -> None:
+    subprocess.run(["chown", "-R", f"{user}:{group or user}", str(path)], check=True)
+
+
+class Host:
+    """One workspace shared by the two users, and a way to run commands as each."""
+
+    def __init__(self, folder: Path) -> None:
+        self.root = make_workspace(folder / "workspace")
+        self.homes = {u: folder / f"home-{u}" for u in (SERVICE_USER, CLIENT_USER)}
+        self.run_dir = folder / "run"
+        self.run_dir.mkdir()
+        security = yaml.safe_load((REPO / "conf" / "base" / "security.yml").read_text())
+        security["security"]["keyservice_socket"] = str(self.run_dir / "keys-test.sock")
+        (self.root / "conf" / "test" / "security.yml").write_text(
+            yaml.safe_dump({"security": security["security"]})
+        )
+        _chown(self.root, CLIENT_USER)
+        keys = self.root / ".bankplatform"
+        _chown(keys, SERVICE_USER)
+        keys.chmod(0o700)
+        _chown(self.run_dir, SERVICE_USER, CLIENT_GROUP)
+        self.run_dir.chmod(0o750)
+        # Ray's socket paths must stay short: its temporary folder goes in /tmp.
+        self.ray_dirs = {
+            u: Path(tempfile.mkdtemp(prefix=f"ray-{u}-")) for u in self.homes
+        }
+        for user, home in self.homes.items():
+            home.mkdir()
+            _chown(home, user)
+            _chown(self.ray_dirs[user], user)
+        self.service: subprocess.Popen[bytes] | None = None
+
+    def env(self, user: str, **extra: str) -> dict[str, str]:
+        return {
+            **command_env(),
+            "HOME": str(self.homes[user]),
+            "RAY_TMPDIR": str(self.ray_dirs[user]),
+            **extra,
+        }
+
+    def run(
+        self, user: str, args: list[str], timeout: float = 300, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        program = args[0] if args[0].startswith("/") else str(BIN / args[0])
+        return subprocess.run(
+            ["runuser", "-p", "-u", user, "--", program, *args[1:]],
+            cwd=self.root,
+            env=self.env(user, **extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start_service(self) -> None:
+        socket = self.run_dir / "keys-test.sock"
+        self.service = subprocess.Popen(
+            [
+                "runuser",
+                "-u",
+                SERVICE_USER,
+                "--",
+                sys.executable,
+                "-m",
+                "bankplatform.keyservice",
+                "--root",
+                str(self.root),
+                "--env",
+                "test",
+                "--socket-group",
+                CLIENT_GROUP,
+                "--idle-seconds",
+                "0",
+            ],
+            cwd=self.root,
+            env=self.env(SERVICE_USER),
+        )
+        deadline = time.monotonic() + 60
+        while not socket.exists() and time.monotonic() < deadline:
+            assert self.service.poll() is None, "the key service exited"
+            time.sleep(0.1)
+        assert socket.exists()
+
+    def token(self, user: str, *roles: str) -> str:
+        args = ["bankplatform", "token", "issue", "--env", "test", "--as-keyholder"]
+        args += ["--user", user, *(x for role in roles for x in ("--role", role))]
+        issued = self.run(SERVICE_USER, args)
+        assert issued.returncode == 0, issued.stderr
+        return issued.stdout.strip()
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.terminate()
+            self.service.wait(timeout=30)
+        for folder in self.ray_dirs.values():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _traversable(paths: list[Path]) -> dict[Path, int]:
+    """Let other users traverse the folders above ``paths`` (root's pytest folders,
+    a Python installed under /root); returns the modes to restore."""
+    changed: dict[Path, int] = {}
+    for path in paths:
+        for folder in [path, *path.parents]:
+            mode = folder.stat().st_mode
+            if folder.is_dir() and not mode & 0o001:
+                changed[folder] = mode
+                folder.chmod(mode | 0o005)
+    return changed
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+    _ensure_users()
+    folder = tmp_path_factory.mktemp("os_users")
+    interpreter = Path(os.path.realpath(sys.executable))
+    restore = _traversable([folder, interpreter.parent, REPO])
+    shared = Host(folder)
+    try:
+        shared.start_service()
+        yield shared
+    finally:
+        shared.stop()
+        for path, mode in restore.items():
+            path.chmod(mode)
+
+
+SCRIPT = """
+import sys
+from pathlib import Path
+from bankplatform.workspace import open_workspace
+what = sys.argv[1]
+root = Path.cwd()
+try:
+    if what == "catalog":
+        open_workspace(env="test").catalog.load(sys.argv[2])
+    elif what == "file":
+        Path(root, sys.argv[2]).read_bytes()
+    elif what == "decrypt":
+        from bankplatform.datasets import RawTableDataset
+        from bankplatform.security.client import acting_for
+        with acting_for("ingestion"):
+            RawTableDataset(filepath=sys.argv[2], table="customers", encrypted=True).load()
+    print("READ")
+except Exception as error:
+    print(type(error).__name__, str(error).splitlines()[-1])
+"""
+
+
+def test_the_scheduler_runs_the_pipelines_end_to_end_as_another_os_user(
+    host: Host,
+) -> None:
+    scheduler = host.token("scheduler", "data_scientist", "data_engineer")
+    generated = host.run(
+        CLIENT_USER,
+        ["bankplatform", "data", "generate", "--env", "test", "--customers", "1000"],
+        BANKPLATFORM_TOKEN=scheduler,
+    )
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    ran = host.run(
+        CLIENT_USER,
+        ["kedro", "run", "--env", "test"],  # every pipeline: ingestion to evaluation
+        timeout=600,
+        BANKPLATFORM_TOKEN=scheduler,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert (host.root / "data" / "03_primary" / "customers.parquet.enc").exists()
+    assert (host.root / "data" / "05_model_input" / "training_set.parquet.enc").exists()
+    outcome = json.loads(
+        (host.root / "data" / "08_reporting" / "gate_outcome.json").read_text()
+    )
+    assert outcome["version"] == 1  # trained on Ray, registered, evaluated
+    # Every file the client wrote is the client's; the keys stayed the service's.
+    owners = {p.stat().st_uid for p in (host.root / "data").rglob("*.enc")}
+    assert owners == {pwd.getpwnam(CLIENT_USER).pw_uid}
+    assert (host.root / ".bankplatform").stat().st_uid == pwd.getpwnam(
+        SERVICE_USER
+    ).pw_uid
+
+
+def test_a_data_scientist_on_another_os_user_reaches_no_pii_key_or_log(
+    host: Host,
+) -> None:
+    if not (host.root / "data" / "01_raw" / "customers.parquet.enc").exists():
+        pytest.skip("needs the scheduler's run above")
+    dana = host.token("dana.scientist", "data_scientist")
+    script = host.homes[CLIENT_USER] / "probe.py"
+    script.write_text(SCRIPT)
+    _chown(script, CLIENT_USER)
+
+    def probe(*args: str, **extra: str) -> str:
+        done = host.run(CLIENT_USER, [sys.executable, str(script), *args], **extra)
+        return (
+            done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
+        )
+
+    as_dana = {"BANKPLATFORM_TOKEN": dana, "KEDRO_ENV": "test"}
+    # Through the catalog, through a dataset built by hand, as "ingestion": refused.
+    for name in ("customers_raw", "customers_accepted"):
+        assert "may not read_pii on dataset:" + name in probe(
+            "catalog", name, **as_dana
+        )
+    assert (
+        "dana.scientist (roles: data_scientist) may not run pipeline ingestion"
+        in probe("decrypt", "data/01_raw/customers.parquet.enc", **as_dana)
+    )
+    # The key folder is not the client's to read, with or without a token.
+    for secret in (
+        ".bankplatform/master.key",
+        ".bankplatform/keyring.json",
+        ".bankplatform/audit/audit.jsonl",
+        ".bankplatform/keyservice-test.session",
+    ):
+        assert probe("file", secret).startswith("PermissionError"), secret
+    # The service reads the log for auditors only; no token, no identity.
+    shown = host.run(
+        CLIENT_USER, ["bankplatform", "audit", "show", "--env", "test"], **as_dana
+    )
+    assert shown.stderr.strip() == (
+        "Error: access denied: dana.scientist (roles: data_scientist) may not read_audit_log on audit_log"
+    )
+    anonymous = host.run(
+        CLIENT_USER, ["bankplatform", "audit", "show", "--env", "test"]
+    )
+    assert anonymous.stderr.strip() == (
+        "Error: env test needs a signed token in $BANKPLATFORM_TOKEN; an admin issues one with `bankplatform token issue`"
+    )
+    # Starting ingestion (and so acting as svc-ingestion) is refused before any node.
+    run = host.run(
+        CLIENT_USER,
+        ["kedro", "run", "--env", "test", "--pipeline", "ingestion"],
+        **as_dana,
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        "Error: run failed: access denied: dana.scientist (roles: data_scientist) may not run pipeline ingestion"
+    )
+    # And the log, read by the service as the auditor, holds those denials.
+    auditor = host.token("audrey.auditor", "auditor")
+    tail = host.run(
+        CLIENT_USER,
+        ["bankplatform", "audit", "show", "--env", "test", "--tail", "30"],
+        BANKPLATFORM_TOKEN=auditor,
+    )
+    assert tail.returncode == 0, tail.stderr
+    denied = [
+        line for line in tail.stdout.splitlines() if '"outcome": "denied"' in line
+    ]
+    assert any(
+        '"actor": "dana.scientist"' in line and "customers_raw" in line
+        for line in denied
+    )
+    verified = host.run(
+        CLIENT_USER,
+        ["bankplatform", "audit", "verify", "--env", "test"],
+        BANKPLATFORM_TOKEN=auditor,
+    )
+    assert verified.returncode == 0, verified.stderr
