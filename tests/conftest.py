@@ -172,6 +172,9 @@ def command_env() -> dict[str, str]:
             "KEDRO_ENV",
             "BANKPLATFORM_USER",
             "BANKPLATFORM_TOKEN",
+            # Feast sets these to a folder of its own when imported in the tests.
+            "PROMETHEUS_MULTIPROCESS_DIR",
+            "PROMETHEUS_MULTIPROC_DIR",
         }
     }
     env.update(KEDRO_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", PYTHONOPTIMIZE="1")

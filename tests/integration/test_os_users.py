@@ -36,25 +36,39 @@ pytestmark = [
 SERVICE_USER, CLIENT_USER, CLIENT_GROUP = "bpkeys", "bpclient", "bpclients"
 
 
+def _tool(name: str) -> str:
+    return shutil.which(name) or f"/usr/sbin/{name}"
+
+
 def _ensure_users() -> None:
     try:
         grp.getgrnam(CLIENT_GROUP)
     except KeyError:
-        subprocess.run(["groupadd", CLIENT_GROUP], check=True)
+        subprocess.run([_tool("groupadd"), CLIENT_GROUP], check=True)
     # Both belong to the socket's group: the service gives the socket to it.
     for user in (SERVICE_USER, CLIENT_USER):
         try:
             pwd.getpwnam(user)
         except KeyError:
             subprocess.run(
-                ["useradd", "-M", "-s", "/usr/sbin/nologin", "-G", CLIENT_GROUP, user],
+                [
+                    _tool("useradd"),
+                    "-M",
+                    "-s",
+                    "/usr/sbin/nologin",
+                    "-G",
+                    CLIENT_GROUP,
+                    user,
+                ],
                 check=True,
             )
-        subprocess.run(["usermod", "-aG", CLIENT_GROUP, user], check=True)
+        subprocess.run([_tool("usermod"), "-aG", CLIENT_GROUP, user], check=True)
 
 
 def _chown(path: Path, user: str, group: str | None = None) -> None:
-    subprocess.run(["chown", "-R", f"{user}:{group or user}", str(path)], check=True)
+    subprocess.run(
+        [_tool("chown"), "-R", f"{user}:{group or user}", str(path)], check=True
+    )
 
 
 class Host:
@@ -99,7 +113,7 @@ class Host:
     ) -> subprocess.CompletedProcess[str]:
         program = args[0] if args[0].startswith("/") else str(BIN / args[0])
         return subprocess.run(
-            ["runuser", "-p", "-u", user, "--", program, *args[1:]],
+            [_tool("runuser"), "-p", "-u", user, "--", program, *args[1:]],
             cwd=self.root,
             env=self.env(user, **extra),
             capture_output=True,
@@ -112,7 +126,7 @@ class Host:
         socket = self.run_dir / "keys-test.sock"
         self.service = subprocess.Popen(
             [
-                "runuser",
+                _tool("runuser"),
                 "-u",
                 SERVICE_USER,
                 "--",
