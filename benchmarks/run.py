@@ -22,8 +22,10 @@ import feature_store
 import generation
 import gpu_training
 import ingestion
+import key_service
 import lineage_overhead
 import training_on_ray
+from bankplatform.third_party import quiet_third_party_warnings
 
 BENCHMARKS = {
     "generation": generation.main,
@@ -31,6 +33,7 @@ BENCHMARKS = {
     "lineage": lineage_overhead.main,
     "audit": audit_log.main,
     "encryption": encrypted_parquet.main,
+    "keyservice": key_service.main,
     "features": feature_store.main,
     "snapshots": feature_snapshots.main,
     "training": training_on_ray.main,
@@ -47,6 +50,7 @@ def main() -> None:
         "--quick", action="store_true", help="small sizes, to check the code"
     )
     args = parser.parse_args()
+    quiet_third_party_warnings()
     # The figures are the output; Kedro's per-dataset INFO lines would bury them.
     logging.getLogger("kedro").setLevel(logging.WARNING)
     for name in args.names or list(BENCHMARKS):
