@@ -24,7 +24,6 @@ from bankplatform.errors import BankplatformError
 from bankplatform.manifest import load_manifest
 from bankplatform.project import env_config_loader, find_project_root, resolve_env
 from bankplatform.security.client import (
-    TOKEN_ENV_VAR,
     USER_ENV_VAR,
     KeyServiceClient,
     ServiceAuditLog,
@@ -39,7 +38,15 @@ from bankplatform.security.client import (
 from bankplatform.security.policy import Action, Principal
 from bankplatform.security.settings import SecuritySettings, load_security_settings
 
-__all__ = ["TOKEN_ENV_VAR", "USER_ENV_VAR", "WorkspaceSecurity", "act_for_node"]
+__all__ = [
+    "WorkspaceSecurity",
+    "act_for_node",
+    "activate",
+    "active_security",
+    "guard_dataset",
+    "open_security",
+    "workspace_security",
+]
 
 
 @dataclass
