@@ -3,7 +3,9 @@ whose name goes into the record, and what a client cannot switch off."""
 
 from __future__ import annotations
 
+import shutil
 import stat
+import time
 from pathlib import Path
 
 import httpx
@@ -12,9 +14,15 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Node, Pipeline
 from kedro.runner import SequentialRunner
 
+from bankplatform.project import env_config_loader
 from bankplatform.security.client import act_for_node, acting_pipeline
 from bankplatform.security.policy import AccessDenied
-from bankplatform.security.runtime import WorkspaceSecurity, guard_dataset
+from bankplatform.security.runtime import (
+    WorkspaceSecurity,
+    guard_dataset,
+    open_security,
+)
+from tests.conftest import make_workspace
 
 pytestmark = pytest.mark.unit
 
@@ -133,13 +141,6 @@ def test_an_interrupted_run_leaves_no_service_identity_behind(
 def test_a_service_started_on_demand_stops_when_its_workspace_is_gone(
     tmp_path: Path,
 ) -> None:
-    import shutil
-    import time
-
-    from bankplatform.project import env_config_loader
-    from bankplatform.security.runtime import open_security
-    from tests.conftest import make_workspace
-
     root = make_workspace(tmp_path / "workspace")
     security = open_security(env_config_loader(root, "test"), root, "test")
     assert security.starter().name == "local-developer"
