@@ -186,6 +186,34 @@ def test_pii_into_the_cloud_zone_is_refused_before_anything_is_written(
     )
 
 
+def test_a_config_override_cannot_turn_ingestion_into_a_plaintext_export(
+    workspace_dir: Path, small_extract: tuple[Path, ExtractSummary]
+) -> None:
+    """Finding 3: a git-ignored conf/local (or --conf-source) made a pii dataset a CSV."""
+    for file in small_extract[0].iterdir():
+        shutil.copy(file, workspace_dir / "data" / "01_raw" / file.name)
+    (workspace_dir / "conf" / "local" / "catalog.yml").write_text(
+        """\
+customers_accepted:
+  type: pandas.CSVDataset
+  filepath: data/02_intermediate/customers_export.csv
+"""
+    )
+    result = run_command(["kedro", "run", "--pipeline", "ingestion"], workspace_dir)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: run failed: access denied: dataset customers_accepted is pii and a "
+        "EncryptedParquetDataset in the workspace catalog, but this run would open it "
+        "as CSVDataset: conf/local, --conf-source or a runtime override cannot change "
+        "a classified dataset"
+    )
+    assert not (
+        workspace_dir / "data" / "02_intermediate" / "customers_export.csv"
+    ).exists()
+    refusal = _audit(workspace_dir)[-1]
+    assert (refusal["action"], refusal["outcome"]) == ("catalog.check", "denied")
+
+
 def test_tokens_stay_in_their_trust_domain_and_revocation_and_denials_work(
     workspace_dir: Path,
 ) -> None:

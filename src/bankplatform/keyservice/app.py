@@ -47,6 +47,10 @@ class DatasetRequest(BaseModel):
     operation: Literal["read", "write"] = "read"
 
 
+class CatalogRequest(BaseModel):
+    datasets: dict[str, str] = Field(max_length=10_000)
+
+
 class UnwrapRequest(BaseModel):
     dataset: str = Field(max_length=200)
     version: int = Field(ge=1)
@@ -136,6 +140,10 @@ def create_app(authority: KeyAuthority) -> FastAPI:
             principal, body.dataset, body.operation
         )
         return {"classification": classification}
+
+    @app.post("/v1/datasets/check")
+    def check_catalog(body: CatalogRequest, principal: Caller) -> dict[str, Any]:
+        return {"mismatches": authority.check_run_catalog(principal, body.datasets)}
 
     @app.post("/v1/keys/data-key")
     def data_key(body: DatasetRequest, principal: Caller) -> dict[str, Any]:

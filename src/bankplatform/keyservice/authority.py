@@ -3,9 +3,9 @@
 ``KeyAuthority`` is the only holder of the master key, the keyring, the signing
 key, the pseudonymisation key, the access policy and the audit log. Every
 decision is taken from **its own** reading of the workspace's config
-(``conf/base`` and ``conf/<env>``: never a client's ``--conf-source``, catalog
-override or metadata) and stamped with the identity proven by the caller's
-credential, never with a name the caller sends.
+(``conf/base`` and ``conf/<env>``: never the git-ignored ``conf/local``, a client's
+``--conf-source``, catalog override or metadata) and stamped with the identity
+proven by the caller's credential, never with a name the caller sends.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ _DATASET_ACTIONS = {
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
 _RESOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+=-]{0,299}$")
 MAX_PSEUDONYM_VALUES = 2_000_000
+PRIVATE_ENV = "local"  # git-ignored: each person's own overrides
 
 
 class BadRequest(BankplatformError):
@@ -68,7 +69,9 @@ class KeyAuthority:
     """The key service's state and decisions for one workspace env."""
 
     def __init__(self, root: Path, env: str) -> None:
-        loader = env_config_loader(root, env)
+        # Its own reading of the workspace: conf/base and conf/<env>, never the
+        # git-ignored conf/local (the `local` env's service reads base alone).
+        loader = env_config_loader(root, "base" if env == PRIVATE_ENV else env)
         self.root, self.env = root, env
         self.settings: SecuritySettings = load_security_settings(loader, root, env)
         self.policy: AccessPolicy = load_access_policy(loader)
@@ -256,6 +259,34 @@ class KeyAuthority:
             {"classification": classification, "operation": operation},
         )
         return classification
+
+    def check_run_catalog(
+        self, principal: Principal, datasets: dict[str, str]
+    ) -> list[str]:
+        """Datasets a run would open with another type than the workspace catalog's.
+
+        A run's catalog comes from the caller's config (``conf/local``,
+        ``--conf-source``, runtime overrides); a classified dataset must keep the
+        type the service's own catalog gives it, or an ingestion run could write
+        raw PII as plain CSV. Returns one sentence per mismatch (audited if any).
+        """
+        found = []
+        for name, run_type in sorted(datasets.items()):
+            config = self._catalog(_checked(name))
+            classification = (config.get("metadata") or {}).get("classification")
+            if classification not in _DATASET_ACTIONS:
+                continue
+            expected = str(config.get("type", "")).rsplit(".", 1)[-1]
+            if run_type.rsplit(".", 1)[-1] != expected:
+                found.append(
+                    f"dataset {name} is {classification} and a {expected} in the workspace catalog, "
+                    f"but this run would open it as {run_type.rsplit('.', 1)[-1]}"
+                )
+        if found:
+            self._record(
+                principal, "catalog.check", "catalog", "denied", {"mismatches": found}
+            )
+        return found
 
     def data_key(self, principal: Principal, dataset: str) -> tuple[bytes, int, bytes]:
         """A fresh data key to write ``dataset`` (decided and audited first)."""

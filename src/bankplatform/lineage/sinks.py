@@ -265,10 +265,7 @@ def artifact_name(name: str) -> str:
             spool file naming ``/home/admin/.bashrc`` must not write there).
     """
     parts = name.split("/")
-    if (
-        not _ARTIFACT.fullmatch(name)
-        or any(part in {"", ".", ".."} for part in parts)
-    ):
+    if not _ARTIFACT.fullmatch(name) or any(part in {"", ".", ".."} for part in parts):
         msg = f"not an artifact name: {name[:80]!r}"
         raise BankplatformError(msg)
     return name

@@ -19,7 +19,7 @@ from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
 from bankplatform.project import context_env, pipeline_names
-from bankplatform.security.policy import Action, Principal
+from bankplatform.security.policy import AccessDenied, Action, Principal
 from bankplatform.security.residency import ResidencyViolation, residency_violations
 from bankplatform.security.runtime import (
     WorkspaceSecurity,
@@ -49,13 +49,16 @@ class AccessHook:
 
     @hook_impl
     def before_pipeline_run(
-        self, run_params: dict[str, Any], pipeline: Pipeline
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any
     ) -> None:
-        """Check and audit the starter's permission, then audit the start.
+        """Check and audit the starter's permission and the run's catalog, then
+        audit the start.
 
         Raises:
             IdentityError: No acceptable identity.
-            AccessDenied: The starter may not run a requested pipeline (audited).
+            AccessDenied: The starter may not run a requested pipeline, or the run
+                would open a classified dataset with another type than the
+                workspace catalog's (both audited).
         """
         security = self._require()
         act_for_node(None)
@@ -66,6 +69,15 @@ class AccessHook:
         } & self._pipelines
         for name in dict.fromkeys([*pipeline_names(run_params), *sorted(touched)]):
             security.enforce(Action.RUN_PIPELINE, f"pipeline:{name}")
+        mismatches = security.service().call(
+            "POST",
+            "/v1/datasets/check",
+            {"datasets": _dataset_types(catalog, pipeline)},
+        )["mismatches"]
+        if mismatches:
+            more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+            msg = f"access denied: {mismatches[0]}{more}: conf/local, --conf-source or a runtime override cannot change a classified dataset"
+            raise AccessDenied(msg)
         security.audit_log().append(
             actor=self._starter.name,
             action="pipeline.run.start",
@@ -162,6 +174,17 @@ class ResidencyHook:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         msg = f"data residency: {found[0]}{more}"
         raise ResidencyViolation(msg)
+
+
+def _dataset_types(catalog: Any, pipeline: Pipeline) -> dict[str, str]:
+    """The class each of the pipeline's catalog datasets would be opened as."""
+    found = {}
+    for name in pipeline.datasets():
+        if name.startswith("params:") or name == "parameters" or name not in catalog:
+            continue
+        kind = type(catalog.get(name))
+        found[name] = f"{kind.__module__}.{kind.__qualname__}"
+    return found
 
 
 def _metadata(catalog: Any, name: str) -> dict[str, Any]:
