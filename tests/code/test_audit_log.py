@@ -15,6 +15,7 @@ from bankplatform.security.audit import (
     AuditLog,
     AuditWriteError,
     FileWitness,
+    MlflowWitness,
     encode_record,
 )
 from bankplatform.security.kms import LocalKeyring
@@ -284,3 +285,25 @@ def test_four_processes_appending_500_each_keep_one_valid_chain(tmp_path: Path) 
     assert verdict.ok, verdict.problem
     assert verdict.records == 2000
     assert verdict.checkpoints >= 20
+
+
+def test_the_mlflow_witness_catches_a_log_cut_with_its_file_witness(
+    tmp_path: Path,
+) -> None:
+    ring = _keyring(tmp_path, secrets.token_bytes(32))
+    in_mlflow = MlflowWitness(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    in_file = FileWitness(tmp_path / "elsewhere" / "audit-head.json")
+    audit = AuditLog(tmp_path / "audit.jsonl", ring, 5, (in_file, in_mlflow))
+    for number in range(7):
+        audit.append("ada", "model.approve", f"model:m/{number}", "allowed")
+    audit.close()
+    assert audit.verify().ok
+    assert MlflowWitness(f"sqlite:///{tmp_path / 'mlflow.db'}").read()["seq"] == 7  # type: ignore[index]
+    # An insider cuts the last records, their checkpoints and the file witness.
+    _rewrite(tmp_path / "audit.jsonl", lambda lines: lines[:4])
+    _rewrite(tmp_path / "audit.jsonl.checkpoints", lambda lines: lines[:1])
+    in_file.path.unlink()
+    witnessed_only_in_mlflow = AuditLog(tmp_path / "audit.jsonl", ring, 5, (in_mlflow,))
+    assert witnessed_only_in_mlflow.verify().problem == (
+        f"log truncated: {in_mlflow.name} holds seq 7 but the log ends at seq 4"
+    )

@@ -22,9 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from bankplatform.errors import BankplatformError
+from bankplatform.lineage.settings import load_settings
 from bankplatform.manifest import load_manifest
 from bankplatform.project import env_config_loader
-from bankplatform.security.audit import AuditLog, FileWitness, Outcome, Verdict
+from bankplatform.security.audit import (
+    AuditLog,
+    FileWitness,
+    MlflowWitness,
+    Outcome,
+    Verdict,
+    Witness,
+)
 from bankplatform.security.envelope import key_context
 from bankplatform.security.policy import (
     AccessDenied,
@@ -81,11 +89,14 @@ class KeyAuthority:
         )
         self.keyring = self.settings.keyring_service()
         self.keyring.check_env(self.settings.trust_domain)
+        witnesses: list[Witness] = [FileWitness(self.settings.audit_witness)]
+        if self.settings.audit_witness_mlflow:
+            witnesses.append(MlflowWitness(load_settings(loader, root)[1]))
         self.audit = AuditLog(
             self.settings.audit_log,
             self.keyring,
             self.settings.audit_checkpoint_every,
-            (FileWitness(self.settings.audit_witness),),
+            tuple(witnesses),
         )
         self.tokens = TokenService(
             self.keyring,

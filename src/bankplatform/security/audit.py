@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -94,6 +95,62 @@ class FileWitness:
         if not self.path.is_file():
             return None
         return _parse_checkpoint(self.path.read_text(encoding="utf-8"))
+
+
+class MlflowWitness:
+    """The latest signed head as a tag of a dedicated run in the MLflow tracking
+    store (experiment ``bankplatform-audit-witness``, run ``audit-witness``): a
+    store the audit log's host does not write in production."""
+
+    EXPERIMENT = "bankplatform-audit-witness"
+    TAG = "audit.signed_head"
+
+    def __init__(self, tracking_uri: str) -> None:
+        # Fail fast: a checkpoint waits for this write (the next one retries).
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+        self.name = f"witness run in {tracking_uri}"
+        self._uri = tracking_uri
+        self._run_id: str | None = None
+
+    def _client(self) -> Any:
+        from mlflow.tracking import MlflowClient  # noqa: PLC0415 - only when configured
+
+        return MlflowClient(tracking_uri=self._uri)
+
+    def _run(self, create: bool) -> str | None:
+        if self._run_id is None:
+            client = self._client()
+            experiment = client.get_experiment_by_name(self.EXPERIMENT)
+            if experiment is None:
+                if not create:
+                    return None
+                experiment_id = client.create_experiment(self.EXPERIMENT)
+            else:
+                experiment_id = experiment.experiment_id
+            found = client.search_runs(
+                [experiment_id], "tags.mlflow.runName = 'audit-witness'", max_results=1
+            )
+            if found:
+                self._run_id = found[0].info.run_id
+            elif create:
+                self._run_id = client.create_run(
+                    experiment_id, run_name="audit-witness"
+                ).info.run_id
+        return self._run_id
+
+    def record(self, checkpoint: dict[str, Any]) -> None:
+        """Set the run's tag to ``checkpoint``."""
+        run_id = self._run(create=True)
+        self._client().set_tag(run_id, self.TAG, canonical(checkpoint).decode())
+
+    def read(self) -> dict[str, Any] | None:
+        """The recorded head, or ``None`` when the run or its tag does not exist."""
+        run_id = self._run(create=False)
+        if run_id is None:
+            return None
+        value = self._client().get_run(run_id).data.tags.get(self.TAG)
+        return None if value is None else _parse_checkpoint(value)
 
 
 def canonical(record: dict[str, Any]) -> bytes:
@@ -291,7 +348,16 @@ class AuditLog:
         checkpoint = {**body, "key_version": version, "signature": signature.hex()}
         _append_line(self._checkpoints, canonical(checkpoint))
         for witness in self._witnesses:
-            witness.record(checkpoint)
+            # The log and its checkpoints are the record; a witness that cannot
+            # be written now is written at the next checkpoint (verify accepts an
+            # older witnessed head that is still in the log).
+            try:
+                witness.record(checkpoint)
+            except Exception as error:
+                print(
+                    f"audit witness {witness.name} not written: {type(error).__name__}",
+                    file=sys.stderr,
+                )
 
     def _last_checkpoint_seq(self) -> int:
         lines = self._checkpoint_lines()

@@ -34,6 +34,7 @@ class SecuritySettings(BaseModel):
         token_max_ttl_minutes: No token is issued for longer.
         keyservice_socket: The key service's Unix socket (``{env}`` is the env).
         audit_witness: Where the latest signed audit head is copied.
+        audit_witness_mlflow: Also copy it to the env's MLflow tracking store.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -50,6 +51,7 @@ class SecuritySettings(BaseModel):
     token_max_ttl_minutes: int = Field(default=1440, ge=1)
     keyservice_socket: Path = Path(".bankplatform/keyservice-{env}.sock")
     audit_witness: Path = Path(".bankplatform/witness/audit-head.json")
+    audit_witness_mlflow: bool = False
     env: str = Field(default="", exclude=True)  # set by ``anchored``
 
     def anchored(self, root: Path, env: str) -> SecuritySettings:
