@@ -30,7 +30,7 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.xdist_group("os_users"),
     pytest.mark.skipif(
-        os.geteuid() != 0 or shutil.which("useradd") is None,
+        os.geteuid() != 0 or not all(map(shutil.which, ("useradd", "runuser"))),
         reason="needs root to create the two OS users (CI runs as root)",
     ),
 ]
