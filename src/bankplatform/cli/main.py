@@ -20,6 +20,7 @@ from bankplatform.cli.keys import keys
 from bankplatform.cli.keyservice import keyservice
 from bankplatform.cli.lineage import lineage
 from bankplatform.cli.model import model
+from bankplatform.cli.tls import tls
 from bankplatform.cli.token import token
 from bankplatform.cli.workspace import workspace
 from bankplatform.errors import BankplatformError
@@ -61,6 +62,7 @@ commands.add_command(keys)
 commands.add_command(keyservice)
 commands.add_command(audit)
 commands.add_command(token)
+commands.add_command(tls)
 commands.add_command(model)
 
 

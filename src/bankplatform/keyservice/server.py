@@ -1,4 +1,5 @@
-"""Run the key service on a Unix socket (uvicorn), and stop it when idle.
+"""Run the key service on a Unix socket, or with TLS on its own host (uvicorn),
+and stop it when idle.
 
 The socket is created here, not by uvicorn (which would make it mode 666): mode
 600 in the single-user embedded default, 660 with ``socket_group`` so that the
@@ -31,13 +32,30 @@ def serve(
 ) -> None:
     """Serve until stopped, idle for ``idle_seconds``, or the keyring is removed."""
     authority = KeyAuthority(root, env)
-    path = authority.settings.keyservice_socket
-    listener = _bind(path, socket_group)
+    settings = authority.settings
+    path = settings.keyservice_socket
     if authority.local_sessions:
         authority.write_session_file()
-    config = uvicorn.Config(
-        create_app(authority), log_level="warning", access_log=False, lifespan="off"
-    )
+    app = create_app(authority)
+    if settings.keyservice_url:  # on its own host: TLS over TCP
+        host, port = settings.keyservice_url.removeprefix("https://").rsplit(":", 1)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=int(port),
+            ssl_certfile=str(settings.keyservice_tls_cert),
+            ssl_keyfile=str(settings.keyservice_tls_key),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+        listeners = None
+    else:
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="off"
+        )
+        listeners = [_bind(path, socket_group)]
     server = uvicorn.Server(config)
     idle = idle_seconds if idle_seconds is not None else _idle_from_env()
     watcher = threading.Thread(
@@ -45,10 +63,11 @@ def serve(
     )
     watcher.start()
     try:
-        server.run(sockets=[listener])
+        server.run(sockets=listeners)
     finally:
         authority.audit.sign_head()
-        path.unlink(missing_ok=True)
+        if listeners:
+            path.unlink(missing_ok=True)
 
 
 def _bind(path: Path, group: str | None) -> socket.socket:

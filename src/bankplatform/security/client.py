@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -132,7 +133,15 @@ class KeyServiceClient:
                 response = self._http().request(
                     method, path, json=body, params=params, headers=headers
                 )
-            except httpx.TransportError:
+            except httpx.TransportError as error:
+                if self.settings.keyservice_url:
+                    reason = (
+                        str(error).splitlines()[0]
+                        if str(error)
+                        else type(error).__name__
+                    )
+                    msg = f"the key service of env {self.env} at {self.settings.keyservice_url} cannot be reached ({reason})"
+                    raise KeyServiceUnavailable(msg) from None
                 if attempt:
                     raise
                 self._start()  # started on demand, or says who must start it
@@ -151,11 +160,21 @@ class KeyServiceClient:
     def _http(self) -> httpx.Client:
         pid = os.getpid()  # a client made before a fork is not reused after it
         if pid not in self._clients:
-            self._clients[pid] = httpx.Client(
-                transport=httpx.HTTPTransport(uds=str(self._socket)),
-                base_url="http://keyservice",
-                timeout=httpx.Timeout(300.0, connect=5.0),
-            )
+            timeout = httpx.Timeout(300.0, connect=5.0)
+            url = self.settings.keyservice_url
+            if url:  # a service on its own host: TLS, verified with its certificate
+                context = ssl.create_default_context(
+                    cafile=str(self.settings.keyservice_tls_cert)
+                )
+                self._clients[pid] = httpx.Client(
+                    base_url=url, verify=context, timeout=timeout
+                )
+            else:
+                self._clients[pid] = httpx.Client(
+                    transport=httpx.HTTPTransport(uds=str(self._socket)),
+                    base_url="http://keyservice",
+                    timeout=timeout,
+                )
         return self._clients[pid]
 
     def _headers(self, renew: bool = False) -> dict[str, str]:
@@ -175,7 +194,7 @@ class KeyServiceClient:
 
     def _session_secret(self) -> str | None:
         """The local session credential, starting the service first if this user may."""
-        if not self._reachable():
+        if not self.settings.keyservice_url and not self._reachable():
             self._start()
         try:
             return self.settings.session_file.read_text().strip()
@@ -190,6 +209,8 @@ class KeyServiceClient:
 
     def _may_start(self) -> bool:
         """Whether this OS user holds the keys itself (the single-user embedded default)."""
+        if self.settings.keyservice_url:
+            return False  # a service on its own host is its operator's to start
         keyring, master = self.settings.keyring, self.settings.master_key_file
         master_readable = bool(os.environ.get(MASTER_KEY_ENV_VAR)) or os.access(
             master, os.R_OK
@@ -236,11 +257,13 @@ class KeyServiceClient:
 
     def _not_running(self) -> str:
         keyring, master = self.settings.keyring, self.settings.master_key_file
-        if not os.environ.get(MASTER_KEY_ENV_VAR) and _missing(master):
-            return f"no master key: set {MASTER_KEY_ENV_VAR} or run `bankplatform keys init` to create {master}"
-        if _missing(keyring):
-            return f"no keyring at {keyring}; run `bankplatform keys init`"
-        return f"the key service of env {self.env} is not running at {self._socket}; its operator starts it with `bankplatform keyservice --env {self.env}`"
+        where = self.settings.keyservice_url
+        if not where:
+            if not os.environ.get(MASTER_KEY_ENV_VAR) and _missing(master):
+                return f"no master key: set {MASTER_KEY_ENV_VAR} or run `bankplatform keys init` to create {master}"
+            if _missing(keyring):
+                return f"no keyring at {keyring}; run `bankplatform keys init`"
+        return f"the key service of env {self.env} is not running at {where or self._socket}; its operator starts it with `bankplatform keyservice --env {self.env}`"
 
 
 def _missing(path: Path) -> bool:

@@ -35,6 +35,10 @@ class SecuritySettings(BaseModel):
         keyservice_socket: The key service's Unix socket (``{env}`` is the env).
         audit_witness: Where the latest signed audit head is copied.
         audit_witness_mlflow: Also copy it to the env's MLflow tracking store.
+        keyservice_url: ``https://host:port`` of a key service on its own host
+            (TLS); unset, the Unix socket.
+        keyservice_tls_cert: Its certificate (clients verify the service with it).
+        keyservice_tls_key: Its private key (the service's OS user only).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -52,6 +56,11 @@ class SecuritySettings(BaseModel):
     keyservice_socket: Path = Path(".bankplatform/keyservice-{env}.sock")
     audit_witness: Path = Path(".bankplatform/witness/audit-head.json")
     audit_witness_mlflow: bool = False
+    keyservice_url: str | None = Field(
+        default=None, pattern=r"^https://[^/\s]+:[0-9]{1,5}$"
+    )
+    keyservice_tls_cert: Path = Path(".bankplatform-tls/keyservice.crt")
+    keyservice_tls_key: Path = Path(".bankplatform/tls/keyservice.key")
     env: str = Field(default="", exclude=True)  # set by ``anchored``
 
     def anchored(self, root: Path, env: str) -> SecuritySettings:
@@ -65,6 +74,8 @@ class SecuritySettings(BaseModel):
                 "revocation_list": root / self.revocation_list,
                 "keyservice_socket": socket,
                 "audit_witness": root / self.audit_witness,
+                "keyservice_tls_cert": root / self.keyservice_tls_cert,
+                "keyservice_tls_key": root / self.keyservice_tls_key,
                 "env": env,
             }
         )
