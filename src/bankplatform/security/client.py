@@ -151,8 +151,8 @@ class KeyServiceClient:
                 break
         content: dict[str, Any] = response.json()
         if response.status_code >= 400:  # noqa: PLR2004
-            error = _ERRORS.get(response.status_code, BankplatformError)
-            raise error(
+            kind = _ERRORS.get(response.status_code, BankplatformError)
+            raise kind(
                 str(content.get("error", f"key service said {response.status_code}"))
             )
         return content
