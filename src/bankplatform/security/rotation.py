@@ -113,10 +113,9 @@ def rotate_keys(
             result.rewrapped.append(path)
             if on_file is not None:
                 on_file(path, old, new)
-    in_use.update(saves_in_progress(data_root))
-    result.kept_for_saves.extend(
-        sorted(v for v in saves_in_progress(data_root) if v != primary)
-    )
+    in_flight = saves_in_progress(data_root)
+    in_use.update(in_flight)
+    result.kept_for_saves.extend(sorted(v for v in in_flight if v != primary))
     for version in kms.status():
         if (
             version.version != primary
