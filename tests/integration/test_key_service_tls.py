@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -54,13 +55,13 @@ def tls_workspace(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         cwd=root,
         env=command_env(),
     )
+    trust = ssl.create_default_context(
+        cafile=str(root / ".bankplatform-tls" / "keyservice.crt")
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            httpx.get(
-                f"{url}/healthz",
-                verify=str(root / ".bankplatform-tls" / "keyservice.crt"),
-            )
+            httpx.get(f"{url}/healthz", verify=trust)
             break
         except httpx.TransportError:
             assert service.poll() is None, "the key service exited"
