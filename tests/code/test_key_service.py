@@ -15,7 +15,9 @@ from kedro.pipeline import Node, Pipeline
 from kedro.runner import SequentialRunner
 
 from bankplatform.project import env_config_loader
-from bankplatform.security.client import act_for_node, acting_pipeline
+from bankplatform.security.client import act_for_node, acting_for, acting_pipeline
+from bankplatform.security.envelope import key_context
+from bankplatform.security.kms import KeyManagementError
 from bankplatform.security.policy import AccessDenied
 from bankplatform.security.runtime import (
     WorkspaceSecurity,
@@ -151,3 +153,26 @@ def test_a_service_started_on_demand_stops_when_its_workspace_is_gone(
     while socket.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not socket.exists()
+
+
+def test_a_malformed_key_request_is_a_one_line_refusal(
+    workspace_security: WorkspaceSecurity,
+) -> None:
+    keys = workspace_security.key_service()
+    with acting_for("ingestion"), pytest.raises(KeyManagementError) as caught:
+        keys.unwrap(1, b"\x00\x01\x02", key_context("customers_raw"))
+    assert str(caught.value) == (
+        "data key does not unwrap with key version 1 (wrong key, dataset or damaged)"
+    )
+    raw = _raw(workspace_security)
+    answer = raw.post(
+        "/v1/keys/unwrap",
+        json={"dataset": "customers_raw", "version": "one", "wrapped": "x"},
+        headers={
+            "Authorization": f"Local {workspace_security.settings.session_file.read_text()}"
+        },
+    )
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "bad request: version: Input should be a valid integer, unable to parse string as an integer"
+    }

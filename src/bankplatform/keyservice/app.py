@@ -112,6 +112,14 @@ def create_app(authority: KeyAuthority) -> FastAPI:
         status = next(code for kind, code in _STATUS if isinstance(error, kind))
         return JSONResponse({"error": str(error)}, status_code=status)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        # A bug, not a decision: one line to the caller, the type for the log.
+        return JSONResponse(
+            {"error": f"key service error ({type(error).__name__}); see its log"},
+            status_code=500,
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0]

@@ -149,7 +149,12 @@ class KeyServiceClient:
             stale = response.status_code == 401 and "local session" in response.text  # noqa: PLR2004
             if not (stale and not attempt):
                 break
-        content: dict[str, Any] = response.json()
+        try:
+            content: dict[str, Any] = response.json()
+        except ValueError:
+            content = {
+                "error": f"key service answered {response.status_code} without a reason"
+            }
         if response.status_code >= 400:  # noqa: PLR2004
             kind = _ERRORS.get(response.status_code, BankplatformError)
             raise kind(

@@ -230,7 +230,7 @@ class LocalKeyring:
             return kek.decrypt(
                 wrapped[:_NONCE], wrapped[_NONCE:], _bound(context, version)
             )
-        except InvalidTag:
+        except (InvalidTag, ValueError):  # ValueError: a wrapped key cut short
             msg = f"data key does not unwrap with key version {version} (wrong key, dataset or damaged)"
             raise KeyManagementError(msg) from None
 
