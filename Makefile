@@ -40,6 +40,13 @@ demo: install ## Generate the demo extract and run every pipeline on the embedde
 	$(BIN)/kedro run
 	$(BIN)/bankplatform workspace status
 	$(BIN)/bankplatform model list
+	@echo "== a validator approves and a risk officer promotes the new version, each with a token the admin issued"
+	version=$$($(BIN)/python -c "import json; print(json.load(open('data/08_reporting/gate_outcome.json'))['version'])") && \
+	BANKPLATFORM_TOKEN=$$($(BIN)/bankplatform token issue --user victor.validator --role model_validator --ttl-minutes 30) \
+		$(BIN)/bankplatform model approve credit_default_pd $$version && \
+	BANKPLATFORM_TOKEN=$$($(BIN)/bankplatform token issue --user rita.riskofficer --role model_risk_officer --ttl-minutes 30) \
+		$(BIN)/bankplatform model promote credit_default_pd $$version
+	$(BIN)/bankplatform model list
 	$(BIN)/bankplatform audit verify
 
 test: install lint ## Lint, type-check, then run every test
