@@ -9,6 +9,7 @@ import yaml
 from kedro.io.core import AbstractDataset, DatasetError
 
 from bankplatform.security.runtime import guard_dataset
+from bankplatform.third_party import quiet_third_party_warnings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -104,6 +105,10 @@ class FeatureStoreDataset(AbstractDataset[None, "FeatureStore"]):
         # Feast is imported here, not with the package: other datasets load faster.
         from feast import FeatureStore  # noqa: PLC0415
         from feast.repo_config import RepoConfig  # noqa: PLC0415
+
+        # Feast's import puts a "once" filter for every DeprecationWarning in
+        # front of all others; ours go back in front of it.
+        quiet_third_party_warnings()
 
         guard_dataset("feature_store", "read")  # the service decides from its catalog
         settings = self.repo_settings()
