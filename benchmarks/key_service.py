@@ -132,7 +132,7 @@ def main(quick: bool = False) -> None:
             # Audit appends through the service, actor from the token.
             log = security.audit_log()
             remote_append = _rate(
-                lambda: log.append("", "bench.append", "bench:1", "allowed"), calls // 4
+                lambda: log.append("bench.append", "bench:1", "allowed"), calls // 4
             )
         finally:
             os.environ.pop("BANKPLATFORM_TOKEN", None)

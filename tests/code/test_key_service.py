@@ -78,12 +78,17 @@ def test_the_record_names_the_proven_identity_not_the_one_sent(
 ) -> None:
     monkeypatch.setenv("BANKPLATFORM_USER", "dana.scientist")
     log = workspace_security.audit_log()
-    written = log.append(
-        actor="victor.validator",
-        on_behalf_of="rita.riskofficer",
-        action="model.note",
-        resource="model:credit_default_pd/1",
-        outcome="allowed",
+    # A caller that puts names of its choosing on the wire.
+    written = workspace_security.service().call(
+        "POST",
+        "/v1/audit/records",
+        {
+            "actor": "victor.validator",
+            "on_behalf_of": "rita.riskofficer",
+            "action": "model.note",
+            "resource": "model:credit_default_pd/1",
+            "outcome": "allowed",
+        },
     )
     mine = [
         r

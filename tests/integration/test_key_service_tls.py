@@ -79,7 +79,7 @@ def test_clients_reach_the_service_over_verified_tls(
     monkeypatch.setenv("BANKPLATFORM_USER", "audrey.auditor")
     security = open_security(env_config_loader(root, "test"), root, "test")
     assert security.starter().name == "audrey.auditor"
-    written = security.audit_log().append("", "tls.check", "keyring", "allowed")
+    written = security.audit_log().append("tls.check", "keyring", "allowed")
     assert written["seq"] >= 1
     # Plain HTTP to the TLS port gets nowhere; the key stays the service's.
     with pytest.raises(httpx.TransportError):

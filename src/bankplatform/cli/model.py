@@ -97,7 +97,6 @@ def docs(name: str, version: int, env: str | None) -> None:
     ]
     pack = write_pack(facts, history, g.root)
     g.security.audit_log().append(
-        actor=g.actor.name,
         action="model.docs",
         resource=f"model:{g.model}/{version}",
         outcome="allowed",

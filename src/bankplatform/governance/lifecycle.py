@@ -350,8 +350,6 @@ class _Attempt:
 
     def record(self, outcome: str, extra: dict[str, Any]) -> None:
         self.g.security.audit_log().append(
-            actor=self.g.actor.name,
-            on_behalf_of=self.g.actor.on_behalf_of,
             action=self.audit_action,
             resource=f"model:{self.g.model}/{self.version}",
             outcome=outcome,  # type: ignore[arg-type]

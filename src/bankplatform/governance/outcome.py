@@ -27,7 +27,7 @@ from bankplatform.governance.evidence import (
 from bankplatform.governance.gates import as_records, check_gate, verdict
 from bankplatform.governance.settings import GovernanceSettings
 from bankplatform.security.policy import Action
-from bankplatform.security.runtime import acting_principal, active_security
+from bankplatform.security.runtime import active_security
 
 # MLflow caps a tag value at 5,000 characters: long texts are cut, never refused.
 _TAG_LIMIT = 5_000
@@ -56,7 +56,6 @@ def record_evaluation(
     name, version = report["model_name"], int(report["version"])
     security = active_security()
     security.enforce(Action.EVALUATE_MODEL, f"model:{name}/{version}")
-    acting = acting_principal()
     folder = evidence_folder(record.root, name, version)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / GATE_REPORT).write_text(json.dumps(report, indent=2, default=str))
@@ -97,8 +96,6 @@ def record_evaluation(
     manifest_path = str(manifest.relative_to(record.root))
     _record_in_mlflow(report, folder, manifest_path, manifest_sha, notebooks)
     security.audit_log().append(
-        actor=acting.name,
-        on_behalf_of=acting.on_behalf_of,
         action="model.evaluate",
         resource=f"model:{name}/{version}",
         outcome="allowed",

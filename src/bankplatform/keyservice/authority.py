@@ -224,10 +224,7 @@ class KeyAuthority:
                 "run_by": self.policy.pipelines[pipeline].run_by,
             },
         )
-        if not allowed:
-            roles = ", ".join(sorted(principal.roles)) or "none"
-            msg = f"access denied: {principal.name} (roles: {roles}) may not run pipeline {pipeline}"
-            raise AccessDenied(msg)
+        self.policy.require_run(principal, pipeline)
 
     def _enforce(
         self,

@@ -323,16 +323,12 @@ class ServiceAuditLog:
 
     def append(
         self,
-        actor: str,
         action: str,
         resource: str,
         outcome: Outcome,
         details: dict[str, Any] | None = None,
-        on_behalf_of: str | None = None,
     ) -> dict[str, Any]:
-        """Append a record. ``actor`` and ``on_behalf_of`` are the service's to set:
-        the arguments are kept for the in-process log's signature and ignored."""
-        del actor, on_behalf_of
+        """Append a record; who acted (and on whose behalf) is the service's to say."""
         return self._client.call(
             "POST",
             "/v1/audit/records",
@@ -360,9 +356,6 @@ class ServiceAuditLog:
             int(content["checkpoints"]),
             str(content["problem"]),
         )
-
-    def close(self) -> None:
-        """Nothing to do: the service signs the head when appends pause."""
 
 
 class ServiceTokens:

@@ -24,7 +24,6 @@ from bankplatform.security.residency import ResidencyViolation, residency_violat
 from bankplatform.security.runtime import (
     WorkspaceSecurity,
     act_for_node,
-    acting_identity,
     activate,
     active_security,
     open_security,
@@ -79,7 +78,6 @@ class AccessHook:
             msg = f"access denied: {mismatches[0]}{more}: conf/local, --conf-source or a runtime override cannot change a classified dataset"
             raise AccessDenied(msg)
         security.audit_log().append(
-            actor=self._starter.name,
             action="pipeline.run.start",
             resource=f"pipeline:{'+'.join(pipeline_names(run_params))}",
             outcome="allowed",
@@ -131,15 +129,13 @@ class AccessHook:
         act_for_node(None)
         if starter is None or self._security is None:
             return
-        log = self._security.audit_log()
-        log.append(
-            actor=starter.name,
+        # Appended as the starter (no node acts now); the service stamps the name.
+        self._security.audit_log().append(
             action="pipeline.run.end",
             resource=f"pipeline:{'+'.join(pipeline_names(run_params))}",
             outcome="failed" if outcome == "failed" else "allowed",
             details={"env": self._security.env, **details},
         )
-        log.close()
 
 
 class ResidencyHook:
@@ -165,7 +161,6 @@ class ResidencyHook:
         if not found:
             return
         active_security().audit_log().append(
-            actor=acting_identity(),
             action="data_residency",
             resource=f"pipeline:{'+'.join(pipeline_names(run_params))}",
             outcome="denied",

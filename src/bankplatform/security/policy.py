@@ -137,6 +137,17 @@ class AccessPolicy(BaseModel):
         access = self.pipelines.get(pipeline)
         return access is None or bool(principal.roles & set(access.run_by))
 
+    def require_run(self, principal: Principal, pipeline: str) -> None:
+        """Raise unless ``principal`` may run ``pipeline`` (``may_run``).
+
+        Raises:
+            AccessDenied: Naming the principal, its roles and the pipeline.
+        """
+        if not self.may_run(principal, pipeline):
+            roles = ", ".join(sorted(principal.roles)) or "none"
+            msg = f"access denied: {principal.name} (roles: {roles}) may not run pipeline {pipeline}"
+            raise AccessDenied(msg)
+
     def user(self, name: str) -> Principal:
         """A declared user with their roles."""
         if name not in self.users:
@@ -155,10 +166,7 @@ class AccessPolicy(BaseModel):
         if access is None:
             msg = f"pipeline {pipeline!r} is not declared in security.yml (access.pipelines)"
             raise IdentityError(msg)
-        if not self.may_run(starter, pipeline):
-            roles = ", ".join(sorted(starter.roles)) or "none"
-            msg = f"access denied: {starter.name} (roles: {roles}) may not run pipeline {pipeline}"
-            raise AccessDenied(msg)
+        self.require_run(starter, pipeline)
         return Principal(
             access.service,
             frozenset(self.services[access.service]),

@@ -74,6 +74,11 @@ class TokenService:
         self._revocation_list = revocation_list
         self._issuer = issuer
         self._audience = audience
+        # Verification runs on every request to the key service: a signing key
+        # version never changes, and the revocation list is re-read only when
+        # its file changes (checked by stat on each call).
+        self._public_keys: dict[int, Ed25519PublicKey] = {}
+        self._revoked: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         self._signer = jwt.PyJWS(algorithms=[])
         self._signer.register_algorithm(ALGORITHM, _KmsSigner())
 
@@ -166,12 +171,15 @@ class TokenService:
         match = _KID.match(kid)
         if match is None:
             raise IdentityError("token rejected: no signing key id (kid)")
-        try:
-            raw = self._kms.signing_public_key(int(match.group(1)))
-        except KeyManagementError:
-            msg = f"token rejected: unknown signing key {kid}"
-            raise IdentityError(msg) from None
-        return Ed25519PublicKey.from_public_bytes(raw)
+        version = int(match.group(1))
+        if version not in self._public_keys:
+            try:
+                raw = self._kms.signing_public_key(version)
+            except KeyManagementError:
+                msg = f"token rejected: unknown signing key {kid}"
+                raise IdentityError(msg) from None
+            self._public_keys[version] = Ed25519PublicKey.from_public_bytes(raw)
+        return self._public_keys[version]
 
     def _check_binding(self, subject: str, roles: list[str], prefix: str = "") -> None:
         if subject not in self._policy.users:
@@ -193,7 +201,7 @@ class TokenService:
             raise IdentityError(msg)
         self._revocation_list.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{self._revocation_list}.lock"):
-            revoked = self.revoked()
+            revoked = dict(self.revoked())
             revoked[jti] = {
                 "revoked_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "reason": reason[:500],
@@ -215,8 +223,13 @@ class TokenService:
             IdentityError: The list's signature does not verify (edited without the
                 key): every token is refused until an admin restores it.
         """
-        if not self._revocation_list.is_file():
+        try:
+            stat = self._revocation_list.stat()
+        except FileNotFoundError:
             return {}
+        identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if self._revoked is not None and self._revoked[0] == identity:
+            return self._revoked[1]
         try:
             content = json.loads(self._revocation_list.read_text())
             revoked: dict[str, Any] = content["revoked"]
@@ -230,6 +243,7 @@ class TokenService:
         if not signed:
             msg = f"token rejected: the revocation list {self._revocation_list} is not signed by the key service (edited?)"
             raise IdentityError(msg)
+        self._revoked = (identity, revoked)
         return revoked
 
     def _check_roles(self, roles: list[str], prefix: str = "") -> None:

