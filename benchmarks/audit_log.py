@@ -29,7 +29,7 @@ def _append(folder: str, master: bytes, worker: int, count: int) -> None:
     )
     for number in range(count):
         audit.append(f"worker-{worker}", "bench.append", f"item:{number}", "allowed")
-    audit.close()
+    audit.sign_head()
 
 
 def _append_rate(

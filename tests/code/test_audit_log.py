@@ -44,7 +44,7 @@ def log(tmp_path: Path) -> AuditLog:
             "allowed",
             {"n": number},
         )
-    audit.close()
+    audit.sign_head()
     return audit
 
 
@@ -70,7 +70,7 @@ def test_an_intact_log_verifies_with_its_checkpoints(log: AuditLog) -> None:
         True,
         12,
         4,
-    )  # at 1, 5, 10 and on close at 12
+    )  # at 1, 5, 10 and when the head is signed at 12
     records = list(log.records())
     assert [r["seq"] for r in records] == list(range(1, 13))
     assert records[1]["prev_hash"] == records[0]["hash"]
@@ -212,7 +212,7 @@ def test_the_witness_catches_a_cut_tail_with_its_checkpoints(tmp_path: Path) -> 
     audit = AuditLog(tmp_path / "audit.jsonl", ring, 5, (witness,))
     for number in range(12):
         audit.append("ada", "model.approve", f"model:m/{number}", "allowed")
-    audit.close()
+    audit.sign_head()
     assert audit.verify().ok
     assert json.loads(witness.path.read_text())["seq"] == 12
     # Cut records 11-12 and the checkpoint that covered them.
@@ -258,7 +258,7 @@ def _writer(folder: str, master: bytes, worker: int, count: int) -> None:
     )
     for number in range(count):
         audit.append(f"worker-{worker}", "test.append", f"item:{number}", "allowed")
-    audit.close()
+    audit.sign_head()
 
 
 @pytest.mark.slow
@@ -296,7 +296,7 @@ def test_the_mlflow_witness_catches_a_log_cut_with_its_file_witness(
     audit = AuditLog(tmp_path / "audit.jsonl", ring, 5, (in_file, in_mlflow))
     for number in range(7):
         audit.append("ada", "model.approve", f"model:m/{number}", "allowed")
-    audit.close()
+    audit.sign_head()
     assert audit.verify().ok
     assert MlflowWitness(f"sqlite:///{tmp_path / 'mlflow.db'}").read()["seq"] == 7  # type: ignore[index]
     # An insider cuts the last records, their checkpoints and the file witness.

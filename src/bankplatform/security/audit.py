@@ -8,7 +8,7 @@ stored bytes and never re-serialises. The first record and every
 ``checkpoint_every``-th are followed by a checkpoint: the chain head signed with
 the KMS signing key (its ``key_version`` is the key id) into
 ``<log>.checkpoints``; the head is also signed when the key service goes idle or
-a writer closes. The latest signed head is copied to **witnesses** outside the
+stops (``sign_head``). The latest signed head is copied to **witnesses** outside the
 log's folder (a file, and in production the MLflow tracking store).
 
 ``verify`` requires: every record intact and chained; checkpoints signed and
@@ -187,7 +187,6 @@ class AuditLog:
         self._every = checkpoint_every
         self._witnesses = witnesses
         self._lock_path = f"{path}.lock"
-        self._wrote = False
 
     def append(
         self,
@@ -221,7 +220,6 @@ class AuditLog:
                     "details": details or {},
                 }
                 _append_line(self._path, encode_record(record))
-                self._wrote = True
                 if record["seq"] % self._every == 0 or record["seq"] == 1:
                     self._checkpoint(record["seq"], record["hash"])
         except OSError as error:
@@ -235,13 +233,6 @@ class AuditLog:
         # A new lock object each time: one inherited across fork (ParallelRunner's
         # workers) refuses to work.
         return FileLock(self._lock_path)
-
-    def close(self) -> None:
-        """Sign the chain head if this process wrote since the last checkpoint."""
-        if not self._wrote:
-            return
-        self.sign_head()
-        self._wrote = False
 
     def sign_head(self) -> None:
         """Checkpoint the chain head unless the last checkpoint already covers it."""
