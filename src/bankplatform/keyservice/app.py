@@ -80,6 +80,14 @@ class AppendRequest(BaseModel):
     details: dict[str, Any] = {}
 
 
+class BatchRequest(BaseModel):
+    records: list[AppendRequest] = Field(min_length=1, max_length=5_000)
+
+
+class VerifyTokenRequest(BaseModel):
+    token: str = Field(min_length=1, max_length=4_000)
+
+
 def _caller(
     request: Request,
     authorization: Annotated[str, Header()] = "",
@@ -189,6 +197,19 @@ def create_app(authority: KeyAuthority) -> FastAPI:
             principal, body.action, body.resource, body.outcome, body.details
         )
         return {"seq": record["seq"], "hash": record["hash"]}
+
+    @app.post("/v1/audit/batch")
+    def append_batch(body: BatchRequest, principal: Caller) -> dict[str, Any]:
+        written = authority.record_many(
+            principal,
+            [(r.action, r.resource, r.outcome, r.details) for r in body.records],
+        )
+        return {"first_seq": written[0]["seq"], "last_seq": written[-1]["seq"]}
+
+    @app.post("/v1/tokens/verify")
+    def verify_token(body: VerifyTokenRequest, principal: Caller) -> dict[str, Any]:
+        client = authority.verify_token(principal, body.token)
+        return {"name": client.name, "roles": sorted(client.roles)}
 
     @app.get("/v1/audit/records")
     def records(principal: Caller, resource: str = "", tail: int = 0) -> dict[str, Any]:

@@ -375,6 +375,36 @@ class KeyAuthority:
             raise BadRequest(msg)
         return self._record(principal, action, _resource(resource), outcome, details)
 
+    def record_many(
+        self,
+        principal: Principal,
+        entries: list[tuple[str, str, Outcome, dict[str, Any]]],
+    ) -> list[dict[str, Any]]:
+        """Append a batch of a client's records (a scoring service's requests)."""
+        for action, _, outcome, _ in entries:
+            if not _NAME.match(action) or outcome not in ("allowed", "denied", "failed"):
+                msg = f"audit record refused: action {action[:80]!r}, outcome {outcome!r}"
+                raise BadRequest(msg)
+        checked = [(a, _resource(r), o, d) for a, r, o, d in entries]
+        self._appended()
+        return self.audit.append_many(principal.name, checked, principal.on_behalf_of)
+
+    def verify_token(self, principal: Principal, token: str) -> Principal:
+        """Who a client's bearer token proves, for a service that holds ``verify_tokens``.
+
+        A service that authenticates its own clients (the scoring service) asks
+        here; the key service's verdict (signature, expiry, revocation, binding to
+        ``access.users``) is the only one. Allowed checks are not audited (the
+        asking service audits the request), denied ones are.
+
+        Raises:
+            AccessDenied: The caller may not verify tokens.
+            IdentityError: The token is not valid.
+        """
+        if not self.policy.permits(principal, Action.VERIFY_TOKENS):
+            self._enforce(principal, Action.VERIFY_TOKENS, "tokens")
+        return self.tokens.verify(token)
+
     def _record(
         self,
         principal: Principal,

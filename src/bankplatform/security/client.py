@@ -57,6 +57,7 @@ _ERRORS: dict[int, type[BankplatformError]] = {
     503: AuditWriteError,
 }
 _acting = threading.local()
+_process_pipeline = ""
 
 
 class KeyServiceUnavailable(BankplatformError):
@@ -75,6 +76,17 @@ def acting_for(pipeline: str) -> Iterator[None]:
         _acting.explicit = previous
 
 
+def serve_as(pipeline: str) -> None:
+    """Every thread of this process asks as ``pipeline``'s service from now on.
+
+    For a long-running service (``bankplatform serve``): its request and
+    background threads all act as the service identity, on behalf of whoever
+    started it, which the key service grants only if that person may run it.
+    """
+    global _process_pipeline  # noqa: PLW0603 - one service identity per process
+    _process_pipeline = pipeline
+
+
 def act_for_node(pipeline: str | None) -> None:
     """Let the current thread's node ask as ``pipeline``'s service (a hook sets it).
 
@@ -90,7 +102,9 @@ def acting_pipeline() -> str:
     if explicit is not None:
         return str(explicit)
     node = getattr(_acting, "node", None)
-    return str(node) if node and _inside_kedro_task() else ""
+    if node and _inside_kedro_task():
+        return str(node)
+    return _process_pipeline
 
 
 def _inside_kedro_task() -> bool:
@@ -340,6 +354,22 @@ class ServiceAuditLog:
             },
         )
 
+    def append_many(
+        self, entries: list[tuple[str, str, Outcome, dict[str, Any]]]
+    ) -> tuple[int, int]:
+        """Append a batch (one write and fsync in the service); returns first and last seq."""
+        content = self._client.call(
+            "POST",
+            "/v1/audit/batch",
+            {
+                "records": [
+                    {"action": a, "resource": r, "outcome": o, "details": d}
+                    for a, r, o, d in entries
+                ]
+            },
+        )
+        return int(content["first_seq"]), int(content["last_seq"])
+
     def records(self, resource: str = "", tail: int = 0) -> Iterator[dict[str, Any]]:
         """Records (all for an auditor; a model's own for anyone with ``read_reports``)."""
         content = self._client.call(
@@ -376,6 +406,16 @@ class ServiceTokens:
             },
         )
         return str(content["token"]), str(content["jti"])
+
+    def verify(self, token: str) -> Principal:
+        """Who a client's token proves, by the service's verdict (``verify_tokens``).
+
+        Raises:
+            IdentityError: The token is not valid; AccessDenied: the caller may
+                not verify tokens.
+        """
+        content = self._client.call("POST", "/v1/tokens/verify", {"token": token})
+        return Principal(str(content["name"]), frozenset(content["roles"]), "token")
 
     def revoke(self, jti: str, reason: str) -> None:
         """Revoke a token id."""

@@ -37,6 +37,7 @@ class Action(StrEnum):
     MANAGE_TRAFFIC = "manage_traffic"
     PSEUDONYMISE = "pseudonymise"
     SCORE = "score"
+    VERIFY_TOKENS = "verify_tokens"
     READ_AUDIT_LOG = "read_audit_log"
     READ_REPORTS = "read_reports"
 
