@@ -13,7 +13,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bankplatform.training.boosting import fit, predict
-from bankplatform.training.registry import register_candidate, synthetic_applicant
+from bankplatform.training.registry import (
+    model_artefact_sha256,
+    register_candidate,
+    synthetic_applicant,
+)
 from bankplatform.training.train import TrainedModel
 from tests.code.test_training import small_boosting_config, synthetic_training_set
 from tests.conftest import REPO
@@ -77,7 +81,9 @@ def test_a_candidate_is_registered_pending_with_its_trials(
         "feature_service": "credit_default_v1",
         "feature_service_version": "1",
         "auc_out_of_time": "0.8123",
+        "artefact_sha256": model_artefact_sha256(f"models:/credit_default_pd/{registered['version']}"),
     }
+    assert len(version.tags["artefact_sha256"]) == 64
     parent = client.get_run(registered["run_id"])
     assert parent.info.run_name == "candidate:credit_default_pd"
     assert parent.data.metrics["auc_out_of_time"] == 0.8123

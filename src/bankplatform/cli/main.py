@@ -20,6 +20,7 @@ from bankplatform.cli.keys import keys
 from bankplatform.cli.keyservice import keyservice
 from bankplatform.cli.lineage import lineage
 from bankplatform.cli.model import model
+from bankplatform.cli.scoring import decision, serve, traffic
 from bankplatform.cli.tls import tls
 from bankplatform.cli.token import token
 from bankplatform.cli.workspace import workspace
@@ -64,6 +65,9 @@ commands.add_command(audit)
 commands.add_command(token)
 commands.add_command(tls)
 commands.add_command(model)
+commands.add_command(serve)
+commands.add_command(traffic)
+commands.add_command(decision)
 
 
 def main() -> None:

@@ -209,7 +209,7 @@ def create_app(authority: KeyAuthority) -> FastAPI:
     @app.post("/v1/tokens/verify")
     def verify_token(body: VerifyTokenRequest, principal: Caller) -> dict[str, Any]:
         client = authority.verify_token(principal, body.token)
-        return {"name": client.name, "roles": sorted(client.roles)}
+        return authority.describe(client)
 
     @app.get("/v1/audit/records")
     def records(principal: Caller, resource: str = "", tail: int = 0) -> dict[str, Any]:

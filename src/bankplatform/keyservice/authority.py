@@ -54,6 +54,19 @@ _DATASET_ACTIONS = {
     "pii": (Action.READ_PII, Action.WRITE_PII),
     "confidential": (Action.READ_CONFIDENTIAL, Action.WRITE_CONFIDENTIAL),
 }
+# Records that state a governed fact, and the action their writer must hold.
+_GOVERNED_RECORDS = {
+    "model.register": Action.REGISTER_MODEL,
+    "model.evaluate": Action.EVALUATE_MODEL,
+    "model.approve": Action.APPROVE_MODEL,
+    "model.reject": Action.REJECT_MODEL,
+    "model.promote": Action.PROMOTE_MODEL,
+    "model.rollback": Action.PROMOTE_MODEL,
+    "model.decommission": Action.DECOMMISSION_MODEL,
+}
+# Records the scoring service writes (requests, releases, oversight): only an
+# identity that verifies tokens, i.e. the scoring service, writes them.
+_SCORING_RECORDS = ("scoring.", Action.VERIFY_TOKENS)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
 _RESOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+=-]{0,299}$")
 MAX_PSEUDONYM_VALUES = 2_000_000
@@ -370,10 +383,22 @@ class KeyAuthority:
         details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Append a client's record; the actor is the caller's proven identity."""
+        self._check_record(principal, action, outcome)
+        return self._record(principal, action, _resource(resource), outcome, details)
+
+    def _check_record(self, principal: Principal, action: str, outcome: str) -> None:
+        """A client's record: a well-formed name, and an ``allowed`` record of a
+        governed action only from an identity whose role permits that action
+        (nobody can write "approved" into the log for somebody else)."""
         if not _NAME.match(action) or outcome not in ("allowed", "denied", "failed"):
             msg = f"audit record refused: action {action[:80]!r}, outcome {outcome!r}"
             raise BadRequest(msg)
-        return self._record(principal, action, _resource(resource), outcome, details)
+        required = _GOVERNED_RECORDS.get(action) if outcome == "allowed" else None
+        if action.startswith(_SCORING_RECORDS[0]):
+            required = _SCORING_RECORDS[1]
+        if required is not None and not self.policy.permits(principal, required):
+            msg = f"audit record refused: {principal.name} may not record {outcome} {action} (needs {required.value})"
+            raise AccessDenied(msg)
 
     def record_many(
         self,
@@ -382,9 +407,7 @@ class KeyAuthority:
     ) -> list[dict[str, Any]]:
         """Append a batch of a client's records (a scoring service's requests)."""
         for action, _, outcome, _ in entries:
-            if not _NAME.match(action) or outcome not in ("allowed", "denied", "failed"):
-                msg = f"audit record refused: action {action[:80]!r}, outcome {outcome!r}"
-                raise BadRequest(msg)
+            self._check_record(principal, action, outcome)
         checked = [(a, _resource(r), o, d) for a, r, o, d in entries]
         self._appended()
         return self.audit.append_many(principal.name, checked, principal.on_behalf_of)

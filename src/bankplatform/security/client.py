@@ -407,15 +407,17 @@ class ServiceTokens:
         )
         return str(content["token"]), str(content["jti"])
 
-    def verify(self, token: str) -> Principal:
-        """Who a client's token proves, by the service's verdict (``verify_tokens``).
+    def verify(self, token: str) -> dict[str, Any]:
+        """Who a client's token proves and what it may do, by the service's verdict.
+
+        Returns:
+            ``whoami`` of the token's holder: name, roles, permitted actions.
 
         Raises:
             IdentityError: The token is not valid; AccessDenied: the caller may
-                not verify tokens.
+                not verify tokens (``verify_tokens``).
         """
-        content = self._client.call("POST", "/v1/tokens/verify", {"token": token})
-        return Principal(str(content["name"]), frozenset(content["roles"]), "token")
+        return self._client.call("POST", "/v1/tokens/verify", {"token": token})
 
     def revoke(self, jti: str, reason: str) -> None:
         """Revoke a token id."""

@@ -38,6 +38,8 @@ class Action(StrEnum):
     PSEUDONYMISE = "pseudonymise"
     SCORE = "score"
     VERIFY_TOKENS = "verify_tokens"
+    REVIEW_DECISIONS = "review_decisions"
+    APPEAL_DECISION = "appeal_decision"
     READ_AUDIT_LOG = "read_audit_log"
     READ_REPORTS = "read_reports"
 

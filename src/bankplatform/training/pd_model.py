@@ -74,6 +74,22 @@ class CreditDefaultModel(PythonModel):
             return pd.DataFrame(values, columns=[*self.features, "bias"])
         return np.asarray(self.booster.predict(matrix, iteration_range=self._limit))
 
+    def contributions_of(self, applicants: list[dict[str, Any]]) -> np.ndarray:
+        """Contributions (log-odds per feature, ``bias`` last) of applicants given as
+        mappings of the signature's columns: the scoring service's one-row path,
+        without building a DataFrame (the same design rule as ``design_matrix``)."""
+        values = np.array(
+            [[_number(a.get(f)) for f in self.features] for a in applicants],
+            dtype="float64",
+        ).reshape(len(applicants), len(self.features))
+        for column, (index, codes) in self._category_codes.items():
+            values[:, index] = [codes.get(str(a.get(column)), np.nan) for a in applicants]
+        return np.asarray(
+            self.booster.predict(
+                self._dmatrix(values), pred_contribs=True, iteration_range=self._limit
+            )
+        )
+
     def design_matrix(self, frame: pd.DataFrame) -> xgb.DMatrix:
         """Feature columns in order as float64; a text feature as the index of its
         level in the fixed categories (missing or unknown: missing). Built with
@@ -85,6 +101,9 @@ class CreditDefaultModel(PythonModel):
         )
         for column, (index, codes) in self._category_codes.items():
             values[:, index] = [codes.get(v, np.nan) for v in frame[column].astype(str)]
+        return self._dmatrix(values)
+
+    def _dmatrix(self, values: np.ndarray) -> xgb.DMatrix:
         return xgb.DMatrix(
             values,
             feature_names=self.features,
@@ -97,6 +116,13 @@ class CreditDefaultModel(PythonModel):
         """Trees up to the best iteration found by early stopping (all if none)."""
         best = self.booster.attr("best_iteration")
         return (0, int(best) + 1) if best is not None else (0, 0)
+
+
+def _number(value: Any) -> float:
+    """A numeric input as float64; missing or text (a category column) as NaN."""
+    if value is None or isinstance(value, str):
+        return np.nan
+    return float(value)
 
 
 mlflow.models.set_model(CreditDefaultModel())

@@ -110,6 +110,7 @@ def register_credit_default_model(
         details={
             "trainer": registration["tags"]["trainer"],
             "run_id": registration["run_id"],
+            "artefact_sha256": registration["tags"]["artefact_sha256"],
         },
     )
     return registration

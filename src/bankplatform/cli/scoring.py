@@ -1,0 +1,188 @@
+"""``bankplatform serve``, ``traffic`` and ``decision``: the scoring service, its
+release controls and the reconstruction of a decision."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from bankplatform.serving.trace import TraceInputs
+
+_ENV = click.option("--env", help="Kedro env whose serving.yml and security.yml apply [manifest default].")
+
+
+@click.command()
+@click.option("--tls/--no-tls", default=None, help="Serve HTTPS only [serving.yml tls].")
+@click.option("--port", type=click.IntRange(1, 65_535), help="TCP port [serving.yml port].")
+@click.option("--host", help="Interface to listen on [serving.yml host, 127.0.0.1].")
+@click.option("--engine", type=click.Choice(["uvicorn", "ray"]), default="uvicorn", show_default=True, help="uvicorn on this machine, or Ray Serve (RAY_ADDRESS or a local Ray).")
+@_ENV
+def serve(tls: bool | None, port: int | None, host: str | None, engine: str, env: str | None) -> None:
+    """Start the scoring service (champion and challenger by registry alias)."""
+    from bankplatform.project import find_project_root
+    from bankplatform.serving.server import ServeOptions, serve_uvicorn
+
+    options = ServeOptions(find_project_root(), env, tls, port, host)
+    if engine == "ray":
+        from bankplatform.serving.on_ray import serve_ray
+
+        serve_ray(options)
+    else:
+        serve_uvicorn(options)
+
+
+@click.group()
+def traffic() -> None:
+    """Canary, shadow, blue/green and the kill switch of a running scoring service."""
+
+
+@traffic.command("set")
+@click.option("--challenger-weight", type=click.FloatRange(0, 1), required=True, help="Share of customers the challenger answers (1: blue/green switch, 0: back).")
+@click.option("--reason", default="release change", show_default=True)
+@_ENV
+def set_weight(challenger_weight: float, reason: str, env: str | None) -> None:
+    """Set the challenger's share of traffic (sticky by customer)."""
+    _show(_admin(env, "/v1/admin/traffic", {"challenger_weight": challenger_weight, "reason": reason}))
+
+
+@traffic.command("shadow")
+@click.argument("mode", type=click.Choice(["on", "off"]))
+@click.option("--reason", default="shadow release", show_default=True)
+@_ENV
+def shadow(mode: str, reason: str, env: str | None) -> None:
+    """The challenger silently scores every request (on) or not (off)."""
+    _show(_admin(env, "/v1/admin/traffic", {"shadow": mode == "on", "reason": reason}))
+
+
+@traffic.command("halt")
+@click.option("--reason", required=True, help="Why automated decisions stop.")
+@_ENV
+def halt(reason: str, env: str | None) -> None:
+    """Kill switch: refer every application to manual underwriting."""
+    _show(_admin(env, "/v1/admin/halt", {"halted": True, "reason": reason}))
+
+
+@traffic.command("resume")
+@click.option("--reason", required=True, help="Why automated decisions may resume.")
+@_ENV
+def resume(reason: str, env: str | None) -> None:
+    """Resume automated decisions after a halt."""
+    _show(_admin(env, "/v1/admin/halt", {"halted": False, "reason": reason}))
+
+
+@traffic.command("rollback")
+@click.option("--reason", required=True)
+@_ENV
+def rollback(reason: str, env: str | None) -> None:
+    """Take the challenger out of traffic now (weight 0, shadow off)."""
+    _show(_admin(env, "/v1/admin/rollback", {"reason": reason}))
+
+
+@traffic.command("status")
+@_ENV
+def status(env: str | None) -> None:
+    """Served versions, refusals, the release state and the challenger's window."""
+    _show(_admin(env, "/v1/models", None))
+
+
+@click.group()
+def decision() -> None:
+    """Logged decisions: re-scored, and traced back to the raw extract."""
+
+
+@decision.command("show")
+@click.argument("request_id")
+@_ENV
+def show(request_id: str, env: str | None) -> None:
+    """A logged decision, re-scored now with the version that made it."""
+    import json
+
+    from bankplatform.serving.trace import logged_decision, rescore
+
+    inputs = _trace_inputs(env, request_id)
+    record, later = logged_decision(inputs.decision_log, request_id)
+    again, why = rescore(record, inputs)
+    shown = {k: record.get(k) for k in ("request_id", "time", "client", "customer_token", "application", "decision", "score", "cut_off", "reason_codes", "model", "variant", "fallback", "halted", "latency_ms")}
+    click.echo(json.dumps(shown, indent=2))
+    for entry in later:
+        click.echo(f"then: {entry['type']} by {entry.get('reviewer') or entry.get('filed_by')}: {entry.get('decision')} ({entry.get('reason')})")
+    if again is None:
+        click.echo(f"re-score: not possible ({why})")
+        return
+    same = abs(again - float(record["score"])) <= 1e-9
+    click.echo(f"re-score with version {record['model']['version']}: {again:.6f} (logged {float(record['score']):.6f}) {'identical' if same else 'DIFFERENT'}")
+    if not same:
+        raise click.ClickException("the logged version no longer gives the logged score")
+
+
+@decision.command("trace")
+@click.argument("request_id")
+@_ENV
+def trace_command(request_id: str, env: str | None) -> None:
+    """The whole chain of a decision, every hash re-checked; non-zero if a link breaks."""
+    from bankplatform.serving.trace import logged_decision, trace
+
+    inputs = _trace_inputs(env, request_id)
+    record, _ = logged_decision(inputs.decision_log, request_id)
+    links = trace(record, inputs)
+    for link in links:
+        click.echo(f"{'ok    ' if link.ok else 'BROKEN'} {link.name:<16} {link.detail}")
+    broken = [link.name for link in links if not link.ok]
+    if broken:
+        raise click.ClickException(f"the chain breaks at: {broken[0]}")
+    click.echo(f"chain intact: {len(links)} links from decision {request_id} to the raw extract")
+
+
+def _trace_inputs(env: str | None, request_id: str) -> TraceInputs:
+    """The acting reader (``read_reports``, audited) and what a trace reads."""
+    import re
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from bankplatform.errors import BankplatformError
+    from bankplatform.lineage.settings import load_settings
+    from bankplatform.manifest import load_manifest
+    from bankplatform.project import env_config_loader, find_project_root, resolve_env
+    from bankplatform.security.policy import Action
+    from bankplatform.security.runtime import activate, workspace_security
+    from bankplatform.serving.schemas import REQUEST_ID
+    from bankplatform.serving.settings import load_serving_settings
+    from bankplatform.serving.trace import TraceInputs
+
+    if not re.match(REQUEST_ID, request_id):
+        msg = f"{request_id[:60]!r} is not a request id (req_ and 32 hexadecimal digits)"
+        raise BankplatformError(msg)
+    root = find_project_root()
+    manifest = load_manifest(root)
+    chosen = resolve_env(manifest, env)
+    security = workspace_security(chosen)
+    activate(security)
+    security.enforce(Action.READ_REPORTS, f"decision:{request_id}")
+    loader = env_config_loader(root, chosen)
+    _, uri = load_settings(loader, root)
+    mlflow.set_tracking_uri(uri)
+    return TraceInputs(
+        root=root,
+        decision_log=load_serving_settings(loader, root).decision_log,
+        registry=MlflowClient(tracking_uri=uri),
+        model_name=manifest.model_name,
+        audit_records=list(security.audit_log().records(resource=f"model:{manifest.model_name}/")),
+    )
+
+
+def _admin(env: str | None, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    """Call the running service's admin API with ``$BANKPLATFORM_TOKEN`` (or, in a
+    developer workspace, a 5-minute token the key service issues to you)."""
+    from bankplatform.serving.remote import ScoringClient
+
+    client = ScoringClient.for_workspace(env)
+    return client.get(path) if body is None else client.post(path, body)
+
+
+def _show(content: dict[str, Any]) -> None:
+    import json
+
+    click.echo(json.dumps(content, indent=2))

@@ -1,0 +1,299 @@
+"""The scoring service's HTTP API (FastAPI).
+
+Every route but ``/healthz`` needs a bearer token, checked before the body is
+read; the role each route needs comes from the key service's verdict on the
+token. Every response that is not a success is ``{"error", "request_id"}`` with
+a 4xx status (503 when the service cannot decide now), never a stack trace.
+Bodies are bounded (413) and validated strictly (400 malformed JSON, 422 a
+field out of contract). The OpenAPI document at ``/openapi.json`` lists every
+status a route can answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from bankplatform.errors import BankplatformError
+from bankplatform.security.policy import AccessDenied, Action, IdentityError
+from bankplatform.serving.scoring import UnknownCustomer
+from bankplatform.serving.schemas import (
+    REQUEST_ID,
+    AppealRequest,
+    Application,
+    HaltRequest,
+    OverrideRequest,
+    RollbackRequest,
+    ScoreResponse,
+    TrafficRequest,
+)
+from bankplatform.serving.service import (
+    Caller,
+    DecisionNotFound,
+    ScoringService,
+    Unavailable,
+    new_request_id,
+)
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_LOG = logging.getLogger("bankplatform.serving")
+PUBLIC = "/healthz"
+_STATUS: list[tuple[type[Exception], int]] = [
+    (IdentityError, 401),
+    (AccessDenied, 403),
+    (DecisionNotFound, 404),
+    (UnknownCustomer, 422),
+    (Unavailable, 503),
+    (BankplatformError, 409),
+]
+
+
+class ErrorBody(BaseModel):
+    """Every refusal: what was wrong, in one line, and the request's id."""
+
+    error: str
+    request_id: str
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    meaning = {
+        400: "Malformed JSON",
+        401: "No or invalid bearer token",
+        403: "The token's roles do not permit this route",
+        404: "No such decision",
+        409: "The change cannot be made now",
+        413: "Body larger than the limit",
+        415: "Body is not JSON",
+        422: "A field out of contract (or an unknown customer on /v1/score)",
+        503: "The service cannot decide now (no champion, or records not written)",
+    }
+    return {c: {"model": ErrorBody, "description": meaning[c]} for c in codes}
+
+
+_BODY_ERRORS = _errors(400, 401, 403, 413, 415, 422, 503)
+
+
+class _Gate:
+    """ASGI middleware: request id, body bound, authentication, one audit record.
+
+    Runs before FastAPI parses anything, so an unauthenticated caller learns
+    nothing about the body's contract, and a too-large body is never read whole.
+    """
+
+    def __init__(self, app: ASGIApp, service: ScoringService, max_body: int) -> None:
+        self.app, self.service, self.max_body = app, service, max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id()
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        route = f"{scope['method']} {scope['path']}"[:200]
+        if scope["path"] == PUBLIC:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        caller_name = "anonymous"
+        status = {"code": 500}
+        try:
+            caller = self.service.authenticate(
+                headers.get(b"authorization", b"").decode("latin-1")
+            )
+        except IdentityError as error:
+            await _send_error(send, 401, str(error), request_id)
+            self.service.record_request(caller_name, route, 401, request_id, {"reason": str(error)[:200]})
+            return
+        except Unavailable as error:
+            await _send_error(send, 503, str(error), request_id)
+            self.service.record_request(caller_name, route, 503, request_id)
+            return
+        state["caller"] = caller
+        caller_name = caller.name
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await _send_error(send, 413, f"body larger than {self.max_body} bytes", request_id)
+            self.service.record_request(caller_name, route, 413, request_id)
+            return
+        kind = headers.get(b"content-type", b"").split(b";")[0].strip()
+        if (length not in (None, b"0") or b"transfer-encoding" in headers) and kind != b"application/json":
+            await _send_error(send, 415, "the body must be application/json", request_id)
+            self.service.record_request(caller_name, route, 415, request_id)
+            return
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body:
+                raise _TooLarge
+            return message
+
+        async def observed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, observed_send)
+        except _TooLarge:
+            status["code"] = 413
+            await _send_error(send, 413, f"body larger than {self.max_body} bytes", request_id)
+        self.service.record_request(
+            caller_name, route, status["code"], request_id, state.get("audit")
+        )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_error(send: Send, status: int, error: str, request_id: str) -> None:
+    body = json.dumps({"error": error, "request_id": request_id}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "")) or new_request_id()
+
+
+def _caller(request: Request, *actions: Action) -> Caller:
+    caller: Caller = request.state.caller
+    ScoringService.authorize(caller, *actions)
+    return caller
+
+
+def create_app(service: ScoringService) -> FastAPI:
+    """The scoring API over one ``ScoringService``."""
+    app = FastAPI(
+        title="bankplatform scoring service",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        description="Credit decisions from the governed champion (and challenger).",
+    )
+    bearer = HTTPBearer(auto_error=False, description="A token from `bankplatform token issue`.")
+    app.state.service = service
+
+    @app.exception_handler(BankplatformError)
+    async def _refused(request: Request, error: Exception) -> JSONResponse:
+        status = next(code for kind, code in _STATUS if isinstance(error, kind))
+        return _error(request, status, str(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0]
+        if first.get("type") == "json_invalid":
+            return _error(request, 400, "malformed JSON body")
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return _error(request, 422, f"{where}: {first.get('msg', 'invalid')}"[:300])
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, error: HTTPException) -> JSONResponse:
+        return _error(request, error.status_code, str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        # A bug, not a decision: no stack trace leaves the service (its log has it).
+        _LOG.error("request %s failed", _request_id(request), exc_info=error)
+        return _error(request, 503, f"scoring service error ({type(error).__name__}); see its log")
+
+    @app.get("/healthz", include_in_schema=True)
+    def healthz() -> dict[str, str]:
+        """Liveness only: reveals nothing."""
+        return {"status": "ok"}
+
+    @app.post("/v1/score", response_model=ScoreResponse, responses=_BODY_ERRORS, dependencies=[])
+    def score(application: Application, request: Request, _: Any = bearer_dependency(bearer)) -> JSONResponse:
+        """Decide one loan application: score, decision, reason codes, version."""
+        caller = _caller(request, Action.SCORE)
+        response = service.score(application, caller, _request_id(request))
+        request.state.audit = {
+            "model_version": response["model_version"],
+            "variant": response["variant"],
+            "decision": response["decision"],
+        }
+        # Built by the service to the ScoreResponse schema; not validated twice.
+        return JSONResponse(response)
+
+    @app.get("/v1/models", responses=_errors(401, 403, 503))
+    def models(request: Request, _: Any = bearer_dependency(bearer)) -> dict[str, Any]:
+        """Served versions, refused ones, the release state and the challenger's window."""
+        _caller(request, Action.SCORE, Action.MANAGE_TRAFFIC, Action.READ_REPORTS)
+        return service.models()
+
+    @app.post("/v1/admin/traffic", responses={**_BODY_ERRORS, **_errors(409)})
+    def traffic(body: TrafficRequest, request: Request, _: Any = bearer_dependency(bearer)) -> dict[str, Any]:
+        """Canary weight (1 = blue/green switch, 0 = back) and shadow mode."""
+        caller = _caller(request, Action.MANAGE_TRAFFIC)
+        state = service.set_traffic(caller, weight=body.challenger_weight, shadow=body.shadow, reason=body.reason)
+        return state.model_dump()
+
+    @app.post("/v1/admin/halt", responses=_BODY_ERRORS)
+    def halt(body: HaltRequest, request: Request, _: Any = bearer_dependency(bearer)) -> dict[str, Any]:
+        """Kill switch: refer every application to manual underwriting (or resume)."""
+        caller = _caller(request, Action.MANAGE_TRAFFIC)
+        return service.halt(caller, halted=body.halted, reason=body.reason).model_dump()
+
+    @app.post("/v1/admin/rollback", responses=_BODY_ERRORS)
+    def rollback(body: RollbackRequest, request: Request, _: Any = bearer_dependency(bearer)) -> dict[str, Any]:
+        """Take the challenger out of traffic now (weight 0, shadow off)."""
+        caller = _caller(request, Action.MANAGE_TRAFFIC)
+        return service.rollback(caller.name, body.reason).model_dump()
+
+    @app.post("/v1/admin/reload", responses=_errors(401, 403, 413, 415, 503))
+    def reload(request: Request, _: Any = bearer_dependency(bearer)) -> dict[str, Any]:
+        """Re-read the registry aliases now (they are also polled)."""
+        caller = _caller(request, Action.MANAGE_TRAFFIC)
+        return service.reload(caller.name)
+
+    decision_id = Path(pattern=REQUEST_ID, description="A request id from /v1/score.")
+
+    @app.post("/v1/decisions/{request_id}/override", responses={**_BODY_ERRORS, **_errors(404)})
+    def override(body: OverrideRequest, request: Request, request_id: str = decision_id, _: Any = bearer_dependency(bearer)) -> dict[str, Any]:
+        """A reviewer replaces a decision, with a reason."""
+        caller = _caller(request, Action.REVIEW_DECISIONS)
+        return service.override(caller, request_id, body.decision, body.reason)
+
+    @app.post("/v1/decisions/{request_id}/appeal", responses={**_BODY_ERRORS, **_errors(404)})
+    def appeal(body: AppealRequest, request: Request, request_id: str = decision_id, _: Any = bearer_dependency(bearer)) -> dict[str, Any]:
+        """An applicant contests a decision; it joins the appeal queue."""
+        caller = _caller(request, Action.APPEAL_DECISION)
+        return service.appeal(caller, request_id, body.reason)
+
+    app.add_middleware(_Gate, service=service, max_body=service.context.settings.max_body_bytes)
+    return app
+
+
+def bearer_dependency(bearer: HTTPBearer) -> Any:
+    """Declares the bearer scheme in OpenAPI; the gate middleware has checked it."""
+    from fastapi import Depends
+
+    return Depends(bearer)
+
+
+def _error(request: Request, status: int, error: str) -> JSONResponse:
+    return JSONResponse({"error": error, "request_id": _request_id(request)}, status_code=status)
+

@@ -1,0 +1,74 @@
+"""The same scoring app under Ray Serve, for a cluster (``bankplatform serve --engine ray``).
+
+Each replica builds its own ``ScoringService`` in the workspace (the builder
+runs on the replica), acting as ``svc-scoring`` with the starter's credential,
+which reaches the replicas as environment variables of the job. Serve's
+per-request access log is off: it tripled p99 here, and the audit log already
+holds every request.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import TYPE_CHECKING
+
+from bankplatform.serving.server import ServeOptions, ServingError, listening
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+# Passed to the replicas: who started the service, how Feast and Kedro behave.
+_FORWARDED = (
+    "BANKPLATFORM_TOKEN",
+    "BANKPLATFORM_USER",
+    "BANKPLATFORM_MASTER_KEY",
+    "PYTHONOPTIMIZE",
+    "KEDRO_DISABLE_TELEMETRY",
+    "DO_NOT_TRACK",
+)
+
+
+def build_app(root: str, env: str | None) -> FastAPI:
+    """Build the scoring app on a replica (runs inside the Ray actor)."""
+    from pathlib import Path
+
+    from bankplatform.serving.app import create_app
+    from bankplatform.serving.server import build_service
+
+    os.chdir(root)
+    return create_app(build_service(Path(root), env))
+
+
+def serve_ray(options: ServeOptions, *, blocking: bool = True) -> None:
+    """Deploy one replica of the scoring app on Ray Serve (``RAY_ADDRESS`` or a local Ray).
+
+    Raises:
+        ServingError: ``--tls`` (terminate TLS at the cluster's ingress instead).
+    """
+    import ray
+    from ray import serve
+    from ray.serve.config import HTTPOptions
+    from ray.serve.schema import LoggingConfig
+
+    settings, tls = listening(options)
+    if tls:
+        msg = "--engine ray serves HTTP behind the cluster's ingress; terminate TLS there, or use --engine uvicorn --tls"
+        raise ServingError(msg)
+    env_vars = {k: os.environ[k] for k in _FORWARDED if k in os.environ}
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS"),
+        runtime_env={"env_vars": env_vars},
+        log_to_driver=False,
+        include_dashboard=False,
+    )
+    serve.start(http_options=HTTPOptions(host=settings.host, port=settings.port))
+    builder = functools.partial(build_app, str(options.root), options.env)
+    deployment = serve.deployment(
+        serve.ingress(builder)(),
+        name="scoring",
+        num_replicas=1,
+        max_ongoing_requests=64,
+        logging_config=LoggingConfig(enable_access_log=False),
+    )
+    serve.run(deployment.bind(), name="scoring", route_prefix="/", blocking=blocking)

@@ -1,0 +1,145 @@
+"""Start the scoring service: build it for a workspace env, then serve it with
+uvicorn (one machine) or Ray Serve (a cluster).
+
+The process acts as the ``scoring`` pipeline's service identity (``svc-scoring``)
+on behalf of the person who starts it, which the key service grants only to a
+``platform_admin``. A production workspace refuses to listen without TLS.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bankplatform.errors import BankplatformError
+from bankplatform.manifest import load_manifest
+from bankplatform.project import env_config_loader, resolve_env
+from bankplatform.serving.settings import ServingSettings, load_serving_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from bankplatform.serving.service import ScoringService
+
+SERVICE_PIPELINE = "scoring"
+
+
+class ServingError(BankplatformError):
+    """The scoring service cannot start; the message says why."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How to serve: the CLI's flags over the env's ``serving.yml``."""
+
+    root: Path
+    env: str | None = None
+    tls: bool | None = None
+    port: int | None = None
+    host: str | None = None
+
+
+def build_service(root: Path, env: str | None) -> ScoringService:
+    """The scoring service of a workspace env, its models loaded.
+
+    Raises:
+        ServingError: No served champion can be loaded, or the starter may not run it.
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from bankplatform.feature_repo.definitions import FEATURE_SERVICES
+    from bankplatform.features.settings import FeaturesParameters
+    from bankplatform.features.store import service_features
+    from bankplatform.governance.settings import GovernanceSettings
+    from bankplatform.lineage.settings import load_settings
+    from bankplatform.security.client import serve_as
+    from bankplatform.security.runtime import activate, workspace_security
+    from bankplatform.serving.scoring import OnlineFeatures
+    from bankplatform.serving.service import ScoringService, ServingContext
+
+    manifest = load_manifest(root)
+    chosen = resolve_env(manifest, env)
+    loader = env_config_loader(root, chosen)
+    settings = load_serving_settings(loader, root)
+    serve_as(SERVICE_PIPELINE)
+    security = workspace_security(chosen)
+    activate(security)
+    security.whoami()  # the key service grants svc-scoring only to whoever may start it
+    parameters = loader["parameters"]
+    cut_off = GovernanceSettings.model_validate(parameters["governance"]).decision_cut_off
+    service_name = FeaturesParameters.model_validate(parameters.get("features", {})).feature_service
+    _, uri = load_settings(loader, root)
+    mlflow.set_tracking_uri(uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    store = _feature_store(root, chosen)
+    context = ServingContext(
+        settings=settings,
+        security=security,
+        registry=MlflowClient(tracking_uri=uri),
+        features=OnlineFeatures(store, service_features(FEATURE_SERVICES[service_name])),
+        model_name=manifest.model_name,
+        cut_off=cut_off,
+    )
+    return ScoringService(context)
+
+
+def _feature_store(root: Path, env: str) -> Any:
+    """The env's Feast store, loaded through its Kedro catalog (paths resolved there)."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(root)
+    with KedroSession.create(project_path=root, env=env) as session:
+        return session.load_context().catalog.load("feature_store")
+
+
+def listening(options: ServeOptions) -> tuple[ServingSettings, bool]:
+    """The env's serving settings with the CLI's flags applied, and whether TLS is on.
+
+    Raises:
+        ServingError: A production workspace without TLS, or TLS without its files.
+    """
+    manifest = load_manifest(options.root)
+    chosen = resolve_env(manifest, options.env)
+    settings = load_serving_settings(env_config_loader(options.root, chosen), options.root)
+    updates: dict[str, Any] = {}
+    if options.port is not None:
+        updates["port"] = options.port
+    if options.host is not None:
+        updates["host"] = options.host
+    settings = settings.model_copy(update=updates)
+    tls = settings.tls if options.tls is None else options.tls
+    if manifest.production and not tls:
+        msg = "a production workspace serves over TLS only: start with --tls (and `bankplatform tls init` or the bank's certificate)"
+        raise ServingError(msg)
+    if tls and not (settings.tls_cert.is_file() and settings.tls_key.is_file()):
+        msg = f"TLS needs {settings.tls_cert} and {settings.tls_key}: run `bankplatform tls init`"
+        raise ServingError(msg)
+    return settings, tls
+
+
+def serve_uvicorn(options: ServeOptions) -> None:
+    """Serve with uvicorn, one worker, no access log (the audit log has every request)."""
+    import uvicorn
+
+    from bankplatform.serving.app import create_app
+
+    settings, tls = listening(options)
+    os.chdir(options.root)
+    service = build_service(options.root, options.env)
+    app: FastAPI = create_app(service)
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            access_log=False,
+            log_level="warning",
+            ssl_certfile=str(settings.tls_cert) if tls else None,
+            ssl_keyfile=str(settings.tls_key) if tls else None,
+        )
+    finally:
+        service.close()

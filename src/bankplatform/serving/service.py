@@ -1,0 +1,511 @@
+"""The scoring service's behaviour, apart from HTTP: who calls, what answers,
+what is recorded, and the release controls.
+
+Callers are authenticated by the key service (their bearer token's verdict is
+reused for ``token_cache_seconds``); what a caller may do comes from that
+verdict, never from the request. Every request leaves one audit record (the
+service's own identity, ``svc-scoring``, with the client it proved) and every
+decision one decision-log record; both are written off the request path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from bankplatform.errors import BankplatformError
+from bankplatform.governance.registry import CHALLENGER, CHAMPION, alias_holder
+from bankplatform.security.audit import AuditWriteError
+from bankplatform.security.policy import AccessDenied, Action, IdentityError
+from bankplatform.serving.models import (
+    VARIANTS,
+    ModelRefused,
+    ServedModel,
+    load_served,
+    servable_version,
+)
+from bankplatform.serving.records import (
+    BackgroundWriter,
+    DecisionLog,
+    read_decision_records,
+)
+from bankplatform.serving.scoring import (
+    ModelFault,
+    OnlineFeatures,
+    Scored,
+    input_sha256,
+    model_input,
+    score_application,
+)
+from bankplatform.serving.traffic import ReleaseMonitor, TrafficFile, routes_to_challenger
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    from bankplatform.security.runtime import WorkspaceSecurity
+    from bankplatform.serving.schemas import Application, TrafficState
+    from bankplatform.serving.settings import ServingSettings
+
+REFER = "refer"
+_TOKEN_CACHE_SIZE = 10_000
+_RECENT = 200_000
+
+
+class Unavailable(BankplatformError):
+    """The service cannot decide now (no champion, records not being written)."""
+
+
+class DecisionNotFound(BankplatformError):
+    """No decision with that request id in the decision log."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A proven client: its name and what its roles permit."""
+
+    name: str
+    actions: frozenset[str]
+
+
+@dataclass
+class ServingContext:
+    """What the service is built on (made by ``bankplatform.serving.server``)."""
+
+    settings: ServingSettings
+    security: WorkspaceSecurity
+    registry: MlflowClient
+    features: OnlineFeatures
+    model_name: str
+    cut_off: float
+    audit_entries: list[tuple[str, str, str, dict[str, Any]]] = field(
+        default_factory=list
+    )
+
+
+def new_request_id() -> str:
+    """``req_`` and 32 hexadecimal digits."""
+    return f"req_{uuid.uuid4().hex}"
+
+
+class ScoringService:
+    """Champion and challenger behind authentication, logs and release controls."""
+
+    def __init__(self, context: ServingContext) -> None:
+        self.context = context
+        settings = context.settings
+        self.traffic = TrafficFile(settings.traffic_state)
+        self.monitor = ReleaseMonitor(settings.rollback)
+        self.decisions = DecisionLog(settings.decision_log, settings.flush_seconds)
+        audit_log = context.security.audit_log()
+        self.audit: BackgroundWriter[tuple[str, str, str, dict[str, Any]]] = (
+            BackgroundWriter("audit", audit_log.append_many, settings.flush_seconds)  # type: ignore[arg-type]
+        )
+        self.served: dict[str, ServedModel] = {}
+        self.refused: dict[str, str] = {}
+        self._tokens: dict[str, tuple[float, Caller | str]] = {}
+        self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._shadow = ThreadPoolExecutor(1, thread_name_prefix="shadow")
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.reload("start")
+        self._poller = threading.Thread(target=self._poll, name="aliases", daemon=True)
+        self._poller.start()
+
+    # Identity -------------------------------------------------------------
+
+    def authenticate(self, authorization: str) -> Caller:
+        """The caller a bearer token proves (the key service's verdict, cached).
+
+        Raises:
+            IdentityError: No bearer token, or the key service refused it.
+        """
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            msg = "no credential: send Authorization: Bearer <token> (`bankplatform token issue`)"
+            raise IdentityError(msg)
+        key = hashlib.sha256(token.strip().encode()).hexdigest()
+        now = time.monotonic()
+        cached = self._tokens.get(key)
+        if cached is None or cached[0] < now:
+            cached = (now + self.context.settings.token_cache_seconds, self._verify(token.strip()))
+            if len(self._tokens) >= _TOKEN_CACHE_SIZE:
+                self._tokens.clear()
+            self._tokens[key] = cached
+        if isinstance(cached[1], str):
+            raise IdentityError(cached[1])
+        return cached[1]
+
+    def _verify(self, token: str) -> Caller | str:
+        try:
+            verdict = self.context.security.tokens().verify(token)
+        except IdentityError as error:
+            return str(error)
+        return Caller(str(verdict["name"]), frozenset(verdict["actions"]))
+
+    @staticmethod
+    def authorize(caller: Caller, *actions: Action) -> None:
+        """Refuse unless one of the caller's roles permits one of ``actions``.
+
+        Raises:
+            AccessDenied: None does.
+        """
+        if not any(action.value in caller.actions for action in actions):
+            wanted = " or ".join(a.value for a in actions)
+            msg = f"access denied: {caller.name} may not {wanted}"
+            raise AccessDenied(msg)
+
+    def record_request(
+        self,
+        caller: str,
+        route: str,
+        status: int,
+        request_id: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Queue the audit record of one request (every request gets one)."""
+        outcome = "allowed" if status < 400 else ("denied" if status in (401, 403) else "failed")  # noqa: PLR2004
+        details = {"client": caller, "route": route, "status": status, "request_id": request_id, **(extra or {})}
+        version = details.get("model_version")
+        resource = f"model:{self.context.model_name}/{version}" if version else "scoring"
+        self.audit.put(("scoring.request", resource, outcome, details))
+
+    # Scoring --------------------------------------------------------------
+
+    def score(self, application: Application, caller: Caller, request_id: str) -> dict[str, Any]:
+        """Decide one application; the response body of ``POST /v1/score``.
+
+        Raises:
+            Unavailable: No champion is served, or records are not being written.
+            UnknownCustomer: No online features for the customer.
+        """
+        started = time.perf_counter()
+        self._require_records()
+        state = self.traffic.state
+        if state.halted:
+            return self._respond(request_id, caller, application, None, None, REFER, started, halted=True)
+        champion = self.served.get(CHAMPION)
+        if champion is None:
+            reason = self.refused.get(CHAMPION, "no champion is set")
+            raise Unavailable(f"no model to decide with: {reason}")
+        features = self.context.features.of(application.customer_token)
+        row = model_input(features, application)
+        challenger = self.served.get(CHALLENGER)
+        if challenger is not None and routes_to_challenger(application.customer_token, state.challenger_weight):
+            answered, result, fallback = self._canary(champion, challenger, row)
+        else:
+            answered, result, fallback = champion, self._champion(champion, row), ""
+            if challenger is not None and state.shadow:
+                self._shadow.submit(self._shadow_score, challenger, row, result, request_id)
+        if result is None:
+            return self._respond(request_id, caller, application, row, answered, REFER, started, fallback=fallback)
+        decision = "approve" if result.score <= self.context.cut_off else "decline"
+        return self._respond(request_id, caller, application, row, answered, decision, started, result, fallback)
+
+    def _champion(self, champion: ServedModel, row: dict[str, Any]) -> Scored | None:
+        reasons = self.context.settings.reason_codes
+        try:
+            return score_application(champion, row, reasons)
+        except ModelFault:
+            return None  # referred to a person, never an error to the client
+
+    def _canary(
+        self, champion: ServedModel, challenger: ServedModel, row: dict[str, Any]
+    ) -> tuple[ServedModel, Scored | None, str]:
+        reasons = self.context.settings.reason_codes
+        began = time.perf_counter()
+        try:
+            result: Scored | None = score_application(challenger, row, reasons)
+            fault = ""
+        except ModelFault as error:
+            result, fault = None, str(error)
+        latency = (time.perf_counter() - began) * 1000
+        baseline = self._champion(champion, row)
+        shift = abs(result.score - baseline.score) if result and baseline else None
+        self._observe(failed=result is None, latency_ms=latency, shift=shift)
+        if result is None:  # the champion answers instead
+            return champion, baseline, f"challenger {challenger.version}: {fault}"
+        return challenger, result, ""
+
+    def _shadow_score(
+        self, challenger: ServedModel, row: dict[str, Any], champion: Scored | None, request_id: str
+    ) -> None:
+        began = time.perf_counter()
+        try:
+            result: Scored | None = score_application(challenger, row, self.context.settings.reason_codes)
+            fault = ""
+        except ModelFault as error:
+            result, fault = None, str(error)
+        latency = (time.perf_counter() - began) * 1000
+        shift = abs(result.score - champion.score) if result and champion else None
+        self.decisions.put(
+            {
+                "type": "shadow",
+                "request_id": request_id,
+                "time": _now(),
+                "model": challenger.describe(),
+                "score": result.score if result else None,
+                "champion_score": champion.score if champion else None,
+                "latency_ms": round(latency, 3),
+                "fault": fault,
+            }
+        )
+        self._observe(failed=result is None, latency_ms=latency, shift=shift)
+
+    def _observe(self, *, failed: bool, latency_ms: float, shift: float | None) -> None:
+        breach = self.monitor.observe(failed=failed, latency_ms=latency_ms, shift=shift)
+        if breach is not None:
+            self.rollback("automatic rollback", breach, automatic=True)
+
+    def _respond(
+        self,
+        request_id: str,
+        caller: Caller,
+        application: Application,
+        row: dict[str, Any] | None,
+        answered: ServedModel | None,
+        decision: str,
+        started: float,
+        result: Scored | None = None,
+        fallback: str = "",
+        *,
+        halted: bool = False,
+    ) -> dict[str, Any]:
+        response = {
+            "request_id": request_id,
+            "score": result.score if result else None,
+            "decision": decision,
+            "cut_off": self.context.cut_off,
+            "reason_codes": result.reason_codes if result else [],
+            "model_version": answered.version if answered and result else None,
+            "variant": answered.variant if answered and result else None,
+        }
+        record = {
+            "type": "decision",
+            **response,
+            "time": _now(),
+            "client": caller.name,
+            "customer_token": application.customer_token,
+            "application": application.model_dump(exclude={"customer_token"}),
+            "features": row,
+            "input_sha256": input_sha256(row) if row is not None else None,
+            "model": answered.describe() if answered and result else None,
+            "fallback": fallback,
+            "halted": halted,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+        self.decisions.put(_json_safe(record))
+        self._remember(request_id, {"decision": decision, "model_version": response["model_version"]})
+        return response
+
+    def _remember(self, request_id: str, summary: dict[str, Any]) -> None:
+        with self._lock:
+            self._recent[request_id] = summary
+            if len(self._recent) > _RECENT:
+                self._recent.popitem(last=False)
+
+    def _require_records(self) -> None:
+        for writer in (self.decisions.writer, self.audit):
+            if not writer.healthy:
+                msg = f"not deciding: the {writer.name} is not being written ({writer.last_error or 'backlog full'})"
+                raise Unavailable(msg)
+
+    # Oversight and releases -----------------------------------------------
+
+    def set_traffic(self, caller: Caller, *, weight: float | None, shadow: bool | None, reason: str) -> TrafficState:
+        """Canary weight and shadow mode, audited before they take effect."""
+        changes: dict[str, Any] = {"changed_by": caller.name, "reason": reason}
+        if weight is not None:
+            changes["challenger_weight"] = weight
+        if shadow is not None:
+            changes["shadow"] = shadow
+        if (weight or shadow) and CHALLENGER not in self.served:
+            why = self.refused.get(CHALLENGER, "no challenger is set")
+            raise BankplatformError(f"no challenger to send traffic to: {why}")
+        self._audit_now("scoring.traffic", caller.name, {**changes, "before": self.traffic.state.model_dump()})
+        self.monitor.reset()
+        return self.traffic.update(**changes)
+
+    def halt(self, caller: Caller, *, halted: bool, reason: str) -> TrafficState:
+        """The kill switch: every application referred to manual underwriting."""
+        self._audit_now("scoring.halt" if halted else "scoring.resume", caller.name, {"reason": reason})
+        return self.traffic.update(halted=halted, changed_by=caller.name, reason=reason)
+
+    def rollback(self, actor: str, reason: str, *, automatic: bool = False) -> TrafficState:
+        """Take the challenger out of traffic (weight 0, shadow off)."""
+        with self._lock:
+            state = self.traffic.state
+            if automatic and state.challenger_weight == 0 and not state.shadow:
+                return state
+            challenger = self.served.get(CHALLENGER)
+            self._audit_now(
+                "scoring.rollback",
+                actor,
+                {
+                    "reason": reason,
+                    "automatic": automatic,
+                    "challenger_version": challenger.version if challenger else None,
+                    "window": self.monitor.summary(),
+                    "before": state.model_dump(),
+                },
+            )
+            self.monitor.reset()
+            return self.traffic.update(challenger_weight=0.0, shadow=False, changed_by=actor, reason=reason)
+
+    def override(self, caller: Caller, request_id: str, decision: str, reason: str) -> dict[str, Any]:
+        """A reviewer replaces a logged decision, with a reason."""
+        original = self.find(request_id)
+        entry = {
+            "type": "override",
+            "request_id": request_id,
+            "time": _now(),
+            "reviewer": caller.name,
+            "decision": decision,
+            "original_decision": original["decision"],
+            "reason": reason,
+        }
+        self._audit_now("scoring.override", caller.name, entry)
+        self.decisions.put(entry)
+        self._remember(request_id, {**original, "decision": decision})
+        return {"request_id": request_id, "decision": decision, "original_decision": original["decision"]}
+
+    def appeal(self, caller: Caller, request_id: str, reason: str) -> dict[str, Any]:
+        """An applicant contests a decision: it goes to the appeal queue."""
+        original = self.find(request_id)
+        entry = {"type": "appeal", "request_id": request_id, "time": _now(), "filed_by": caller.name, "decision": original["decision"], "reason": reason, "status": "open"}
+        self._audit_now("scoring.appeal", caller.name, entry)
+        queue = self.context.settings.appeal_queue
+        queue.parent.mkdir(parents=True, exist_ok=True)
+        with queue.open("a", encoding="utf-8") as stream:
+            stream.write(_dumps(entry) + "\n")
+        self.decisions.put(entry)
+        return {"request_id": request_id, "status": "open", "queue": "appeals"}
+
+    def find(self, request_id: str) -> dict[str, Any]:
+        """The decision a request id names (recent ones from memory).
+
+        Raises:
+            DecisionNotFound: Never decided here.
+        """
+        with self._lock:
+            found = self._recent.get(request_id)
+        if found is None:
+            self.decisions.writer.flush()
+            found = _logged_decision(self.decisions.folder, request_id)
+        if found is None:
+            msg = f"no decision with request id {request_id}"
+            raise DecisionNotFound(msg)
+        return dict(found)
+
+    def _audit_now(self, action: str, actor: str, details: dict[str, Any]) -> None:
+        """Audit an oversight action before it takes effect (it fails if it cannot)."""
+        try:
+            self.context.security.audit_log().append(action, "scoring", "allowed", {"by": actor, **_json_safe(details)})
+        except (AuditWriteError, BankplatformError) as error:
+            msg = f"not changed: the audit log cannot be written ({error})"
+            raise Unavailable(msg) from None
+
+    # Models -----------------------------------------------------------------
+
+    def reload(self, actor: str) -> dict[str, Any]:
+        """Re-read the aliases and load what changed; refusals are audited."""
+        name = self.context.model_name
+        records = list(self.context.security.audit_log().records(resource=f"model:{name}/"))
+        changes: dict[str, Any] = {}
+        for variant in VARIANTS:
+            current = self.served.get(variant)
+            try:
+                version = servable_version(self.context.registry, name, variant, records)
+                if version is None:
+                    self.served.pop(variant, None)
+                    self.refused.pop(variant, None)
+                elif current is None or current.version != version:
+                    self.served[variant] = load_served(name, version, variant, records)
+                    self.refused.pop(variant, None)
+            except ModelRefused as error:
+                self.served.pop(variant, None)
+                if self.refused.get(variant) != str(error):
+                    self._audit_now("scoring.model_refused", actor, {"variant": variant, "reason": str(error)})
+                self.refused[variant] = str(error)
+            loaded = self.served.get(variant)
+            if (loaded.version if loaded else None) != (current.version if current else None):
+                changes[variant] = [current.version if current else None, loaded.version if loaded else None]
+                if variant == CHALLENGER:
+                    self.monitor.reset()
+        if changes:
+            self._audit_now("scoring.models_loaded", actor, {"changes": changes})
+        return {"changes": changes, **self.models()}
+
+    def models(self) -> dict[str, Any]:
+        """What ``GET /v1/models`` shows: served versions, refusals, traffic, window."""
+        return {
+            "model": self.context.model_name,
+            "served": {v: m.describe() for v, m in self.served.items()},
+            "refused": dict(self.refused),
+            "traffic": self.traffic.state.model_dump(),
+            "challenger_window": self.monitor.summary(),
+            "cut_off": self.context.cut_off,
+        }
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.context.settings.alias_poll_seconds):
+            try:
+                if self._aliases_moved():
+                    self.reload("alias poll")
+            except Exception as error:  # the next poll tries again
+                print(f"alias poll failed: {type(error).__name__}: {error}"[:300])
+
+    def _aliases_moved(self) -> bool:
+        client, name = self.context.registry, self.context.model_name
+        for variant in VARIANTS:
+            version = alias_holder(client, name, variant)
+            loaded = self.served.get(variant)
+            if (loaded.version if loaded else None) != version:
+                return True
+            if version is not None and client.get_model_version(name, str(version)).tags.get("status") == "decommissioned":
+                return True
+        return False
+
+    def close(self) -> None:
+        """Stop polling and write everything queued."""
+        self._stop.set()
+        self._shadow.shutdown(wait=True)
+        self.decisions.writer.stop()
+        self.audit.stop()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinity as null (the decision log is strict JSON)."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _logged_decision(folder: Path, request_id: str) -> dict[str, Any] | None:
+    """A decision older than this process, from the log (the latest word on it)."""
+    found = None
+    for record in read_decision_records(folder):
+        if record.get("request_id") == request_id and record.get("type") in ("decision", "override"):
+            found = {"decision": record["decision"], "model_version": record.get("model_version")}
+    return found
