@@ -24,6 +24,7 @@ import gpu_training
 import ingestion
 import key_service
 import lineage_overhead
+import scoring_service
 import training_on_ray
 from bankplatform.third_party import quiet_third_party_warnings
 
@@ -38,6 +39,7 @@ BENCHMARKS = {
     "snapshots": feature_snapshots.main,
     "training": training_on_ray.main,
     "evidence": evidence_notebooks.main,
+    "scoring": scoring_service.main,
     "gpu": gpu_training.main,
 }
 

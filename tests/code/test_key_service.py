@@ -181,3 +181,71 @@ def test_a_malformed_key_request_is_a_one_line_refusal(
     assert answer.json() == {
         "error": "bad request: version: Input should be a valid integer, unable to parse string as an integer"
     }
+
+
+def test_only_the_holder_of_an_action_records_it_as_allowed(
+    workspace_security: WorkspaceSecurity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody writes "approved" into the log for somebody else: an allowed record
+    of a governed action needs that action, scoring records the scoring service."""
+    log = workspace_security.audit_log()
+    monkeypatch.setenv("BANKPLATFORM_USER", "dana.scientist")
+    with pytest.raises(AccessDenied, match="may not record allowed model.approve"):
+        log.append("model.approve", "model:credit_default_pd/7", "allowed")
+    with pytest.raises(AccessDenied, match="may not record denied scoring.request"):
+        log.append_many([("scoring.request", "scoring", "denied", {})])
+    # Her own refusal is hers to record; a validator's approval is his.
+    log.append("model.approve", "model:credit_default_pd/7", "denied")
+    monkeypatch.setenv("BANKPLATFORM_USER", "victor.validator")
+    log.append("model.approve", "model:credit_default_pd/7", "allowed")
+
+
+def test_a_batch_is_one_contiguous_run_of_records_and_the_chain_holds(
+    workspace_security: WorkspaceSecurity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANKPLATFORM_USER", "local-developer")
+    log = workspace_security.audit_log()
+    entries = [("note.batch", f"batch:{i}", "allowed", {"i": i}) for i in range(250)]
+    first, last = log.append_many(entries)  # type: ignore[arg-type]
+    assert last - first == 249
+    written = [r for r in log.records(resource="batch:") if first <= r["seq"] <= last]
+    assert [r["details"]["i"] for r in written] == list(range(250))
+    assert {r["actor"] for r in written} == {"local-developer"}
+    assert log.verify().ok
+
+
+def test_a_service_verifies_client_tokens_only_with_verify_tokens(
+    workspace_security: WorkspaceSecurity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from bankplatform.security.client import serve_as
+    from bankplatform.security.policy import IdentityError
+
+    monkeypatch.setenv("BANKPLATFORM_USER", "local-developer")
+    client_token, _ = workspace_security.tokens().issue(
+        "origination-system", ["scoring_client"], timedelta(minutes=5)
+    )
+    with pytest.raises(AccessDenied, match="may not verify_tokens"):
+        workspace_security.tokens().verify(client_token)
+    monkeypatch.setattr("bankplatform.security.client._process_pipeline", "")
+    serve_as("scoring")  # the scoring service's identity, started by an admin
+    try:
+        verdict = workspace_security.tokens().verify(client_token)
+        with pytest.raises(IdentityError, match="signature does not verify"):
+            workspace_security.tokens().verify(client_token[:-4] + "AAAA")
+    finally:
+        serve_as("")
+    assert (verdict["name"], verdict["roles"], verdict["actions"]) == (
+        "origination-system",
+        ["scoring_client"],
+        ["appeal_decision", "score"],
+    )
+    # Someone who may not start the scoring service cannot act as it.
+    monkeypatch.setenv("BANKPLATFORM_USER", "dana.scientist")
+    serve_as("scoring")
+    try:
+        with pytest.raises(AccessDenied, match="may not run pipeline scoring"):
+            workspace_security.tokens().verify(client_token)
+    finally:
+        serve_as("")

@@ -81,7 +81,9 @@ def test_a_candidate_is_registered_pending_with_its_trials(
         "feature_service": "credit_default_v1",
         "feature_service_version": "1",
         "auc_out_of_time": "0.8123",
-        "artefact_sha256": model_artefact_sha256(f"models:/credit_default_pd/{registered['version']}"),
+        "artefact_sha256": model_artefact_sha256(
+            f"models:/credit_default_pd/{registered['version']}"
+        ),
     }
     assert len(version.tags["artefact_sha256"]) == 64
     parent = client.get_run(registered["run_id"])

@@ -10,16 +10,31 @@ import click
 if TYPE_CHECKING:
     from bankplatform.serving.trace import TraceInputs
 
-_ENV = click.option("--env", help="Kedro env whose serving.yml and security.yml apply [manifest default].")
+_ENV = click.option(
+    "--env",
+    help="Kedro env whose serving.yml and security.yml apply [manifest default].",
+)
 
 
 @click.command()
-@click.option("--tls/--no-tls", default=None, help="Serve HTTPS only [serving.yml tls].")
-@click.option("--port", type=click.IntRange(1, 65_535), help="TCP port [serving.yml port].")
+@click.option(
+    "--tls/--no-tls", default=None, help="Serve HTTPS only [serving.yml tls]."
+)
+@click.option(
+    "--port", type=click.IntRange(1, 65_535), help="TCP port [serving.yml port]."
+)
 @click.option("--host", help="Interface to listen on [serving.yml host, 127.0.0.1].")
-@click.option("--engine", type=click.Choice(["uvicorn", "ray"]), default="uvicorn", show_default=True, help="uvicorn on this machine, or Ray Serve (RAY_ADDRESS or a local Ray).")
+@click.option(
+    "--engine",
+    type=click.Choice(["uvicorn", "ray"]),
+    default="uvicorn",
+    show_default=True,
+    help="uvicorn on this machine, or Ray Serve (RAY_ADDRESS or a local Ray).",
+)
 @_ENV
-def serve(tls: bool | None, port: int | None, host: str | None, engine: str, env: str | None) -> None:
+def serve(
+    tls: bool | None, port: int | None, host: str | None, engine: str, env: str | None
+) -> None:
     """Start the scoring service (champion and challenger by registry alias)."""
     from bankplatform.project import find_project_root
     from bankplatform.serving.server import ServeOptions, serve_uvicorn
@@ -39,12 +54,23 @@ def traffic() -> None:
 
 
 @traffic.command("set")
-@click.option("--challenger-weight", type=click.FloatRange(0, 1), required=True, help="Share of customers the challenger answers (1: blue/green switch, 0: back).")
+@click.option(
+    "--challenger-weight",
+    type=click.FloatRange(0, 1),
+    required=True,
+    help="Share of customers the challenger answers (1: blue/green switch, 0: back).",
+)
 @click.option("--reason", default="release change", show_default=True)
 @_ENV
 def set_weight(challenger_weight: float, reason: str, env: str | None) -> None:
     """Set the challenger's share of traffic (sticky by customer)."""
-    _show(_admin(env, "/v1/admin/traffic", {"challenger_weight": challenger_weight, "reason": reason}))
+    _show(
+        _admin(
+            env,
+            "/v1/admin/traffic",
+            {"challenger_weight": challenger_weight, "reason": reason},
+        )
+    )
 
 
 @traffic.command("shadow")
@@ -99,22 +125,46 @@ def show(request_id: str, env: str | None) -> None:
     """A logged decision, re-scored now with the version that made it."""
     import json
 
-    from bankplatform.serving.trace import logged_decision, rescore
+    from bankplatform.serving.trace import RESCORE_TOLERANCE, logged_decision, rescore
 
     inputs = _trace_inputs(env, request_id)
     record, later = logged_decision(inputs.decision_log, request_id)
     again, why = rescore(record, inputs)
-    shown = {k: record.get(k) for k in ("request_id", "time", "client", "customer_token", "application", "decision", "score", "cut_off", "reason_codes", "model", "variant", "fallback", "halted", "latency_ms")}
+    shown = {
+        k: record.get(k)
+        for k in (
+            "request_id",
+            "time",
+            "client",
+            "customer_token",
+            "application",
+            "decision",
+            "score",
+            "cut_off",
+            "reason_codes",
+            "model",
+            "variant",
+            "fallback",
+            "halted",
+            "latency_ms",
+        )
+    }
     click.echo(json.dumps(shown, indent=2))
     for entry in later:
-        click.echo(f"then: {entry['type']} by {entry.get('reviewer') or entry.get('filed_by')}: {entry.get('decision')} ({entry.get('reason')})")
+        click.echo(
+            f"then: {entry['type']} by {entry.get('reviewer') or entry.get('filed_by')}: {entry.get('decision')} ({entry.get('reason')})"
+        )
     if again is None:
         click.echo(f"re-score: not possible ({why})")
         return
-    same = abs(again - float(record["score"])) <= 1e-9
-    click.echo(f"re-score with version {record['model']['version']}: {again:.6f} (logged {float(record['score']):.6f}) {'identical' if same else 'DIFFERENT'}")
+    same = abs(again - float(record["score"])) <= RESCORE_TOLERANCE
+    click.echo(
+        f"re-score with version {record['model']['version']}: {again:.6f} (logged {float(record['score']):.6f}) {'identical' if same else 'DIFFERENT'}"
+    )
     if not same:
-        raise click.ClickException("the logged version no longer gives the logged score")
+        raise click.ClickException(
+            "the logged version no longer gives the logged score"
+        )
 
 
 @decision.command("trace")
@@ -132,7 +182,9 @@ def trace_command(request_id: str, env: str | None) -> None:
     broken = [link.name for link in links if not link.ok]
     if broken:
         raise click.ClickException(f"the chain breaks at: {broken[0]}")
-    click.echo(f"chain intact: {len(links)} links from decision {request_id} to the raw extract")
+    click.echo(
+        f"chain intact: {len(links)} links from decision {request_id} to the raw extract"
+    )
 
 
 def _trace_inputs(env: str | None, request_id: str) -> TraceInputs:
@@ -153,7 +205,9 @@ def _trace_inputs(env: str | None, request_id: str) -> TraceInputs:
     from bankplatform.serving.trace import TraceInputs
 
     if not re.match(REQUEST_ID, request_id):
-        msg = f"{request_id[:60]!r} is not a request id (req_ and 32 hexadecimal digits)"
+        msg = (
+            f"{request_id[:60]!r} is not a request id (req_ and 32 hexadecimal digits)"
+        )
         raise BankplatformError(msg)
     root = find_project_root()
     manifest = load_manifest(root)
@@ -169,7 +223,9 @@ def _trace_inputs(env: str | None, request_id: str) -> TraceInputs:
         decision_log=load_serving_settings(loader, root).decision_log,
         registry=MlflowClient(tracking_uri=uri),
         model_name=manifest.model_name,
-        audit_records=list(security.audit_log().records(resource=f"model:{manifest.model_name}/")),
+        audit_records=list(
+            security.audit_log().records(resource=f"model:{manifest.model_name}/")
+        ),
     )
 
 

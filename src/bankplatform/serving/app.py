@@ -15,7 +15,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
@@ -24,7 +24,6 @@ from starlette.exceptions import HTTPException
 
 from bankplatform.errors import BankplatformError
 from bankplatform.security.policy import AccessDenied, Action, IdentityError
-from bankplatform.serving.scoring import UnknownCustomer
 from bankplatform.serving.schemas import (
     REQUEST_ID,
     AppealRequest,
@@ -35,6 +34,7 @@ from bankplatform.serving.schemas import (
     ScoreResponse,
     TrafficRequest,
 )
+from bankplatform.serving.scoring import UnknownCustomer
 from bankplatform.serving.service import (
     Caller,
     DecisionNotFound,
@@ -52,7 +52,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (IdentityError, 401),
     (AccessDenied, 403),
     (DecisionNotFound, 404),
-    (UnknownCustomer, 422),
+    (UnknownCustomer, 404),
     (Unavailable, 503),
     (BankplatformError, 409),
 ]
@@ -70,11 +70,11 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         400: "Malformed JSON",
         401: "No or invalid bearer token",
         403: "The token's roles do not permit this route",
-        404: "No such decision",
+        404: "No such decision, or (on /v1/score) no features for the customer token",
         409: "The change cannot be made now",
         413: "Body larger than the limit",
         415: "Body is not JSON",
-        422: "A field out of contract (or an unknown customer on /v1/score)",
+        422: "A field out of contract",
         503: "The service cannot decide now (no champion, or records not written)",
     }
     return {c: {"model": ErrorBody, "description": meaning[c]} for c in codes}
@@ -113,7 +113,9 @@ class _Gate:
             )
         except IdentityError as error:
             await _send_error(send, 401, str(error), request_id)
-            self.service.record_request(caller_name, route, 401, request_id, {"reason": str(error)[:200]})
+            self.service.record_request(
+                caller_name, route, 401, request_id, {"reason": str(error)[:200]}
+            )
             return
         except Unavailable as error:
             await _send_error(send, 503, str(error), request_id)
@@ -123,12 +125,18 @@ class _Gate:
         caller_name = caller.name
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _send_error(send, 413, f"body larger than {self.max_body} bytes", request_id)
+            await _send_error(
+                send, 413, f"body larger than {self.max_body} bytes", request_id
+            )
             self.service.record_request(caller_name, route, 413, request_id)
             return
         kind = headers.get(b"content-type", b"").split(b";")[0].strip()
-        if (length not in (None, b"0") or b"transfer-encoding" in headers) and kind != b"application/json":
-            await _send_error(send, 415, "the body must be application/json", request_id)
+        if (
+            length not in (None, b"0") or b"transfer-encoding" in headers
+        ) and kind != b"application/json":
+            await _send_error(
+                send, 415, "the body must be application/json", request_id
+            )
             self.service.record_request(caller_name, route, 415, request_id)
             return
         received = 0
@@ -150,7 +158,9 @@ class _Gate:
             await self.app(scope, bounded_receive, observed_send)
         except _TooLarge:
             status["code"] = 413
-            await _send_error(send, 413, f"body larger than {self.max_body} bytes", request_id)
+            await _send_error(
+                send, 413, f"body larger than {self.max_body} bytes", request_id
+            )
         self.service.record_request(
             caller_name, route, status["code"], request_id, state.get("audit")
         )
@@ -179,9 +189,18 @@ def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "")) or new_request_id()
 
 
-def _caller(request: Request, *actions: Action) -> Caller:
+def _needs(*actions: Action) -> Any:
+    """A route dependency: the caller's roles permit one of ``actions``. It runs
+    before the body is parsed, so a caller without the role learns nothing of it."""
+
+    async def check(request: Request) -> None:  # async: no thread hop for a lookup
+        ScoringService.authorize(request.state.caller, *actions)
+
+    return Depends(check)
+
+
+def _caller(request: Request) -> Caller:
     caller: Caller = request.state.caller
-    ScoringService.authorize(caller, *actions)
     return caller
 
 
@@ -194,7 +213,9 @@ def create_app(service: ScoringService) -> FastAPI:
         redoc_url=None,
         description="Credit decisions from the governed champion (and challenger).",
     )
-    bearer = HTTPBearer(auto_error=False, description="A token from `bankplatform token issue`.")
+    bearer = HTTPBearer(
+        auto_error=False, description="A token from `bankplatform token issue`."
+    )
     app.state.service = service
 
     @app.exception_handler(BankplatformError)
@@ -212,23 +233,32 @@ def create_app(service: ScoringService) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, error: HTTPException) -> JSONResponse:
-        return _error(request, error.status_code, str(error.detail))
+        response = _error(request, error.status_code, str(error.detail))
+        response.headers.update(error.headers or {})  # 405 keeps its Allow header
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         # A bug, not a decision: no stack trace leaves the service (its log has it).
         _LOG.error("request %s failed", _request_id(request), exc_info=error)
-        return _error(request, 503, f"scoring service error ({type(error).__name__}); see its log")
+        return _error(
+            request, 503, f"scoring service error ({type(error).__name__}); see its log"
+        )
 
     @app.get("/healthz", include_in_schema=True)
     def healthz() -> dict[str, str]:
         """Liveness only: reveals nothing."""
         return {"status": "ok"}
 
-    @app.post("/v1/score", response_model=ScoreResponse, responses=_BODY_ERRORS, dependencies=[])
-    def score(application: Application, request: Request, _: Any = bearer_dependency(bearer)) -> JSONResponse:
+    @app.post(
+        "/v1/score",
+        response_model=ScoreResponse,
+        responses={**_BODY_ERRORS, **_errors(404)},
+        dependencies=[Depends(bearer), _needs(Action.SCORE)],
+    )
+    def score(application: Application, request: Request) -> JSONResponse:
         """Decide one loan application: score, decision, reason codes, version."""
-        caller = _caller(request, Action.SCORE)
+        caller = _caller(request)
         response = service.score(application, caller, _request_id(request))
         request.state.audit = {
             "model_version": response["model_version"],
@@ -238,62 +268,94 @@ def create_app(service: ScoringService) -> FastAPI:
         # Built by the service to the ScoreResponse schema; not validated twice.
         return JSONResponse(response)
 
-    @app.get("/v1/models", responses=_errors(401, 403, 503))
-    def models(request: Request, _: Any = bearer_dependency(bearer)) -> dict[str, Any]:
+    @app.get(
+        "/v1/models",
+        responses=_errors(401, 403, 503),
+        dependencies=[Depends(bearer), _needs(Action.SCORE, Action.MANAGE_TRAFFIC)],
+    )
+    def models(request: Request) -> dict[str, Any]:
         """Served versions, refused ones, the release state and the challenger's window."""
-        _caller(request, Action.SCORE, Action.MANAGE_TRAFFIC, Action.READ_REPORTS)
         return service.models()
 
-    @app.post("/v1/admin/traffic", responses={**_BODY_ERRORS, **_errors(409)})
-    def traffic(body: TrafficRequest, request: Request, _: Any = bearer_dependency(bearer)) -> dict[str, Any]:
+    @app.post(
+        "/v1/admin/traffic",
+        responses={**_BODY_ERRORS, **_errors(409)},
+        dependencies=[Depends(bearer), _needs(Action.MANAGE_TRAFFIC)],
+    )
+    def traffic(body: TrafficRequest, request: Request) -> dict[str, Any]:
         """Canary weight (1 = blue/green switch, 0 = back) and shadow mode."""
-        caller = _caller(request, Action.MANAGE_TRAFFIC)
-        state = service.set_traffic(caller, weight=body.challenger_weight, shadow=body.shadow, reason=body.reason)
+        caller = _caller(request)
+        state = service.set_traffic(
+            caller,
+            weight=body.challenger_weight,
+            shadow=body.shadow,
+            reason=body.reason,
+        )
         return state.model_dump()
 
-    @app.post("/v1/admin/halt", responses=_BODY_ERRORS)
-    def halt(body: HaltRequest, request: Request, _: Any = bearer_dependency(bearer)) -> dict[str, Any]:
+    @app.post(
+        "/v1/admin/halt",
+        responses=_BODY_ERRORS,
+        dependencies=[Depends(bearer), _needs(Action.MANAGE_TRAFFIC)],
+    )
+    def halt(body: HaltRequest, request: Request) -> dict[str, Any]:
         """Kill switch: refer every application to manual underwriting (or resume)."""
-        caller = _caller(request, Action.MANAGE_TRAFFIC)
+        caller = _caller(request)
         return service.halt(caller, halted=body.halted, reason=body.reason).model_dump()
 
-    @app.post("/v1/admin/rollback", responses=_BODY_ERRORS)
-    def rollback(body: RollbackRequest, request: Request, _: Any = bearer_dependency(bearer)) -> dict[str, Any]:
+    @app.post(
+        "/v1/admin/rollback",
+        responses=_BODY_ERRORS,
+        dependencies=[Depends(bearer), _needs(Action.MANAGE_TRAFFIC)],
+    )
+    def rollback(body: RollbackRequest, request: Request) -> dict[str, Any]:
         """Take the challenger out of traffic now (weight 0, shadow off)."""
-        caller = _caller(request, Action.MANAGE_TRAFFIC)
+        caller = _caller(request)
         return service.rollback(caller.name, body.reason).model_dump()
 
-    @app.post("/v1/admin/reload", responses=_errors(401, 403, 413, 415, 503))
-    def reload(request: Request, _: Any = bearer_dependency(bearer)) -> dict[str, Any]:
+    @app.post(
+        "/v1/admin/reload",
+        responses=_errors(401, 403, 413, 415, 503),
+        dependencies=[Depends(bearer), _needs(Action.MANAGE_TRAFFIC)],
+    )
+    def reload(request: Request) -> dict[str, Any]:
         """Re-read the registry aliases now (they are also polled)."""
-        caller = _caller(request, Action.MANAGE_TRAFFIC)
+        caller = _caller(request)
         return service.reload(caller.name)
 
     decision_id = Path(pattern=REQUEST_ID, description="A request id from /v1/score.")
 
-    @app.post("/v1/decisions/{request_id}/override", responses={**_BODY_ERRORS, **_errors(404)})
-    def override(body: OverrideRequest, request: Request, request_id: str = decision_id, _: Any = bearer_dependency(bearer)) -> dict[str, Any]:
+    @app.post(
+        "/v1/decisions/{request_id}/override",
+        responses={**_BODY_ERRORS, **_errors(404)},
+        dependencies=[Depends(bearer), _needs(Action.REVIEW_DECISIONS)],
+    )
+    def override(
+        body: OverrideRequest, request: Request, request_id: str = decision_id
+    ) -> dict[str, Any]:
         """A reviewer replaces a decision, with a reason."""
-        caller = _caller(request, Action.REVIEW_DECISIONS)
+        caller = _caller(request)
         return service.override(caller, request_id, body.decision, body.reason)
 
-    @app.post("/v1/decisions/{request_id}/appeal", responses={**_BODY_ERRORS, **_errors(404)})
-    def appeal(body: AppealRequest, request: Request, request_id: str = decision_id, _: Any = bearer_dependency(bearer)) -> dict[str, Any]:
+    @app.post(
+        "/v1/decisions/{request_id}/appeal",
+        responses={**_BODY_ERRORS, **_errors(404)},
+        dependencies=[Depends(bearer), _needs(Action.APPEAL_DECISION)],
+    )
+    def appeal(
+        body: AppealRequest, request: Request, request_id: str = decision_id
+    ) -> dict[str, Any]:
         """An applicant contests a decision; it joins the appeal queue."""
-        caller = _caller(request, Action.APPEAL_DECISION)
+        caller = _caller(request)
         return service.appeal(caller, request_id, body.reason)
 
-    app.add_middleware(_Gate, service=service, max_body=service.context.settings.max_body_bytes)
+    app.add_middleware(
+        _Gate, service=service, max_body=service.context.settings.max_body_bytes
+    )
     return app
 
 
-def bearer_dependency(bearer: HTTPBearer) -> Any:
-    """Declares the bearer scheme in OpenAPI; the gate middleware has checked it."""
-    from fastapi import Depends
-
-    return Depends(bearer)
-
-
 def _error(request: Request, status: int, error: str) -> JSONResponse:
-    return JSONResponse({"error": error, "request_id": _request_id(request)}, status_code=status)
-
+    return JSONResponse(
+        {"error": error, "request_id": _request_id(request)}, status_code=status
+    )

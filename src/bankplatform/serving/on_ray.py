@@ -9,11 +9,22 @@ holds every request.
 
 from __future__ import annotations
 
-import functools
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bankplatform.serving.server import ServeOptions, ServingError, listening
+import ray
+from ray import serve
+from ray.serve.config import HTTPOptions
+from ray.serve.schema import LoggingConfig
+
+from bankplatform.serving.app import create_app
+from bankplatform.serving.server import (
+    ServeOptions,
+    ServingError,
+    build_service,
+    listening,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -31,11 +42,6 @@ _FORWARDED = (
 
 def build_app(root: str, env: str | None) -> FastAPI:
     """Build the scoring app on a replica (runs inside the Ray actor)."""
-    from pathlib import Path
-
-    from bankplatform.serving.app import create_app
-    from bankplatform.serving.server import build_service
-
     os.chdir(root)
     return create_app(build_service(Path(root), env))
 
@@ -46,11 +52,6 @@ def serve_ray(options: ServeOptions, *, blocking: bool = True) -> None:
     Raises:
         ServingError: ``--tls`` (terminate TLS at the cluster's ingress instead).
     """
-    import ray
-    from ray import serve
-    from ray.serve.config import HTTPOptions
-    from ray.serve.schema import LoggingConfig
-
     settings, tls = listening(options)
     if tls:
         msg = "--engine ray serves HTTP behind the cluster's ingress; terminate TLS there, or use --engine uvicorn --tls"
@@ -63,7 +64,11 @@ def serve_ray(options: ServeOptions, *, blocking: bool = True) -> None:
         include_dashboard=False,
     )
     serve.start(http_options=HTTPOptions(host=settings.host, port=settings.port))
-    builder = functools.partial(build_app, str(options.root), options.env)
+    root, env = str(options.root), options.env
+
+    def builder() -> FastAPI:  # evaluated on the replica: a builder takes no arguments
+        return build_app(root, env)
+
     deployment = serve.deployment(
         serve.ingress(builder)(),
         name="scoring",
@@ -71,4 +76,5 @@ def serve_ray(options: ServeOptions, *, blocking: bool = True) -> None:
         max_ongoing_requests=64,
         logging_config=LoggingConfig(enable_access_log=False),
     )
-    serve.run(deployment.bind(), name="scoring", route_prefix="/", blocking=blocking)
+    application = deployment.bind()  # type: ignore[attr-defined]  # a Deployment: serve.deployment's overloads hide it
+    serve.run(application, name="scoring", route_prefix="/", blocking=blocking)

@@ -83,12 +83,17 @@ class BackgroundWriter(Generic[Item]):
             self._wake.wait(self._flush_seconds)
             self._wake.clear()
             while self._queue:
-                batch = [self._queue[i] for i in range(min(MAX_BATCH, len(self._queue)))]
+                batch = [
+                    self._queue[i] for i in range(min(MAX_BATCH, len(self._queue)))
+                ]
                 try:
                     self._write(batch)
                 except Exception as error:
                     self.last_error = f"{type(error).__name__}: {error}"[:300]
-                    print(f"{self.name}: not written, retrying: {self.last_error}", file=sys.stderr)
+                    print(
+                        f"{self.name}: not written, retrying: {self.last_error}",
+                        file=sys.stderr,
+                    )
                     time.sleep(min(1.0, self._flush_seconds * 10))
                     break
                 self.last_error = ""

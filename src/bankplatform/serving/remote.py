@@ -10,9 +10,15 @@ from typing import Any
 import httpx
 
 from bankplatform.errors import BankplatformError
+from bankplatform.manifest import load_manifest
+from bankplatform.project import env_config_loader, find_project_root, resolve_env
 from bankplatform.security.client import TOKEN_ENV_VAR
+from bankplatform.security.runtime import activate, workspace_security
+from bankplatform.serving.settings import load_serving_settings
 
 ADMIN_ROLE = "platform_admin"
+# Where the service listens when it is not where serving.yml says (another port).
+URL_ENV_VAR = "BANKPLATFORM_SCORING_URL"
 
 
 class ScoringClient:
@@ -34,15 +40,11 @@ class ScoringClient:
     def for_workspace(cls, env: str | None) -> ScoringClient:
         """The service ``serving.yml`` says this env listens on, with the caller's token.
 
-        The token is ``$BANKPLATFORM_TOKEN``; without one, in a developer workspace,
+        ``$BANKPLATFORM_SCORING_URL`` overrides the address. The token is
+        ``$BANKPLATFORM_TOKEN``; without one, in a developer workspace,
         the key service issues the acting user a 5-minute admin token (it refuses
         if they are not a ``platform_admin``).
         """
-        from bankplatform.manifest import load_manifest
-        from bankplatform.project import env_config_loader, find_project_root, resolve_env
-        from bankplatform.security.runtime import activate, workspace_security
-        from bankplatform.serving.settings import load_serving_settings
-
         root = find_project_root()
         chosen = resolve_env(load_manifest(root), env)
         settings = load_serving_settings(env_config_loader(root, chosen), root)
@@ -55,7 +57,8 @@ class ScoringClient:
             )
         scheme = "https" if settings.tls else "http"
         return cls(
-            f"{scheme}://{settings.host}:{settings.port}",
+            os.environ.get(URL_ENV_VAR)
+            or f"{scheme}://{settings.host}:{settings.port}",
             token,
             str(settings.tls_cert) if settings.tls else None,
         )
@@ -68,7 +71,9 @@ class ScoringClient:
         """POST a JSON body; the service's refusal raises in its own words."""
         return self._call("POST", path, body)
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> dict[str, Any]:
         try:
             response = self._http.request(method, path, json=body)
         except httpx.TransportError as error:

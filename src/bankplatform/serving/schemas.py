@@ -14,7 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from bankplatform.contracts.reference import PURPOSES, TERMS_MONTHS
 
-CUSTOMER_TOKEN = r"^cus_[0-9a-f]{32}$"
+CUSTOMER_TOKEN = r"^cus_[0-9a-f]{32}$"  # noqa: S105 - a pattern, not a secret
 REQUEST_ID = r"^req_[0-9a-f]{32}$"
 MAX_AMOUNT = 1_000_000.0
 Purpose = Literal[PURPOSES]  # type: ignore[valid-type]
@@ -60,7 +60,9 @@ class ScoreResponse(BaseModel):
     """The decision on one application."""
 
     request_id: str
-    score: float | None = Field(description="Probability of default; null when referred by a halt.")
+    score: float | None = Field(
+        description="Probability of default; null when referred by a halt."
+    )
     decision: Decision
     cut_off: float
     reason_codes: list[ReasonCode]
@@ -71,7 +73,9 @@ class ScoreResponse(BaseModel):
 class TrafficRequest(_Body):
     """A release change: any field left out keeps its value."""
 
-    challenger_weight: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    challenger_weight: float | None = Field(
+        default=None, ge=0, le=1, allow_inf_nan=False
+    )
     shadow: bool | None = None
     reason: str = Field(min_length=1, max_length=500)
 

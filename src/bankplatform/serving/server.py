@@ -13,15 +13,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import mlflow
+import uvicorn
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from mlflow.tracking import MlflowClient
+
 from bankplatform.errors import BankplatformError
+from bankplatform.feature_repo.definitions import FEATURE_SERVICES
+from bankplatform.features.settings import FeaturesParameters
+from bankplatform.features.store import service_features
+from bankplatform.governance.settings import GovernanceSettings
+from bankplatform.lineage.settings import load_settings
 from bankplatform.manifest import load_manifest
 from bankplatform.project import env_config_loader, resolve_env
+from bankplatform.security.client import serve_as
+from bankplatform.security.runtime import activate, workspace_security
+from bankplatform.serving.app import create_app
+from bankplatform.serving.scoring import OnlineFeatures
+from bankplatform.serving.service import ScoringService, ServingContext
 from bankplatform.serving.settings import ServingSettings, load_serving_settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-
-    from bankplatform.serving.service import ScoringService
 
 SERVICE_PIPELINE = "scoring"
 
@@ -47,18 +61,6 @@ def build_service(root: Path, env: str | None) -> ScoringService:
     Raises:
         ServingError: No served champion can be loaded, or the starter may not run it.
     """
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    from bankplatform.feature_repo.definitions import FEATURE_SERVICES
-    from bankplatform.features.settings import FeaturesParameters
-    from bankplatform.features.store import service_features
-    from bankplatform.governance.settings import GovernanceSettings
-    from bankplatform.lineage.settings import load_settings
-    from bankplatform.security.client import serve_as
-    from bankplatform.security.runtime import activate, workspace_security
-    from bankplatform.serving.scoring import OnlineFeatures
-    from bankplatform.serving.service import ScoringService, ServingContext
 
     manifest = load_manifest(root)
     chosen = resolve_env(manifest, env)
@@ -69,8 +71,12 @@ def build_service(root: Path, env: str | None) -> ScoringService:
     activate(security)
     security.whoami()  # the key service grants svc-scoring only to whoever may start it
     parameters = loader["parameters"]
-    cut_off = GovernanceSettings.model_validate(parameters["governance"]).decision_cut_off
-    service_name = FeaturesParameters.model_validate(parameters.get("features", {})).feature_service
+    cut_off = GovernanceSettings.model_validate(
+        parameters["governance"]
+    ).decision_cut_off
+    service_name = FeaturesParameters.model_validate(
+        parameters.get("features", {})
+    ).feature_service
     _, uri = load_settings(loader, root)
     mlflow.set_tracking_uri(uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -79,7 +85,9 @@ def build_service(root: Path, env: str | None) -> ScoringService:
         settings=settings,
         security=security,
         registry=MlflowClient(tracking_uri=uri),
-        features=OnlineFeatures(store, service_features(FEATURE_SERVICES[service_name])),
+        features=OnlineFeatures(
+            store, service_features(FEATURE_SERVICES[service_name])
+        ),
         model_name=manifest.model_name,
         cut_off=cut_off,
     )
@@ -88,12 +96,13 @@ def build_service(root: Path, env: str | None) -> ScoringService:
 
 def _feature_store(root: Path, env: str) -> Any:
     """The env's Feast store, loaded through its Kedro catalog (paths resolved there)."""
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(root)
-    with KedroSession.create(project_path=root, env=env) as session:
+    session = KedroSession.create(project_path=root, env=env)
+    try:
         return session.load_context().catalog.load("feature_store")
+    finally:
+        session.close()
 
 
 def listening(options: ServeOptions) -> tuple[ServingSettings, bool]:
@@ -104,7 +113,9 @@ def listening(options: ServeOptions) -> tuple[ServingSettings, bool]:
     """
     manifest = load_manifest(options.root)
     chosen = resolve_env(manifest, options.env)
-    settings = load_serving_settings(env_config_loader(options.root, chosen), options.root)
+    settings = load_serving_settings(
+        env_config_loader(options.root, chosen), options.root
+    )
     updates: dict[str, Any] = {}
     if options.port is not None:
         updates["port"] = options.port
@@ -123,9 +134,6 @@ def listening(options: ServeOptions) -> tuple[ServingSettings, bool]:
 
 def serve_uvicorn(options: ServeOptions) -> None:
     """Serve with uvicorn, one worker, no access log (the audit log has every request)."""
-    import uvicorn
-
-    from bankplatform.serving.app import create_app
 
     settings, tls = listening(options)
     os.chdir(options.root)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from bankplatform.errors import BankplatformError
@@ -45,7 +47,11 @@ from bankplatform.serving.scoring import (
     model_input,
     score_application,
 )
-from bankplatform.serving.traffic import ReleaseMonitor, TrafficFile, routes_to_challenger
+from bankplatform.serving.traffic import (
+    ReleaseMonitor,
+    TrafficFile,
+    routes_to_challenger,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -57,6 +63,7 @@ if TYPE_CHECKING:
     from bankplatform.serving.settings import ServingSettings
 
 REFER = "refer"
+_REFUSED = (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN)
 _TOKEN_CACHE_SIZE = 10_000
 _RECENT = 200_000
 
@@ -137,7 +144,10 @@ class ScoringService:
         now = time.monotonic()
         cached = self._tokens.get(key)
         if cached is None or cached[0] < now:
-            cached = (now + self.context.settings.token_cache_seconds, self._verify(token.strip()))
+            cached = (
+                now + self.context.settings.token_cache_seconds,
+                self._verify(token.strip()),
+            )
             if len(self._tokens) >= _TOKEN_CACHE_SIZE:
                 self._tokens.clear()
             self._tokens[key] = cached
@@ -173,15 +183,29 @@ class ScoringService:
         extra: dict[str, Any] | None = None,
     ) -> None:
         """Queue the audit record of one request (every request gets one)."""
-        outcome = "allowed" if status < 400 else ("denied" if status in (401, 403) else "failed")  # noqa: PLR2004
-        details = {"client": caller, "route": route, "status": status, "request_id": request_id, **(extra or {})}
+        outcome = (
+            "allowed"
+            if status < HTTPStatus.BAD_REQUEST
+            else ("denied" if status in _REFUSED else "failed")
+        )
+        details = {
+            "client": caller,
+            "route": route,
+            "status": status,
+            "request_id": request_id,
+            **(extra or {}),
+        }
         version = details.get("model_version")
-        resource = f"model:{self.context.model_name}/{version}" if version else "scoring"
+        resource = (
+            f"model:{self.context.model_name}/{version}" if version else "scoring"
+        )
         self.audit.put(("scoring.request", resource, outcome, details))
 
     # Scoring --------------------------------------------------------------
 
-    def score(self, application: Application, caller: Caller, request_id: str) -> dict[str, Any]:
+    def score(
+        self, application: Application, caller: Caller, request_id: str
+    ) -> dict[str, Any]:
         """Decide one application; the response body of ``POST /v1/score``.
 
         Raises:
@@ -192,7 +216,9 @@ class ScoringService:
         self._require_records()
         state = self.traffic.state
         if state.halted:
-            return self._respond(request_id, caller, application, None, None, REFER, started, halted=True)
+            return self._respond(
+                request_id, caller, application, None, None, REFER, started, halted=True
+            )
         champion = self.served.get(CHAMPION)
         if champion is None:
             reason = self.refused.get(CHAMPION, "no champion is set")
@@ -200,16 +226,39 @@ class ScoringService:
         features = self.context.features.of(application.customer_token)
         row = model_input(features, application)
         challenger = self.served.get(CHALLENGER)
-        if challenger is not None and routes_to_challenger(application.customer_token, state.challenger_weight):
+        if challenger is not None and routes_to_challenger(
+            application.customer_token, state.challenger_weight
+        ):
             answered, result, fallback = self._canary(champion, challenger, row)
         else:
             answered, result, fallback = champion, self._champion(champion, row), ""
             if challenger is not None and state.shadow:
-                self._shadow.submit(self._shadow_score, challenger, row, result, request_id)
+                self._shadow.submit(
+                    self._shadow_score, challenger, row, result, request_id
+                )
         if result is None:
-            return self._respond(request_id, caller, application, row, answered, REFER, started, fallback=fallback)
+            return self._respond(
+                request_id,
+                caller,
+                application,
+                row,
+                answered,
+                REFER,
+                started,
+                fallback=fallback,
+            )
         decision = "approve" if result.score <= self.context.cut_off else "decline"
-        return self._respond(request_id, caller, application, row, answered, decision, started, result, fallback)
+        return self._respond(
+            request_id,
+            caller,
+            application,
+            row,
+            answered,
+            decision,
+            started,
+            result,
+            fallback,
+        )
 
     def _champion(self, champion: ServedModel, row: dict[str, Any]) -> Scored | None:
         reasons = self.context.settings.reason_codes
@@ -237,11 +286,17 @@ class ScoringService:
         return challenger, result, ""
 
     def _shadow_score(
-        self, challenger: ServedModel, row: dict[str, Any], champion: Scored | None, request_id: str
+        self,
+        challenger: ServedModel,
+        row: dict[str, Any],
+        champion: Scored | None,
+        request_id: str,
     ) -> None:
         began = time.perf_counter()
         try:
-            result: Scored | None = score_application(challenger, row, self.context.settings.reason_codes)
+            result: Scored | None = score_application(
+                challenger, row, self.context.settings.reason_codes
+            )
             fault = ""
         except ModelFault as error:
             result, fault = None, str(error)
@@ -304,7 +359,10 @@ class ScoringService:
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         }
         self.decisions.put(_json_safe(record))
-        self._remember(request_id, {"decision": decision, "model_version": response["model_version"]})
+        self._remember(
+            request_id,
+            {"decision": decision, "model_version": response["model_version"]},
+        )
         return response
 
     def _remember(self, request_id: str, summary: dict[str, Any]) -> None:
@@ -321,7 +379,9 @@ class ScoringService:
 
     # Oversight and releases -----------------------------------------------
 
-    def set_traffic(self, caller: Caller, *, weight: float | None, shadow: bool | None, reason: str) -> TrafficState:
+    def set_traffic(
+        self, caller: Caller, *, weight: float | None, shadow: bool | None, reason: str
+    ) -> TrafficState:
         """Canary weight and shadow mode, audited before they take effect."""
         changes: dict[str, Any] = {"changed_by": caller.name, "reason": reason}
         if weight is not None:
@@ -331,16 +391,26 @@ class ScoringService:
         if (weight or shadow) and CHALLENGER not in self.served:
             why = self.refused.get(CHALLENGER, "no challenger is set")
             raise BankplatformError(f"no challenger to send traffic to: {why}")
-        self._audit_now("scoring.traffic", caller.name, {**changes, "before": self.traffic.state.model_dump()})
+        self._audit_now(
+            "scoring.traffic",
+            caller.name,
+            {**changes, "before": self.traffic.state.model_dump()},
+        )
         self.monitor.reset()
         return self.traffic.update(**changes)
 
     def halt(self, caller: Caller, *, halted: bool, reason: str) -> TrafficState:
         """The kill switch: every application referred to manual underwriting."""
-        self._audit_now("scoring.halt" if halted else "scoring.resume", caller.name, {"reason": reason})
+        self._audit_now(
+            "scoring.halt" if halted else "scoring.resume",
+            caller.name,
+            {"reason": reason},
+        )
         return self.traffic.update(halted=halted, changed_by=caller.name, reason=reason)
 
-    def rollback(self, actor: str, reason: str, *, automatic: bool = False) -> TrafficState:
+    def rollback(
+        self, actor: str, reason: str, *, automatic: bool = False
+    ) -> TrafficState:
         """Take the challenger out of traffic (weight 0, shadow off)."""
         with self._lock:
             state = self.traffic.state
@@ -359,9 +429,13 @@ class ScoringService:
                 },
             )
             self.monitor.reset()
-            return self.traffic.update(challenger_weight=0.0, shadow=False, changed_by=actor, reason=reason)
+            return self.traffic.update(
+                challenger_weight=0.0, shadow=False, changed_by=actor, reason=reason
+            )
 
-    def override(self, caller: Caller, request_id: str, decision: str, reason: str) -> dict[str, Any]:
+    def override(
+        self, caller: Caller, request_id: str, decision: str, reason: str
+    ) -> dict[str, Any]:
         """A reviewer replaces a logged decision, with a reason."""
         original = self.find(request_id)
         entry = {
@@ -376,12 +450,24 @@ class ScoringService:
         self._audit_now("scoring.override", caller.name, entry)
         self.decisions.put(entry)
         self._remember(request_id, {**original, "decision": decision})
-        return {"request_id": request_id, "decision": decision, "original_decision": original["decision"]}
+        return {
+            "request_id": request_id,
+            "decision": decision,
+            "original_decision": original["decision"],
+        }
 
     def appeal(self, caller: Caller, request_id: str, reason: str) -> dict[str, Any]:
         """An applicant contests a decision: it goes to the appeal queue."""
         original = self.find(request_id)
-        entry = {"type": "appeal", "request_id": request_id, "time": _now(), "filed_by": caller.name, "decision": original["decision"], "reason": reason, "status": "open"}
+        entry = {
+            "type": "appeal",
+            "request_id": request_id,
+            "time": _now(),
+            "filed_by": caller.name,
+            "decision": original["decision"],
+            "reason": reason,
+            "status": "open",
+        }
         self._audit_now("scoring.appeal", caller.name, entry)
         queue = self.context.settings.appeal_queue
         queue.parent.mkdir(parents=True, exist_ok=True)
@@ -409,7 +495,9 @@ class ScoringService:
     def _audit_now(self, action: str, actor: str, details: dict[str, Any]) -> None:
         """Audit an oversight action before it takes effect (it fails if it cannot)."""
         try:
-            self.context.security.audit_log().append(action, "scoring", "allowed", {"by": actor, **_json_safe(details)})
+            self.context.security.audit_log().append(
+                action, "scoring", "allowed", {"by": actor, **_json_safe(details)}
+            )
         except (AuditWriteError, BankplatformError) as error:
             msg = f"not changed: the audit log cannot be written ({error})"
             raise Unavailable(msg) from None
@@ -419,12 +507,16 @@ class ScoringService:
     def reload(self, actor: str) -> dict[str, Any]:
         """Re-read the aliases and load what changed; refusals are audited."""
         name = self.context.model_name
-        records = list(self.context.security.audit_log().records(resource=f"model:{name}/"))
+        records = list(
+            self.context.security.audit_log().records(resource=f"model:{name}/")
+        )
         changes: dict[str, Any] = {}
         for variant in VARIANTS:
             current = self.served.get(variant)
             try:
-                version = servable_version(self.context.registry, name, variant, records)
+                version = servable_version(
+                    self.context.registry, name, variant, records
+                )
                 if version is None:
                     self.served.pop(variant, None)
                     self.refused.pop(variant, None)
@@ -434,11 +526,20 @@ class ScoringService:
             except ModelRefused as error:
                 self.served.pop(variant, None)
                 if self.refused.get(variant) != str(error):
-                    self._audit_now("scoring.model_refused", actor, {"variant": variant, "reason": str(error)})
+                    self._audit_now(
+                        "scoring.model_refused",
+                        actor,
+                        {"variant": variant, "reason": str(error)},
+                    )
                 self.refused[variant] = str(error)
             loaded = self.served.get(variant)
-            if (loaded.version if loaded else None) != (current.version if current else None):
-                changes[variant] = [current.version if current else None, loaded.version if loaded else None]
+            if (loaded.version if loaded else None) != (
+                current.version if current else None
+            ):
+                changes[variant] = [
+                    current.version if current else None,
+                    loaded.version if loaded else None,
+                ]
                 if variant == CHALLENGER:
                     self.monitor.reset()
         if changes:
@@ -471,7 +572,11 @@ class ScoringService:
             loaded = self.served.get(variant)
             if (loaded.version if loaded else None) != version:
                 return True
-            if version is not None and client.get_model_version(name, str(version)).tags.get("status") == "decommissioned":
+            if (
+                version is not None
+                and client.get_model_version(name, str(version)).tags.get("status")
+                == "decommissioned"
+            ):
                 return True
         return False
 
@@ -490,7 +595,7 @@ def _now() -> str:
 def _json_safe(value: Any) -> Any:
     """NaN and infinity as null (the decision log is strict JSON)."""
     if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -506,6 +611,12 @@ def _logged_decision(folder: Path, request_id: str) -> dict[str, Any] | None:
     """A decision older than this process, from the log (the latest word on it)."""
     found = None
     for record in read_decision_records(folder):
-        if record.get("request_id") == request_id and record.get("type") in ("decision", "override"):
-            found = {"decision": record["decision"], "model_version": record.get("model_version")}
+        if record.get("request_id") == request_id and record.get("type") in (
+            "decision",
+            "override",
+        ):
+            found = {
+                "decision": record["decision"],
+                "model_version": record.get("model_version"),
+            }
     return found

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlflow.exceptions import MlflowException
+
 from bankplatform.errors import BankplatformError
 from bankplatform.governance.evidence import changed_evidence
 from bankplatform.lineage.fingerprint import FingerprintCache
@@ -63,7 +65,9 @@ class TraceInputs:
     audit_records: list[dict[str, Any]]
 
 
-def logged_decision(folder: Path, request_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def logged_decision(
+    folder: Path, request_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The decision record of a request and what followed it (overrides, appeals).
 
     Raises:
@@ -93,7 +97,9 @@ def rescore(decision: dict[str, Any], inputs: TraceInputs) -> tuple[float | None
     if not model or decision.get("features") is None:
         return None, "no model decided it (halted or referred)"
     records = inputs.audit_records
-    served = load_served(inputs.model_name, int(model["version"]), str(model["variant"]), records)
+    served = load_served(
+        inputs.model_name, int(model["version"]), str(model["variant"]), records
+    )
     scored = score_application(served, decision["features"], reason_count=20)
     return scored.score, ""
 
@@ -103,7 +109,13 @@ def trace(decision: dict[str, Any], inputs: TraceInputs) -> list[Link]:
     links = [_decision_link(decision, inputs)]
     model = decision.get("model")
     if not model:
-        links.append(Link("model", False, "no model decided it (halted, or the champion failed and it was referred)"))
+        links.append(
+            Link(
+                "model",
+                False,
+                "no model decided it (halted, or the champion failed and it was referred)",
+            )
+        )
         return links
     version = int(model["version"])
     facts = version_records(inputs.audit_records, inputs.model_name, version)
@@ -122,27 +134,59 @@ def _decision_link(decision: dict[str, Any], inputs: TraceInputs) -> Link:
     request_id = decision["request_id"]
     features = decision.get("features")
     if features is not None and input_sha256(features) != decision.get("input_sha256"):
-        return Link("decision", False, "the logged inputs do not hash to the logged input_sha256 (edited?)")
+        return Link(
+            "decision",
+            False,
+            "the logged inputs do not hash to the logged input_sha256 (edited?)",
+        )
     audited = [
-        r for r in inputs.audit_records
-        if r.get("action") == "scoring.request" and (r.get("details") or {}).get("request_id") == request_id
+        r
+        for r in inputs.audit_records
+        if r.get("action") == "scoring.request"
+        and (r.get("details") or {}).get("request_id") == request_id
     ]
     if not audited:
-        return Link("decision", False, f"no audit record of request {request_id}: the decision log line is not in the signed log")
+        return Link(
+            "decision",
+            False,
+            f"no audit record of request {request_id}: the decision log line is not in the signed log",
+        )
     details = audited[-1].get("details") or {}
-    if details.get("model_version") != decision.get("model_version") or details.get("decision") != decision.get("decision"):
-        return Link("decision", False, f"the audit log says version {details.get('model_version')} decided {details.get('decision')}, the decision log says version {decision.get('model_version')} decided {decision.get('decision')}")
-    return Link("decision", True, f"{decision['decision']} at PD {decision.get('score')} (cut-off {decision.get('cut_off')}) for {decision.get('client')}, audited as seq {audited[-1].get('seq')}, inputs hash {str(decision.get('input_sha256'))[:12]}")
+    if details.get("model_version") != decision.get("model_version") or details.get(
+        "decision"
+    ) != decision.get("decision"):
+        return Link(
+            "decision",
+            False,
+            f"the audit log says version {details.get('model_version')} decided {details.get('decision')}, the decision log says version {decision.get('model_version')} decided {decision.get('decision')}",
+        )
+    return Link(
+        "decision",
+        True,
+        f"{decision['decision']} at PD {decision.get('score')} (cut-off {decision.get('cut_off')}) for {decision.get('client')}, audited as seq {audited[-1].get('seq')}, inputs hash {str(decision.get('input_sha256'))[:12]}",
+    )
 
 
 def _artefact_link(model: dict[str, Any], registered: str, inputs: TraceInputs) -> Link:
     version = int(model["version"])
     now = model_artefact_sha256(f"models:/{inputs.model_name}/{version}")
     if not registered:
-        return Link("model artefact", False, f"version {version} has no registration record with an artefact hash")
+        return Link(
+            "model artefact",
+            False,
+            f"version {version} has no registration record with an artefact hash",
+        )
     if not (now == registered == model.get("artefact_sha256")):
-        return Link("model artefact", False, f"version {version}: files hash to {now[:12]}, registered {registered[:12]}, served {str(model.get('artefact_sha256'))[:12]}")
-    return Link("model artefact", True, f"{inputs.model_name} version {version}, files hash {now[:12]} = registered = served")
+        return Link(
+            "model artefact",
+            False,
+            f"version {version}: files hash to {now[:12]}, registered {registered[:12]}, served {str(model.get('artefact_sha256'))[:12]}",
+        )
+    return Link(
+        "model artefact",
+        True,
+        f"{inputs.model_name} version {version}, files hash {now[:12]} = registered = served",
+    )
 
 
 def _rescore_link(decision: dict[str, Any], inputs: TraceInputs) -> Link:
@@ -151,31 +195,63 @@ def _rescore_link(decision: dict[str, Any], inputs: TraceInputs) -> Link:
     if score is None or logged is None:
         return Link("re-score", False, why or "no logged score")
     if not math.isclose(score, float(logged), abs_tol=RESCORE_TOLERANCE):
-        return Link("re-score", False, f"logged PD {logged}, the same version now gives {score}")
-    return Link("re-score", True, f"the logged inputs score {score:.6f} again (logged {float(logged):.6f})")
+        return Link(
+            "re-score", False, f"logged PD {logged}, the same version now gives {score}"
+        )
+    return Link(
+        "re-score",
+        True,
+        f"the logged inputs score {score:.6f} again (logged {float(logged):.6f})",
+    )
 
 
-def _governance_links(decision: dict[str, Any], version: int, inputs: TraceInputs) -> list[Link]:
+def _governance_links(
+    decision: dict[str, Any], version: int, inputs: TraceInputs
+) -> list[Link]:
     resource = f"model:{inputs.model_name}/{version}"
     before = str(decision.get("time", ""))
     approvals = [
-        r for r in inputs.audit_records
-        if r.get("resource") == resource and r.get("action") == "model.approve" and r.get("outcome") == "allowed" and str(r.get("time", "")) <= before
+        r
+        for r in inputs.audit_records
+        if r.get("resource") == resource
+        and r.get("action") == "model.approve"
+        and r.get("outcome") == "allowed"
+        and str(r.get("time", "")) <= before
     ]
     links = [
-        Link("approval", True, f"approved by {approvals[-1]['actor']} at {approvals[-1]['time'][:19]} (audit seq {approvals[-1]['seq']})")
+        Link(
+            "approval",
+            True,
+            f"approved by {approvals[-1]['actor']} at {approvals[-1]['time'][:19]} (audit seq {approvals[-1]['seq']})",
+        )
         if approvals
-        else Link("approval", False, f"no approval of version {version} in the audit log before the decision")
+        else Link(
+            "approval",
+            False,
+            f"no approval of version {version} in the audit log before the decision",
+        )
     ]
     if decision.get("variant") == "champion":
         promotions = [
-            r for r in inputs.audit_records
-            if r.get("resource") == resource and r.get("action") in ("model.promote", "model.rollback") and r.get("outcome") == "allowed" and str(r.get("time", "")) <= before
+            r
+            for r in inputs.audit_records
+            if r.get("resource") == resource
+            and r.get("action") in ("model.promote", "model.rollback")
+            and r.get("outcome") == "allowed"
+            and str(r.get("time", "")) <= before
         ]
         links.append(
-            Link("promotion", True, f"champion by {promotions[-1]['actor']} at {promotions[-1]['time'][:19]} (audit seq {promotions[-1]['seq']})")
+            Link(
+                "promotion",
+                True,
+                f"champion by {promotions[-1]['actor']} at {promotions[-1]['time'][:19]} (audit seq {promotions[-1]['seq']})",
+            )
             if promotions
-            else Link("promotion", False, f"version {version} answered as champion but no promotion is in the audit log")
+            else Link(
+                "promotion",
+                False,
+                f"version {version} answered as champion but no promotion is in the audit log",
+            )
         )
     return links
 
@@ -183,11 +259,16 @@ def _governance_links(decision: dict[str, Any], version: int, inputs: TraceInput
 def _evidence_link(version: int, inputs: TraceInputs) -> Link:
     resource = f"model:{inputs.model_name}/{version}"
     evaluations = [
-        r for r in inputs.audit_records
-        if r.get("resource") == resource and r.get("action") == "model.evaluate" and r.get("outcome") == "allowed"
+        r
+        for r in inputs.audit_records
+        if r.get("resource") == resource
+        and r.get("action") == "model.evaluate"
+        and r.get("outcome") == "allowed"
     ]
     if not evaluations:
-        return Link("evidence", False, f"no evaluation of version {version} in the audit log")
+        return Link(
+            "evidence", False, f"no evaluation of version {version} in the audit log"
+        )
     recorded = dict((evaluations[-1].get("details") or {}).get("evidence_sha256") or {})
     if not recorded:
         return Link("evidence", False, "the evaluation record lists no evidence files")
@@ -195,22 +276,36 @@ def _evidence_link(version: int, inputs: TraceInputs) -> Link:
     if problems:
         return Link("evidence", False, "; ".join(problems))
     notebooks = sorted(Path(p).name for p in recorded if p.endswith(".ipynb"))
-    return Link("evidence", True, f"{len(recorded)} evidence files match their hashes at evaluation ({', '.join(notebooks)})")
+    return Link(
+        "evidence",
+        True,
+        f"{len(recorded)} evidence files match their hashes at evaluation ({', '.join(notebooks)})",
+    )
 
 
-def _training_link(model: dict[str, Any], registered_run: str, inputs: TraceInputs) -> tuple[Link, Any]:
-    from mlflow.exceptions import MlflowException
-
+def _training_link(
+    model: dict[str, Any], registered_run: str, inputs: TraceInputs
+) -> tuple[Link, Any]:
     run_id = str(model.get("run_id") or "")
     if not run_id or run_id != registered_run:
-        return Link("training run", False, f"served run {run_id or '-'} is not the registered run {registered_run or '-'}"), None
+        return Link(
+            "training run",
+            False,
+            f"served run {run_id or '-'} is not the registered run {registered_run or '-'}",
+        ), None
     try:
         run = inputs.registry.get_run(run_id)
     except MlflowException:
-        return Link("training run", False, f"run {run_id} is not in the tracking store"), None
+        return Link(
+            "training run", False, f"run {run_id} is not in the tracking store"
+        ), None
     tags = run.data.tags
     service = f"{tags.get('feast.feature_service', '?')} v{tags.get('feast.feature_service_version', '?')}"
-    return Link("training run", True, f"run {run_id} trained by {tags.get('trainer', '?')} as {tags.get('service_identity', '?')} on feature service {service}, out-of-time AUC {run.data.metrics.get('auc_out_of_time', float('nan')):.4f}"), run
+    return Link(
+        "training run",
+        True,
+        f"run {run_id} trained by {tags.get('trainer', '?')} as {tags.get('service_identity', '?')} on feature service {service}, out-of-time AUC {run.data.metrics.get('auc_out_of_time', float('nan')):.4f}",
+    ), run
 
 
 def _data_links(candidate: Any, inputs: TraceInputs) -> list[Link]:
@@ -224,7 +319,8 @@ def _data_links(candidate: Any, inputs: TraceInputs) -> list[Link]:
     )
     containing = next(
         (
-            r for r in runs
+            r
+            for r in runs
             if r.info.run_id != candidate.info.run_id
             and not r.data.tags.get("mlflow.parentRunId")
             and any(k.startswith("input.") for k in r.data.tags)
@@ -233,7 +329,13 @@ def _data_links(candidate: Any, inputs: TraceInputs) -> list[Link]:
         None,
     )
     if containing is None:
-        return [Link("input datasets", False, "no lineage run of the training was found in the tracking store")]
+        return [
+            Link(
+                "input datasets",
+                False,
+                "no lineage run of the training was found in the tracking store",
+            )
+        ]
     links = []
     with tempfile.TemporaryDirectory() as folder:
         cache = FingerprintCache(Path(folder) / "cache.json")
@@ -244,16 +346,42 @@ def _data_links(candidate: Any, inputs: TraceInputs) -> list[Link]:
             recorded = containing.data.tags.get(f"input.{name}.sha256", "")
             found = cache.fingerprint(source)
             if found is None or found.sha256 != recorded:
-                changed.append(f"{name} ({'missing' if found is None else 'changed since the run'})")
+                changed.append(
+                    f"{name} ({'missing' if found is None else 'changed since the run'})"
+                )
             if RAW_LAYER in source.parts:
                 raw.append(name)
     run_name = containing.info.run_name
     if changed:
-        links.append(Link("input datasets", False, f"run {containing.info.run_id} ({run_name}): {', '.join(changed)}"))
+        links.append(
+            Link(
+                "input datasets",
+                False,
+                f"run {containing.info.run_id} ({run_name}): {', '.join(changed)}",
+            )
+        )
     else:
-        links.append(Link("input datasets", True, f"run {containing.info.run_id} ({run_name}) read {len(datasets)} datasets, each re-hashed equal"))
+        links.append(
+            Link(
+                "input datasets",
+                True,
+                f"run {containing.info.run_id} ({run_name}) read {len(datasets)} datasets, each re-hashed equal",
+            )
+        )
     if raw:
-        links.append(Link("raw extract", not changed, f"{', '.join(sorted(raw))} under data/{RAW_LAYER}"))
+        links.append(
+            Link(
+                "raw extract",
+                not changed,
+                f"{', '.join(sorted(raw))} under data/{RAW_LAYER}",
+            )
+        )
     else:
-        links.append(Link("raw extract", False, f"run {run_name} did not read the raw extract (trained from an earlier run's outputs; trace that run)"))
+        links.append(
+            Link(
+                "raw extract",
+                False,
+                f"run {run_name} did not read the raw extract (trained from an earlier run's outputs; trace that run)",
+            )
+        )
     return links

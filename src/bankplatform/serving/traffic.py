@@ -132,5 +132,7 @@ class ReleaseMonitor:
         return {
             "requests": len(window),
             "error_rate": round(sum(o.failed for o in window) / len(window), 4),
-            "p99_ms": round(float(np.percentile([o.latency_ms for o in window], 99)), 2),
+            "p99_ms": round(
+                float(np.percentile([o.latency_ms for o in window], 99)), 2
+            ),
         }

@@ -83,7 +83,9 @@ class CreditDefaultModel(PythonModel):
             dtype="float64",
         ).reshape(len(applicants), len(self.features))
         for column, (index, codes) in self._category_codes.items():
-            values[:, index] = [codes.get(str(a.get(column)), np.nan) for a in applicants]
+            values[:, index] = [
+                codes.get(str(a.get(column)), np.nan) for a in applicants
+            ]
         return np.asarray(
             self.booster.predict(
                 self._dmatrix(values), pred_contribs=True, iteration_range=self._limit

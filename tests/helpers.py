@@ -1,0 +1,203 @@
+"""Helpers of the scoring-service tests: a real server on loopback, tokens and
+audit records through the workspace's real key service, real challenger
+versions in the workspace's MLflow registry.
+
+Checks here raise ``AssertionError`` explicitly: ``assert`` in a helper module
+would be stripped under ``PYTHONOPTIMIZE=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import BIN, REPO, command_env
+
+MODEL = "credit_default_pd"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class RunningService:
+    """A ``bankplatform serve`` process of a workspace."""
+
+    root: Path
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def client(self, token: str | None = None, **options: Any) -> httpx.Client:
+        """An HTTP client of the service, with a bearer token if given."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60.0, **options)
+
+    def stop(self) -> None:
+        """Stop the server (it writes what it queued first)."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_service(
+    root: Path, *args: str, scheme: str = "http", verify: Any = True
+) -> RunningService:
+    """Start ``bankplatform serve --env test`` on a free port and wait for ``/healthz``."""
+    port = free_port()
+    log = root / f"serve-{port}.log"
+    with log.open("wb") as stream:
+        process = subprocess.Popen(
+            [
+                str(BIN / "bankplatform"),
+                "serve",
+                "--env",
+                "test",
+                "--port",
+                str(port),
+                *args,
+            ],
+            cwd=root,
+            env=command_env(),
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"{scheme}://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"serve exited {process.returncode}: {log.read_text()[-3000:]}"
+            )
+        try:
+            if httpx.get(f"{url}/healthz", verify=verify, timeout=2).status_code == 200:
+                return RunningService(root, url, process, log)
+        except httpx.TransportError:
+            time.sleep(0.3)
+    process.kill()
+    raise AssertionError(
+        f"serve did not answer within 180 s: {log.read_text()[-3000:]}"
+    )
+
+
+@contextmanager
+def acting_as(root: Path, user: str) -> Iterator[Any]:
+    """The workspace's test-env security as a declared user (developer session)."""
+    from bankplatform.project import env_config_loader
+    from bankplatform.security.runtime import open_security
+
+    saved = {
+        k: os.environ.pop(k, None) for k in ("BANKPLATFORM_TOKEN", "BANKPLATFORM_USER")
+    }
+    os.environ["BANKPLATFORM_USER"] = user
+    try:
+        yield open_security(env_config_loader(root, "test"), root, "test")
+    finally:
+        os.environ.pop("BANKPLATFORM_USER", None)
+        for key, value in saved.items():
+            if value is not None:
+                os.environ[key] = value
+
+
+def token(root: Path, user: str, *roles: str, minutes: int = 60) -> str:
+    """A token the key service issues (to local-developer's request, an admin)."""
+    with acting_as(root, "local-developer") as security:
+        signed, _ = security.tokens().issue(
+            user, list(roles), timedelta(minutes=minutes)
+        )
+    return str(signed)
+
+
+def audit_records(root: Path) -> list[dict[str, Any]]:
+    """Every record of the workspace's audit log, read from the file."""
+    log = root / ".bankplatform" / "audit" / "audit.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def register_challenger(
+    root: Path, fault: dict[str, Any], base_version: int = 1
+) -> int:
+    """Register the champion's booster as a new version with ``fault`` injected
+    (``tests/faulty_challenger.py``), record it as a trainer and a validator would
+    through the key service, and give it the ``challenger`` alias."""
+    import mlflow
+    import mlflow.artifacts
+    from mlflow.tracking import MlflowClient
+
+    from bankplatform.training.registry import model_artefact_sha256
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    with tempfile.TemporaryDirectory() as folder:
+        base = Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{MODEL}/{base_version}", dst_path=folder
+            )
+        )
+        fault_file = Path(folder) / "fault.json"
+        fault_file.write_text(json.dumps(fault))
+        mlflow.set_experiment(MODEL)
+        with mlflow.start_run(run_name=f"faulty-challenger-{fault['kind']}") as run:
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(REPO / "tests" / "faulty_challenger.py"),
+                artifacts={
+                    "booster": str(base / "artifacts" / "booster.ubj"),
+                    "design": str(base / "artifacts" / "design.json"),
+                    "fault": str(fault_file),
+                },
+                pip_requirements=[],
+            )
+        version = int(mlflow.register_model(info.model_uri, MODEL).version)
+    digest = model_artefact_sha256(f"models:/{MODEL}/{version}")
+    resource = f"model:{MODEL}/{version}"
+    with acting_as(root, "dana.scientist") as security:
+        security.audit_log().append(
+            "model.register",
+            resource,
+            "allowed",
+            {
+                "trainer": "dana.scientist",
+                "run_id": run.info.run_id,
+                "artefact_sha256": digest,
+            },
+        )
+    with acting_as(root, "victor.validator") as security:
+        security.audit_log().append(
+            "model.approve",
+            resource,
+            "allowed",
+            {"note": f"test set-up: {fault['kind']} challenger"},
+        )
+    MlflowClient(f"sqlite:///{root / 'mlflow.db'}").set_registered_model_alias(
+        MODEL, "challenger", str(version)
+    )
+    return version
+
+
+def wait_for(condition: Any, timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll ``condition()`` until it is truthy; its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not met within {timeout} s")

@@ -1,0 +1,810 @@
+"""The scoring service on a real uvicorn server over a governed workspace: the
+approved champion from the real registry, features from the real Feast online
+store, tokens and audit records through the real key service.
+
+Covers: every route authenticated (read from /openapi.json) with the right
+role, bad tokens, bad input, canary stickiness and split, the three broken
+challengers (and a shifted one) rolled back with no client-visible error, the
+kill switch, overrides and appeals, a decommissioned or unapproved version
+never served, and a decision reconstructed and traced from the log.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import run_command
+from tests.helpers import (
+    MODEL,
+    RunningService,
+    audit_records,
+    register_challenger,
+    start_service,
+    token,
+    wait_for,
+)
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("governed"),
+]
+TERMS = {"amount": 5000.0, "term_months": 36, "purpose": "car"}
+
+
+def _lifecycle(root: Path, user: str, *args: str) -> None:
+    result = run_command(
+        ["bankplatform", "model", *args, "--env", "test"],
+        root,
+        extra_env={"BANKPLATFORM_USER": user},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def workspace(
+    governed_workspace: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The governed workspace with version 1 approved and promoted to champion."""
+    root = tmp_path_factory.mktemp("scoring") / "workspace"
+    shutil.copytree(governed_workspace, root, ignore=shutil.ignore_patterns("*.sock"))
+    _lifecycle(root, "victor.validator", "approve", MODEL, "1")
+    _lifecycle(root, "rita.riskofficer", "promote", MODEL, "1")
+    return root
+
+
+@pytest.fixture(scope="module")
+def service(workspace: Path) -> Iterator[RunningService]:
+    running = start_service(workspace)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(workspace: Path) -> dict[str, str]:
+    return {
+        "client": token(workspace, "origination-system", "scoring_client"),
+        "admin": token(workspace, "paul.admin", "platform_admin"),
+        "scientist": token(workspace, "dana.scientist", "data_scientist"),
+        "underwriter": token(workspace, "uma.underwriter", "credit_underwriter"),
+    }
+
+
+@pytest.fixture(scope="module")
+def customers(workspace: Path) -> list[str]:
+    frame = pd.read_parquet(
+        workspace / "data" / "04_feature" / "customer_features.parquet",
+        columns=["customer_token"],
+    )
+    return sorted(frame["customer_token"].unique())
+
+
+@pytest.fixture
+def admin(service: RunningService, tokens: dict[str, str]) -> Iterator[httpx.Client]:
+    """An admin client; the release state is reset before each test."""
+    with service.client(tokens["admin"]) as client:
+        _ok(
+            client.post(
+                "/v1/admin/halt", json={"halted": False, "reason": "test reset"}
+            )
+        )
+        _ok(client.post("/v1/admin/rollback", json={"reason": "test reset"}))
+        yield client
+
+
+def _ok(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _score(client: httpx.Client, customer: str, **terms: Any) -> httpx.Response:
+    return client.post("/v1/score", json={"customer_token": customer, **TERMS, **terms})
+
+
+def _decisions(root: Path) -> list[dict[str, Any]]:
+    folder = root / "data" / "08_reporting" / "decisions"
+    return [
+        json.loads(line)
+        for path in sorted(folder.glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+
+
+def _use_challenger(root: Path, admin: httpx.Client, fault: dict[str, Any]) -> int:
+    version = register_challenger(root, fault)
+    served = _ok(admin.post("/v1/admin/reload"))["served"]
+    assert served["challenger"]["version"] == version
+    return version
+
+
+# Authentication and roles ---------------------------------------------------
+
+# Each route and a declared user whose roles do not permit it.
+WRONG_ROLE = {
+    ("post", "/v1/score"): "admin",
+    ("get", "/v1/models"): "scientist",
+    ("post", "/v1/admin/traffic"): "client",
+    ("post", "/v1/admin/halt"): "client",
+    ("post", "/v1/admin/rollback"): "underwriter",
+    ("post", "/v1/admin/reload"): "client",
+    ("post", "/v1/decisions/{request_id}/override"): "client",
+    ("post", "/v1/decisions/{request_id}/appeal"): "admin",
+}
+
+
+def test_every_route_but_healthz_needs_a_token_and_the_right_role(
+    service: RunningService, tokens: dict[str, str], workspace: Path
+) -> None:
+    with service.client() as anonymous:
+        assert anonymous.get("/openapi.json").status_code == 401
+        health = anonymous.get("/healthz")
+        assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    with service.client(tokens["client"]) as client:
+        schema = _ok(client.get("/openapi.json"))
+    routes = {
+        (m, p) for p, ops in schema["paths"].items() for m in ops if p != "/healthz"
+    }
+    assert routes == set(WRONG_ROLE)  # a new route must be added here
+    seen = []
+    for method, path in sorted(routes):
+        url = path.replace("{request_id}", "req_" + "0" * 32)
+        with service.client() as anonymous:
+            refused = anonymous.request(method, url, json={})
+        assert refused.status_code == 401, (method, path, refused.text)
+        assert set(refused.json()) == {"error", "request_id"}
+        with service.client(tokens[WRONG_ROLE[(method, path)]]) as wrong:
+            denied = wrong.request(method, url, json={})
+        assert denied.status_code == 403, (method, path, denied.text)
+        assert denied.json()["error"].startswith("access denied: ")
+        seen += [refused.json()["request_id"], denied.json()["request_id"]]
+
+    # Every refusal is in the signed audit log, with the client and the route.
+    def audited() -> list[dict[str, Any]]:
+        found = {
+            r["details"].get("request_id"): r
+            for r in audit_records(workspace)
+            if r["action"] == "scoring.request"
+        }
+        return [found[i] for i in seen if i in found]
+
+    records = wait_for(
+        lambda: len(audited()) == len(seen) and audited(), what="refusals audited"
+    )
+    assert {r["outcome"] for r in records} == {"denied"}
+    assert {r["actor"] for r in records} == {"svc-scoring"}
+    assert {r["details"]["status"] for r in records} == {401, 403}
+
+
+def test_bad_tokens_are_refused(
+    service: RunningService,
+    tokens: dict[str, str],
+    workspace: Path,
+    customers: list[str],
+) -> None:
+    good = tokens["client"]
+    header, payload, signature = good.split(".")
+    forged = f"{header}.{payload}.{signature[:-4]}AAAA"
+    unsigned = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + payload + "."
+    for bad, reason in [
+        ("not-a-token", "token rejected"),
+        (forged, "signature does not verify"),
+        (unsigned, "token rejected"),
+    ]:
+        with service.client(bad) as client:
+            refused = _score(client, customers[0])
+        assert refused.status_code == 401
+        assert reason in refused.json()["error"]
+    # A revoked token stops working within token_cache_seconds (1 s in test).
+    short = token(workspace, "origination-system", "scoring_client")
+    with service.client(short) as client:
+        assert _score(client, customers[0]).status_code == 200
+        import jwt
+
+        from tests.helpers import acting_as
+
+        with acting_as(workspace, "local-developer") as security:
+            security.tokens().revoke(
+                jwt.decode(short, options={"verify_signature": False})["jti"], "test"
+            )
+        time.sleep(1.2)
+        revoked = _score(client, customers[0])
+    assert (revoked.status_code, revoked.json()["error"]) == (
+        401,
+        "token rejected: revoked",
+    )
+
+
+# Bad input --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ('{"customer_token": "cus_', 400, "malformed JSON"),
+        (
+            '{"customer_token": "CUS", "amount": 1, "term_months": 36, "purpose": "car"}',
+            422,
+            "customer_token",
+        ),
+        (
+            '{"customer_token": "cus_00000000000000000000000000000000", "amount": NaN, "term_months": 36, "purpose": "car"}',
+            422,
+            "amount",
+        ),
+        (
+            '{"customer_token": "cus_00000000000000000000000000000000", "amount": 1e400, "term_months": 36, "purpose": "car"}',
+            422,
+            "amount",
+        ),
+        (
+            '{"customer_token": "cus_00000000000000000000000000000000", "amount": -5, "term_months": 36, "purpose": "car"}',
+            422,
+            "amount",
+        ),
+        (
+            '{"customer_token": "cus_00000000000000000000000000000000", "amount": false, "term_months": 36, "purpose": "car"}',
+            422,
+            "amount",
+        ),
+        (
+            '{"customer_token": "cus_00000000000000000000000000000000", "amount": 5, "term_months": 36.5, "purpose": "car"}',
+            422,
+            "term_months",
+        ),
+        (
+            '{"customer_token": "cus_00000000000000000000000000000000", "amount": 5, "term_months": 36, "purpose": "yacht"}',
+            422,
+            "purpose",
+        ),
+        (
+            '{"customer_token": "cus_00000000000000000000000000000000", "amount": 5, "term_months": 36, "purpose": "car", "gender": "F"}',
+            422,
+            "gender",
+        ),
+        (
+            '{"customer_token": "cus_00000000000000000000000000000000", "amount": 5, "term_months": 36, "purpose": "car"}',
+            404,
+            "unknown customer",
+        ),
+        ("[]", 422, "body"),
+    ],
+)
+def test_bad_input_gets_a_one_line_4xx(
+    service: RunningService,
+    tokens: dict[str, str],
+    body: str,
+    status: int,
+    fragment: str,
+) -> None:
+    with service.client(tokens["client"]) as client:
+        response = client.post(
+            "/v1/score", content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == status, response.text
+    content = response.json()
+    assert set(content) == {"error", "request_id"}
+    assert fragment in content["error"]
+    assert "Traceback" not in response.text and "\n" not in content["error"]
+
+
+def test_oversized_and_non_json_bodies_are_refused(
+    service: RunningService, tokens: dict[str, str], customers: list[str]
+) -> None:
+    with service.client(tokens["client"]) as client:
+        big = client.post(
+            "/v1/score",
+            content=b"{" + b" " * 10_000 + b"}",
+            headers={"content-type": "application/json"},
+        )
+        text = client.post(
+            "/v1/score", content=b"customer=1", headers={"content-type": "text/plain"}
+        )
+        # 36.0 is an integer in JSON Schema; 2 is a number (the amount).
+        whole = client.post(
+            "/v1/score",
+            json={
+                "customer_token": customers[0],
+                "amount": 2,
+                "term_months": 36.0,
+                "purpose": "car",
+            },
+        )
+    assert (big.status_code, text.status_code, whole.status_code) == (413, 415, 200)
+
+
+# Scoring and the decision log --------------------------------------------------
+
+
+def test_a_decision_has_a_score_reason_codes_and_is_logged_and_audited(
+    service: RunningService,
+    tokens: dict[str, str],
+    workspace: Path,
+    customers: list[str],
+    admin: httpx.Client,
+) -> None:
+    with service.client(tokens["client"]) as client:
+        answers = [_ok(_score(client, c)) for c in customers[:40]]
+    cut_off = answers[0]["cut_off"]
+    for answer in answers:
+        assert 0.0 < answer["score"] < 1.0
+        assert answer["decision"] == (
+            "approve" if answer["score"] <= cut_off else "decline"
+        )
+        assert (answer["model_version"], answer["variant"]) == (1, "champion")
+        contributions = [code["contribution"] for code in answer["reason_codes"]]
+        assert contributions == sorted(contributions, reverse=True) and all(
+            c > 0 for c in contributions
+        )
+        assert len(contributions) <= 4
+    assert {a["decision"] for a in answers} == {"approve", "decline"}
+    ids = {a["request_id"] for a in answers}
+    logged = wait_for(
+        lambda: [
+            d
+            for d in _decisions(workspace)
+            if d.get("request_id") in ids and d["type"] == "decision"
+        ]
+        if len([d for d in _decisions(workspace) if d.get("request_id") in ids]) == 40
+        else None,
+        what="decisions logged",
+    )
+    (registered,) = [
+        r
+        for r in audit_records(workspace)
+        if r["action"] == "model.register" and r["resource"] == f"model:{MODEL}/1"
+    ]
+    for record in logged:
+        assert set(record) >= {
+            "input_sha256",
+            "features",
+            "model",
+            "reason_codes",
+            "latency_ms",
+            "customer_token",
+        }
+        assert (
+            record["model"]["artefact_sha256"]
+            == registered["details"]["artefact_sha256"]
+        )
+        assert not any(
+            k in record["features"]
+            for k in ("name", "national_id", "email", "gender", "age_band")
+        )
+    audited = wait_for(
+        lambda: [
+            r
+            for r in audit_records(workspace)
+            if r["action"] == "scoring.request"
+            and r["details"].get("request_id") in ids
+        ]
+        if len(
+            [
+                r
+                for r in audit_records(workspace)
+                if r["action"] == "scoring.request"
+                and r["details"].get("request_id") in ids
+            ]
+        )
+        == 40
+        else None,
+        what="requests audited",
+    )
+    assert {
+        (
+            r["resource"],
+            r["outcome"],
+            r["details"]["client"],
+            r["details"]["model_version"],
+        )
+        for r in audited
+    } == {(f"model:{MODEL}/1", "allowed", "origination-system", 1)}
+
+
+# Releases -------------------------------------------------------------------------
+
+
+def test_canary_is_sticky_by_customer_and_splits_at_the_weight(
+    service: RunningService,
+    tokens: dict[str, str],
+    workspace: Path,
+    customers: list[str],
+    admin: httpx.Client,
+) -> None:
+    version = _use_challenger(workspace, admin, {"kind": "none"})
+    _ok(
+        admin.post(
+            "/v1/admin/traffic", json={"challenger_weight": 0.2, "reason": "canary"}
+        )
+    )
+    with service.client(tokens["client"]) as client:
+        first = {c: _ok(_score(client, c))["variant"] for c in customers}
+        again = {c: _ok(_score(client, c))["variant"] for c in customers[:500]}
+    assert all(again[c] == first[c] for c in again)  # sticky
+    share = sum(v == "challenger" for v in first.values()) / len(first)
+    assert len(first) >= 4_000 and abs(share - 0.2) <= 0.02, share
+    state = _ok(admin.get("/v1/models"))
+    assert state["served"]["challenger"]["version"] == version
+    assert (
+        state["traffic"]["challenger_weight"] == 0.2
+    )  # a healthy challenger keeps its traffic
+
+
+@pytest.mark.parametrize(
+    ("fault", "breach"),
+    [
+        ({"kind": "raise", "rate": 0.2, "seed": 1}, "error rate"),
+        ({"kind": "nan", "rate": 0.1, "seed": 2}, "error rate"),
+        ({"kind": "sleep", "seconds": 0.2}, "p99 latency"),
+        ({"kind": "shift", "log_odds": 1.5}, "differ from the champion"),
+    ],
+    ids=["raises-20pct", "nan-10pct", "sleeps-200ms", "shifted-scores"],
+)
+def test_a_broken_challenger_is_rolled_back_with_no_client_visible_error(
+    service: RunningService,
+    tokens: dict[str, str],
+    workspace: Path,
+    customers: list[str],
+    admin: httpx.Client,
+    fault: dict[str, Any],
+    breach: str,
+) -> None:
+    version = _use_challenger(workspace, admin, fault)
+    _ok(
+        admin.post(
+            "/v1/admin/traffic", json={"challenger_weight": 0.5, "reason": "canary"}
+        )
+    )
+    answers = []
+    with service.client(tokens["client"]) as client:
+        for customer in customers[:400]:
+            response = _score(client, customer)
+            assert response.status_code == 200, (
+                response.text
+            )  # never an error to the client
+            answers.append(response.json())
+            if _ok(admin.get("/v1/models"))["traffic"]["challenger_weight"] == 0.0:
+                break
+    assert all(
+        a["decision"] in ("approve", "decline") and a["score"] is not None
+        for a in answers
+    )
+    state = _ok(admin.get("/v1/models"))["traffic"]
+    assert (state["challenger_weight"], state["changed_by"]) == (
+        0.0,
+        "automatic rollback",
+    )
+    assert breach in state["reason"]
+    challenger_answers = sum(a["variant"] == "challenger" for a in answers)
+    # Within the window: rolled back once min_requests (20) challenger requests are judged.
+    assert len(answers) < 120, len(answers)
+    (rollback,) = [
+        r
+        for r in audit_records(workspace)
+        if r["action"] == "scoring.rollback"
+        and r["details"].get("challenger_version") == version
+    ]
+    assert (
+        rollback["details"]["automatic"] is True
+        and breach in rollback["details"]["reason"]
+    )
+    if fault["kind"] in ("raise", "nan"):
+        assert challenger_answers < len(answers)  # the champion answered the failures
+
+
+def test_shadow_scores_silently_and_blue_green_switches_all(
+    service: RunningService,
+    tokens: dict[str, str],
+    workspace: Path,
+    customers: list[str],
+    admin: httpx.Client,
+) -> None:
+    version = _use_challenger(workspace, admin, {"kind": "none"})
+    _ok(admin.post("/v1/admin/traffic", json={"shadow": True, "reason": "shadow"}))
+    with service.client(tokens["client"]) as client:
+        shadowed = [_ok(_score(client, c)) for c in customers[:30]]
+        assert {a["variant"] for a in shadowed} == {"champion"}
+        _ok(
+            admin.post(
+                "/v1/admin/traffic",
+                json={
+                    "shadow": False,
+                    "challenger_weight": 1.0,
+                    "reason": "blue/green",
+                },
+            )
+        )
+        switched = [_ok(_score(client, c)) for c in customers[:30]]
+        _ok(
+            admin.post(
+                "/v1/admin/traffic", json={"challenger_weight": 0.0, "reason": "back"}
+            )
+        )
+        back = [_ok(_score(client, c)) for c in customers[:30]]
+    assert {(a["variant"], a["model_version"]) for a in switched} == {
+        ("challenger", version)
+    }
+    assert {a["variant"] for a in back} == {"champion"}
+    ids = {a["request_id"] for a in shadowed}
+    shadows = wait_for(
+        lambda: [
+            d
+            for d in _decisions(workspace)
+            if d["type"] == "shadow" and d["request_id"] in ids
+        ]
+        if len(
+            [
+                d
+                for d in _decisions(workspace)
+                if d["type"] == "shadow" and d["request_id"] in ids
+            ]
+        )
+        == 30
+        else None,
+        what="shadow scores logged",
+    )
+    for record in shadows:  # the healthy copy scores exactly as the champion
+        assert (
+            record["model"]["version"] == version
+            and abs(record["score"] - record["champion_score"]) < 1e-12
+        )
+
+
+# Human oversight ------------------------------------------------------------
+
+
+def test_the_kill_switch_refers_every_application_to_a_person(
+    service: RunningService,
+    tokens: dict[str, str],
+    workspace: Path,
+    customers: list[str],
+    admin: httpx.Client,
+) -> None:
+    halted = run_command(
+        [
+            "bankplatform",
+            "traffic",
+            "halt",
+            "--reason",
+            "suspected data incident",
+            "--env",
+            "test",
+        ],
+        workspace,
+        extra_env={
+            "BANKPLATFORM_TOKEN": tokens["admin"],
+            "BANKPLATFORM_SCORING_URL": service.url,
+        },
+    )
+    assert halted.returncode == 0, halted.stderr
+    with service.client(tokens["client"]) as client:
+        referred = [_ok(_score(client, c)) for c in customers[:10]]
+        assert {(a["decision"], a["score"], a["model_version"]) for a in referred} == {
+            ("refer", None, None)
+        }
+        resumed = run_command(
+            [
+                "bankplatform",
+                "traffic",
+                "resume",
+                "--reason",
+                "incident closed",
+                "--env",
+                "test",
+            ],
+            workspace,
+            extra_env={
+                "BANKPLATFORM_TOKEN": tokens["admin"],
+                "BANKPLATFORM_SCORING_URL": service.url,
+            },
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        assert _ok(_score(client, customers[0]))["decision"] in ("approve", "decline")
+    records = [
+        r
+        for r in audit_records(workspace)
+        if r["action"] in ("scoring.halt", "scoring.resume")
+    ]
+    assert [
+        (r["action"], r["details"]["by"], r["details"]["reason"]) for r in records[-2:]
+    ] == [
+        ("scoring.halt", "paul.admin", "suspected data incident"),
+        ("scoring.resume", "paul.admin", "incident closed"),
+    ]
+
+
+def test_a_reviewer_overrides_and_an_applicant_appeals(
+    service: RunningService,
+    tokens: dict[str, str],
+    workspace: Path,
+    customers: list[str],
+    admin: httpx.Client,
+) -> None:
+    with service.client(tokens["client"]) as client:
+        decided = _ok(_score(client, customers[1]))
+        appeal = _ok(
+            client.post(
+                f"/v1/decisions/{decided['request_id']}/appeal",
+                json={"reason": "my income has risen"},
+            )
+        )
+        unknown = client.post(
+            "/v1/decisions/req_" + "f" * 32 + "/appeal", json={"reason": "x"}
+        )
+    assert appeal == {
+        "request_id": decided["request_id"],
+        "status": "open",
+        "queue": "appeals",
+    }
+    assert unknown.status_code == 404
+    with service.client(tokens["underwriter"]) as reviewer:
+        override = _ok(
+            reviewer.post(
+                f"/v1/decisions/{decided['request_id']}/override",
+                json={"decision": "refer", "reason": "income evidence requested"},
+            )
+        )
+    assert override == {
+        "request_id": decided["request_id"],
+        "decision": "refer",
+        "original_decision": decided["decision"],
+    }
+    queue = (
+        (workspace / "data" / "08_reporting" / "serving" / "appeals.jsonl")
+        .read_text()
+        .splitlines()
+    )
+    assert json.loads(queue[-1])["request_id"] == decided["request_id"]
+    actions = [
+        (r["action"], r["details"]["by"])
+        for r in audit_records(workspace)
+        if r["action"] in ("scoring.override", "scoring.appeal")
+    ]
+    assert actions[-2:] == [
+        ("scoring.appeal", "origination-system"),
+        ("scoring.override", "uma.underwriter"),
+    ]
+
+
+def test_a_decommissioned_or_unapproved_version_is_never_served(
+    service: RunningService,
+    tokens: dict[str, str],
+    workspace: Path,
+    admin: httpx.Client,
+) -> None:
+    version = _use_challenger(workspace, admin, {"kind": "none"})
+    _lifecycle(
+        workspace,
+        "rita.riskofficer",
+        "decommission",
+        MODEL,
+        str(version),
+        "--reason",
+        "retired in test",
+    )
+    registry = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    # Someone with registry access puts the alias back and clears the tag.
+    registry.set_registered_model_alias(MODEL, "challenger", str(version))
+    registry.delete_model_version_tag(MODEL, str(version), "status")
+    state = _ok(admin.post("/v1/admin/reload"))
+    assert "challenger" not in state["served"]
+    assert "decommissioned" in state["refused"]["challenger"]
+    # A version nobody approved, aliased directly in the registry.
+    unapproved = int(
+        registry.create_model_version(
+            MODEL, registry.get_model_version(MODEL, "1").source
+        ).version
+    )
+    registry.set_registered_model_alias(MODEL, "challenger", str(unapproved))
+    state = _ok(admin.post("/v1/admin/reload"))
+    assert "no approval in the audit log" in state["refused"]["challenger"]
+    traffic = admin.post(
+        "/v1/admin/traffic", json={"challenger_weight": 0.5, "reason": "try"}
+    )
+    assert traffic.status_code == 409 and "no challenger" in traffic.json()["error"]
+    registry.delete_registered_model_alias(MODEL, "challenger")
+    assert _ok(admin.post("/v1/admin/reload"))["refused"] == {}
+
+
+# Reconstruction ---------------------------------------------------------------
+
+
+def test_a_decision_is_reconstructed_and_traced_to_the_raw_extract(
+    service: RunningService,
+    tokens: dict[str, str],
+    workspace: Path,
+    customers: list[str],
+    admin: httpx.Client,
+) -> None:
+    with service.client(tokens["client"]) as client:
+        decided = _ok(_score(client, customers[2]))
+    request_id = decided["request_id"]
+    wait_for(
+        lambda: any(
+            r["details"].get("request_id") == request_id
+            for r in audit_records(workspace)
+            if r["action"] == "scoring.request"
+        ),
+        what="audited",
+    )
+    auditor = {"BANKPLATFORM_USER": "audrey.auditor"}
+    shown = run_command(
+        ["bankplatform", "decision", "show", request_id, "--env", "test"],
+        workspace,
+        extra_env=auditor,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        f"re-score with version 1: {decided['score']:.6f} (logged {decided['score']:.6f}) identical"
+        in shown.stdout
+    )
+    traced = run_command(
+        ["bankplatform", "decision", "trace", request_id, "--env", "test"],
+        workspace,
+        extra_env=auditor,
+    )
+    assert traced.returncode == 0, traced.stdout + traced.stderr
+    names = [
+        line.split()[1] for line in traced.stdout.splitlines() if line.startswith("ok ")
+    ]
+    assert names == [
+        "decision",
+        "model",
+        "re-score",
+        "approval",
+        "promotion",
+        "evidence",
+        "training",
+        "input",
+        "raw",
+    ]
+    assert "chain intact" in traced.stdout
+    # An evidence notebook edited after evaluation breaks the chain there.
+    notebook = next(
+        (workspace / "data" / "08_reporting" / "governance").rglob("*.ipynb")
+    )
+    original = notebook.read_bytes()
+    notebook.write_bytes(original + b" ")
+    broken = run_command(
+        ["bankplatform", "decision", "trace", request_id, "--env", "test"],
+        workspace,
+        extra_env=auditor,
+    )
+    notebook.write_bytes(original)
+    assert broken.returncode == 1
+    assert "the chain breaks at: evidence" in broken.stderr
+    assert (
+        f"{notebook.relative_to(workspace)} was changed after evaluation"
+        in broken.stdout
+    )
+    # A decision line edited in the log no longer matches its audit record.
+    log = next((workspace / "data" / "08_reporting" / "decisions").glob("*.jsonl"))
+    text = log.read_text()
+    lines = text.splitlines()
+    (index,) = [
+        i
+        for i, line in enumerate(lines)
+        if f'"request_id":"{request_id}"' in line and '"type":"decision"' in line
+    ]
+    record = json.loads(lines[index])
+    record["decision"] = "approve" if record["decision"] == "decline" else "decline"
+    lines[index] = json.dumps(record, separators=(",", ":"))
+    log.write_text("\n".join(lines) + "\n")
+    tampered = run_command(
+        ["bankplatform", "decision", "trace", request_id, "--env", "test"],
+        workspace,
+        extra_env=auditor,
+    )
+    log.write_text(text)
+    assert (
+        tampered.returncode == 1 and "the chain breaks at: decision" in tampered.stderr
+    )
