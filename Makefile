@@ -47,6 +47,13 @@ demo: install ## Generate the demo extract and run every pipeline on the embedde
 	BANKPLATFORM_TOKEN=$$($(BIN)/bankplatform token issue --user rita.riskofficer --role model_risk_officer --ttl-minutes 30) \
 		$(BIN)/bankplatform model promote credit_default_pd $$version
 	$(BIN)/bankplatform model list
+	@echo "== the scoring service: 200 applications from the origination system, then one decision's whole chain"
+	@$(BIN)/bankplatform serve > data/08_reporting/serve-demo.log 2>&1 & server=$$!; \
+	summary=$$($(BIN)/bankplatform simulate traffic --requests 200); status=$$?; echo "$$summary"; \
+	if [ $$status -eq 0 ]; then \
+		$(BIN)/bankplatform decision trace $$(echo "$$summary" | grep -o 'req_[0-9a-f]*'); status=$$?; \
+	fi; \
+	kill $$server; wait $$server 2>/dev/null; exit $$status
 	$(BIN)/bankplatform audit verify
 
 test: install lint ## Lint, type-check, then run every test

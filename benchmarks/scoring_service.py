@@ -7,9 +7,11 @@ rate: each request's latency is counted from its *scheduled* send time, so a
 server that falls behind shows it (no coordinated omission). Bounded in count
 and time. Rates: 100 req/s for 30 s and 300 req/s for 10 s.
 
-Baseline (floor), measured in the same run: the Feast online lookup plus the
-model's prediction with contributions, called in-process (what the service
-cannot avoid). Also checked: audit records and decision-log lines equal the
+Baselines, measured in the same run: the floor (the Feast online lookup plus
+the model's prediction with contributions, called in-process: what the service
+cannot avoid), and a bare prototype server (``bare_scoring_app.py``: pydantic
+body, PyJWT check, the same lookup and prediction, one log line) under the same
+load: what the product's auth, audit, decision log and releases add. Also checked: audit records and decision-log lines equal the
 requests. Then the same app under Ray Serve (``--engine ray``) at 100 req/s.
 
 Target (issue 12): p99 <= 5 ms at 100/s and <= 8 ms at 300/s, zero 5xx.
@@ -142,50 +144,92 @@ def floor(root: Path, customers: list[str], calls: int) -> dict[str, float]:
     return _percentiles(times)
 
 
+class _Connections:
+    """Keep-alive HTTP/1.1 connections to one server: a minimal client (raw
+    asyncio streams) so the generator spends far less CPU per request than the
+    server it measures on the same two cores."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post(self, request: bytes) -> int:
+        reused = bool(self._idle)
+        connection = (
+            self._idle.pop()
+            if reused
+            else await asyncio.open_connection(self.host, self.port)
+        )
+        reader, writer = connection
+        writer.write(request)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as error:
+            if not reused or error.partial:
+                raise
+            # The server closed an idle keep-alive connection: send again on a new
+            # one, as any HTTP client does (the request never reached it).
+            writer.close()
+            return await self.post_new(request)
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        await reader.readexactly(length)
+        self._idle.append(connection)
+        return status
+
+    async def post_new(self, request: bytes) -> int:
+        """Send on a fresh connection."""
+        self._idle.append(await asyncio.open_connection(self.host, self.port))
+        return await self.post(request)
+
+
 async def _open_loop(
     url: str, token: str, customers: list[str], rate: float, seconds: float
 ) -> dict[str, Any]:
-    import httpx
-
+    host, port = url.removeprefix("http://").split(":")
+    pool = _Connections(host, int(port))
     count = int(rate * seconds)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(
-        base_url=url,
-        headers={"Authorization": f"Bearer {token}"},
-        limits=limits,
-        timeout=10.0,
-    ) as client:
 
-        async def send(i: int, scheduled: float) -> None:
-            body = {
+    def request(i: int) -> bytes:
+        body = json.dumps(
+            {
                 "customer_token": customers[i % len(customers)],
                 "amount": 5000.0,
                 "term_months": 36,
                 "purpose": "car",
             }
-            try:
-                response = await client.post("/v1/score", json=body)
-                code = response.status_code
-            except httpx.HTTPError:
-                code = 599
-            latencies.append((time.perf_counter() - scheduled) * 1000)
-            statuses[code] = statuses.get(code, 0) + 1
+        ).encode()
+        return (
+            f"POST /v1/score HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
 
-        # Warm the connection pool and the server's caches first.
-        await asyncio.gather(*(send(i, time.perf_counter()) for i in range(20)))
-        latencies.clear()
-        statuses.clear()
-        start = time.perf_counter() + 0.05
-        tasks = []
-        for i in range(count):
-            scheduled = start + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(send(i, scheduled)))
-        await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + 30)
+    async def send(i: int, scheduled: float) -> None:
+        try:
+            code = await pool.post(request(i))
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            code = 599
+        latencies.append((time.perf_counter() - scheduled) * 1000)
+        statuses[code] = statuses.get(code, 0) + 1
+
+    # Warm the connections and the server's caches first.
+    await asyncio.gather(*(send(i, time.perf_counter()) for i in range(20)))
+    latencies.clear()
+    statuses.clear()
+    start = time.perf_counter() + 0.05
+    tasks = []
+    for i in range(count):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(i, scheduled)))
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + 30)
     return {
         "rate": rate,
         "seconds": seconds,
@@ -243,6 +287,52 @@ def _serve(root: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
             time.sleep(0.5)
     process.kill()
     raise SystemExit("serve did not start")
+
+
+def _serve_bare(root: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    """The baseline server (``bare_scoring_app``) and a token it accepts."""
+    import httpx
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    token = jwt.encode(
+        {"sub": "origination-system", "exp": int(time.time()) + 3600},
+        key,
+        algorithm="EdDSA",
+    )
+    log = (root / f"bench-bare-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [
+            str(BIN / "uvicorn"),
+            "bare_scoring_app:app",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=Path(__file__).parent,
+        env=_env(BARE_WORKSPACE=str(root), BARE_PUBLIC_KEY=public),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"bare server exited: see {log.name}")
+        try:
+            if (
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code
+                == 200
+            ):
+                return process, token
+        except httpx.TransportError:
+            time.sleep(0.5)
+    process.kill()
+    raise SystemExit("bare server did not start")
 
 
 def _free_port() -> int:
@@ -344,6 +434,23 @@ def main(quick: bool = False) -> None:
             (300.0, 3.0 if quick else 10.0, 8.0),
         ]
         port = _free_port()
+        bare, bare_token = _serve_bare(root, port)
+        bare_p99 = {}
+        try:
+            for rate, seconds, _ in plan:
+                result = _drive(
+                    f"http://127.0.0.1:{port}",
+                    bare_token,
+                    customers_file,
+                    rate,
+                    seconds,
+                )
+                bare_p99[rate] = result["p99"]
+                _report(f"bare prototype {rate:.0f} req/s", result, base["p99"], None)
+        finally:
+            bare.terminate()
+            bare.wait(timeout=60)
+        port = _free_port()
         server = _serve(root, port)
         try:
             before = _records(root)
@@ -354,6 +461,9 @@ def main(quick: bool = False) -> None:
                 )
                 sent += result["requests"] + 20
                 _report(f"uvicorn {rate:.0f} req/s", result, base["p99"], target)
+                print(
+                    f"{'':28} p99 / bare prototype's p99 at {rate:.0f} req/s: {result['p99'] / bare_p99[rate]:.2f}x"
+                )
             time.sleep(1.0)  # the last batch of records is written off the request path
         finally:
             server.terminate()

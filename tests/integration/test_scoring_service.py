@@ -808,3 +808,42 @@ def test_a_decision_is_reconstructed_and_traced_to_the_raw_extract(
     assert (
         tampered.returncode == 1 and "the chain breaks at: decision" in tampered.stderr
     )
+
+
+# TLS ---------------------------------------------------------------------------
+
+
+def test_tls_serves_https_only_and_a_production_workspace_refuses_plain_http(
+    workspace: Path, tokens: dict[str, str], customers: list[str], tmp_path: Path
+) -> None:
+    import ssl
+
+    made = run_command(
+        ["bankplatform", "tls", "init", "--service", "scoring", "--env", "test"],
+        workspace,
+    )
+    assert made.returncode == 0, made.stderr
+    cert = workspace / ".bankplatform-tls" / "scoring.crt"
+    assert (workspace / ".bankplatform-tls" / "scoring.key").stat().st_mode & 0o077 == 0
+    trust = ssl.create_default_context(cafile=str(cert))
+    secure = start_service(workspace, "--tls", scheme="https", verify=trust)
+    try:
+        with secure.client(tokens["client"], verify=trust) as client:
+            assert _ok(_score(client, customers[0]))["variant"] == "champion"
+        plain = secure.url.replace("https://", "http://")
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{plain}/healthz", timeout=5)
+    finally:
+        secure.stop()
+    production = tmp_path / "production"
+    shutil.copytree(
+        workspace, production, ignore=shutil.ignore_patterns("*.sock", "mlruns", "data")
+    )
+    manifest = production / ".kedro.yml"
+    manifest.write_text(manifest.read_text() + "production: true\n")
+    refused = run_command(["bankplatform", "serve", "--env", "test"], production)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "Error: a production workspace serves over TLS only: start with --tls "
+        "(and `bankplatform tls init` or the bank's certificate)"
+    )

@@ -20,7 +20,7 @@ from bankplatform.cli.keys import keys
 from bankplatform.cli.keyservice import keyservice
 from bankplatform.cli.lineage import lineage
 from bankplatform.cli.model import model
-from bankplatform.cli.scoring import decision, serve, traffic
+from bankplatform.cli.scoring import decision, serve, simulate, traffic
 from bankplatform.cli.tls import tls
 from bankplatform.cli.token import token
 from bankplatform.cli.workspace import workspace
@@ -68,6 +68,7 @@ commands.add_command(model)
 commands.add_command(serve)
 commands.add_command(traffic)
 commands.add_command(decision)
+commands.add_command(simulate)
 
 
 def main() -> None:

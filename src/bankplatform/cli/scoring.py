@@ -114,6 +114,49 @@ def status(env: str | None) -> None:
 
 
 @click.group()
+def simulate() -> None:
+    """Send synthetic work to a running service (demos, load, monitoring drills)."""
+
+
+@simulate.command("traffic")
+@click.option(
+    "--requests",
+    "count",
+    type=click.IntRange(1, 1_000_000),
+    default=100,
+    show_default=True,
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--wait-seconds",
+    type=click.FloatRange(0, 600),
+    default=120,
+    show_default=True,
+    help="How long to wait for the service to answer.",
+)
+@_ENV
+def simulate_traffic(
+    count: int, seed: int, wait_seconds: float, env: str | None
+) -> None:
+    """Score COUNT applications of known customers as the origination system."""
+    from bankplatform.serving.remote import (
+        SIMULATED_CLIENT,
+        ScoringClient,
+        simulate_applications,
+        wait_until_up,
+    )
+    from bankplatform.workspace import open_workspace
+
+    # Known customers, read through the catalog (the key service decides).
+    features = open_workspace(env).catalog.load("customer_features")
+    customers = sorted(str(c) for c in features["customer_token"].dropna().unique())
+    client = ScoringClient.for_workspace(env, SIMULATED_CLIENT)
+    wait_until_up(client, wait_seconds)
+    summary = simulate_applications(client, customers, count, seed)
+    click.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+@click.group()
 def decision() -> None:
     """Logged decisions: re-scored, and traced back to the raw extract."""
 

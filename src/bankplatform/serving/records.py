@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import orjson
+
 Item = TypeVar("Item")
 MAX_BATCH = 1_000
 MAX_BACKLOG = 50_000
@@ -123,10 +125,8 @@ class DecisionLog:
     def _append(self, records: list[dict[str, Any]]) -> None:
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         path = self.folder / f"decisions-{day}.jsonl"
-        payload = b"".join(
-            json.dumps(r, separators=(",", ":"), allow_nan=False).encode() + b"\n"
-            for r in records
-        )
+        # orjson writes NaN and infinity as null: the log stays strict JSON.
+        payload = b"".join(orjson.dumps(r) + b"\n" for r in records)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
             os.write(descriptor, payload)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import random
 import ssl
+import time
 from datetime import timedelta
+from http import HTTPStatus
 from typing import Any
 
 import httpx
 
+from bankplatform.contracts.reference import PURPOSES, TERMS_MONTHS
 from bankplatform.errors import BankplatformError
 from bankplatform.manifest import load_manifest
 from bankplatform.project import env_config_loader, find_project_root, resolve_env
@@ -17,6 +21,7 @@ from bankplatform.security.runtime import activate, workspace_security
 from bankplatform.serving.settings import load_serving_settings
 
 ADMIN_ROLE = "platform_admin"
+SIMULATED_CLIENT = ("origination-system", "scoring_client")
 # Where the service listens when it is not where serving.yml says (another port).
 URL_ENV_VAR = "BANKPLATFORM_SCORING_URL"
 
@@ -37,13 +42,15 @@ class ScoringClient:
         )
 
     @classmethod
-    def for_workspace(cls, env: str | None) -> ScoringClient:
+    def for_workspace(
+        cls, env: str | None, as_user: tuple[str, str] | None = None
+    ) -> ScoringClient:
         """The service ``serving.yml`` says this env listens on, with the caller's token.
 
         ``$BANKPLATFORM_SCORING_URL`` overrides the address. The token is
         ``$BANKPLATFORM_TOKEN``; without one, in a developer workspace,
         the key service issues the acting user a 5-minute admin token (it refuses
-        if they are not a ``platform_admin``).
+        if they are not a ``platform_admin``), or ``as_user`` (user, role) a token.
         """
         root = find_project_root()
         chosen = resolve_env(load_manifest(root), env)
@@ -52,9 +59,8 @@ class ScoringClient:
         if not token:
             security = workspace_security(chosen)
             activate(security)
-            token, _ = security.tokens().issue(
-                security.starter().name, [ADMIN_ROLE], timedelta(minutes=5)
-            )
+            user, role = as_user or (security.starter().name, ADMIN_ROLE)
+            token, _ = security.tokens().issue(user, [role], timedelta(minutes=5))
         scheme = "https" if settings.tls else "http"
         return cls(
             os.environ.get(URL_ENV_VAR)
@@ -62,6 +68,10 @@ class ScoringClient:
             token,
             str(settings.tls_cert) if settings.tls else None,
         )
+
+    def healthy(self) -> bool:
+        """Whether ``/healthz`` answers OK (raises on no connection)."""
+        return bool(self._http.get("/healthz").status_code == HTTPStatus.OK)
 
     def get(self, path: str) -> dict[str, Any]:
         """GET a route; the service's refusal raises in its own words."""
@@ -87,3 +97,42 @@ class ScoringClient:
             msg = f"scoring service refused ({response.status_code}): {content.get('error')}"
             raise BankplatformError(msg)
         return content
+
+
+def wait_until_up(client: ScoringClient, seconds: float) -> None:
+    """Wait for ``/healthz``.
+
+    Raises:
+        BankplatformError: Nothing answered in time.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if client.healthy():
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            msg = f"no scoring service answered at {client.base_url} within {seconds:.0f} s; start it with `bankplatform serve`"
+            raise BankplatformError(msg)
+        time.sleep(0.5)
+
+
+def simulate_applications(
+    client: ScoringClient, customers: list[str], count: int, seed: int
+) -> dict[str, Any]:
+    """Send ``count`` applications of ``customers``; a summary of the answers."""
+    draws = random.Random(seed)  # noqa: S311 - synthetic traffic, not security
+    decisions: dict[str, int] = {}
+    last = ""
+    for _ in range(count):
+        body = {
+            "customer_token": draws.choice(customers),
+            "amount": float(draws.choice([1_000, 2_500, 5_000, 10_000, 20_000])),
+            "term_months": draws.choice(list(TERMS_MONTHS)),
+            "purpose": draws.choice(list(PURPOSES)),
+        }
+        answer = client.post("/v1/score", body)
+        decisions[answer["decision"]] = decisions.get(answer["decision"], 0) + 1
+        last = str(answer["request_id"])
+    return {"requests": count, **decisions, "last_request_id": last}

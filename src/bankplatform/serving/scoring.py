@@ -11,13 +11,17 @@ prediction gives both.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 import pandas as pd
+
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
+from feast.type_map import feast_value_type_to_python_type
 
 from bankplatform.errors import BankplatformError
 
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
     from bankplatform.serving.models import ServedModel
     from bankplatform.serving.schemas import Application
 
+CUSTOMER_KEY = "customer_token"  # the customer entity's join key
 # Where the request's own fields go among the model's inputs.
 APPLICATION_FIELDS = {
     "loan_amount": "amount",
@@ -54,12 +59,25 @@ class Scored:
 
 
 class OnlineFeatures:
-    """Online feature lookups of one feature service's customer features."""
+    """Online feature lookups of one feature service's customer features.
+
+    Reads through the Feast store's own online store (``OnlineStore.online_read``,
+    one read per feature view, values converted by Feast's type map), with the
+    feature views resolved once: the values ``get_online_features`` returns
+    (tested equal), without its per-call request planning and response
+    building, which were two thirds of a lookup's time here.
+    """
 
     def __init__(self, store: FeatureStore, refs: Sequence[str]) -> None:
-        self._store = store
-        self._refs = [r for r in refs if r.partition(":")[2] not in APPLICATION_FIELDS]
-        self._names = [ref.partition(":")[2] for ref in self._refs]
+        wanted = [r for r in refs if r.partition(":")[2] not in APPLICATION_FIELDS]
+        views: dict[str, list[str]] = {}
+        for ref in wanted:
+            view, _, feature = ref.partition(":")
+            views.setdefault(view, []).append(feature)
+        self._config = store.config
+        self._online = store._get_provider().online_store  # noqa: SLF001 - Feast's own store
+        self._views = [(store.get_feature_view(name), names) for name, names in views.items()]
+        self._names = [ref.partition(":")[2] for ref in wanted]
 
     def of(self, customer_token: str) -> dict[str, Any]:
         """The customer's latest feature values.
@@ -67,14 +85,17 @@ class OnlineFeatures:
         Raises:
             UnknownCustomer: No feature of any view is known for the token.
         """
-        response = self._store.get_online_features(
-            features=self._refs, entity_rows=[{"customer_token": customer_token}]
-        ).to_dict()
-        values = {name: response[name][0] for name in self._names}
+        key = EntityKey(join_keys=[CUSTOMER_KEY], entity_values=[Value(string_val=customer_token)])
+        values: dict[str, Any] = {}
+        for view, names in self._views:
+            ((_, stored),) = self._online.online_read(self._config, view, [key], names)
+            for name in names:
+                found = (stored or {}).get(name)
+                values[name] = None if found is None else feast_value_type_to_python_type(found)
         if all(value is None for value in values.values()):
             msg = "unknown customer: no features in the online store for this customer token"
             raise UnknownCustomer(msg)
-        return values
+        return {name: values[name] for name in self._names}
 
 
 def model_input(features: dict[str, Any], application: Application) -> dict[str, Any]:
@@ -87,8 +108,8 @@ def model_input(features: dict[str, Any], application: Application) -> dict[str,
 
 def input_sha256(row: dict[str, Any]) -> str:
     """Hash of the exact inputs a decision was made on (canonical JSON)."""
-    text = json.dumps(row, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    text = orjson.dumps(row, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(text).hexdigest()
 
 
 def score_application(

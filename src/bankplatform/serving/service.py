@@ -260,6 +260,13 @@ class ScoringService:
             fallback,
         )
 
+    def challenger_in_traffic(self) -> bool:
+        """Whether a challenger may answer or shadow-score now."""
+        state = self.traffic.state
+        return CHALLENGER in self.served and (
+            state.challenger_weight > 0 or state.shadow
+        )
+
     def _champion(self, champion: ServedModel, row: dict[str, Any]) -> Scored | None:
         reasons = self.context.settings.reason_codes
         try:
@@ -358,7 +365,7 @@ class ScoringService:
             "halted": halted,
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         }
-        self.decisions.put(_json_safe(record))
+        self.decisions.put(record)
         self._remember(
             request_id,
             {"decision": decision, "model_version": response["model_version"]},

@@ -69,7 +69,7 @@ class ServingSettings(BaseModel):
     appeal_queue: Path = Path("data/08_reporting/serving/appeals.jsonl")
     alias_poll_seconds: float = Field(default=30.0, gt=0, le=3_600)
     token_cache_seconds: float = Field(default=5.0, ge=0, le=300)
-    flush_seconds: float = Field(default=0.05, gt=0, le=10)
+    flush_seconds: float = Field(default=0.2, gt=0, le=10)
     rollback: RollbackPolicy = RollbackPolicy()
 
     def anchored(self, root: Path) -> ServingSettings:
