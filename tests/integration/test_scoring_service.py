@@ -847,3 +847,28 @@ def test_tls_serves_https_only_and_a_production_workspace_refuses_plain_http(
         "Error: a production workspace serves over TLS only: start with --tls "
         "(and `bankplatform tls init` or the bank's certificate)"
     )
+
+
+def test_the_online_lookup_returns_what_feast_get_online_features_returns(
+    workspace: Path, customers: list[str]
+) -> None:
+    from feast import FeatureStore
+
+    from bankplatform.feature_repo.definitions import credit_default_v1
+    from bankplatform.features.store import service_features
+    from bankplatform.serving.scoring import OnlineFeatures, UnknownCustomer
+
+    store = FeatureStore(repo_path=str(workspace / "data" / "04_feature"))
+    refs = service_features(credit_default_v1)
+    lookup = OnlineFeatures(store, refs)
+    online = [r for r in refs if not r.startswith("loan_application_terms:")]
+    for customer in customers[:200]:
+        expected = store.get_online_features(
+            features=online, entity_rows=[{"customer_token": customer}]
+        ).to_dict()
+        expected.pop("customer_token")
+        found = lookup.of(customer)
+        assert list(found) == [r.partition(":")[2] for r in online]
+        assert found == {name: values[0] for name, values in expected.items()}
+    with pytest.raises(UnknownCustomer):
+        lookup.of("cus_" + "0" * 32)

@@ -12,8 +12,8 @@ stops deciding (503) rather than decide without a record.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
+_LOG = logging.getLogger("bankplatform.serving")
 Item = TypeVar("Item")
 MAX_BATCH = 1_000
 MAX_BACKLOG = 50_000
@@ -92,9 +93,8 @@ class BackgroundWriter(Generic[Item]):
                     self._write(batch)
                 except Exception as error:
                     self.last_error = f"{type(error).__name__}: {error}"[:300]
-                    print(
-                        f"{self.name}: not written, retrying: {self.last_error}",
-                        file=sys.stderr,
+                    _LOG.warning(
+                        "%s not written, retrying: %s", self.name, self.last_error
                     )
                     time.sleep(min(1.0, self._flush_seconds * 10))
                     break

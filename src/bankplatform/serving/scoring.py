@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 import pandas as pd
-
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 from feast.type_map import feast_value_type_to_python_type
@@ -75,8 +74,10 @@ class OnlineFeatures:
             view, _, feature = ref.partition(":")
             views.setdefault(view, []).append(feature)
         self._config = store.config
-        self._online = store._get_provider().online_store  # noqa: SLF001 - Feast's own store
-        self._views = [(store.get_feature_view(name), names) for name, names in views.items()]
+        self._online = store._get_provider().online_store
+        self._views = [
+            (store.get_feature_view(name), names) for name, names in views.items()
+        ]
         self._names = [ref.partition(":")[2] for ref in wanted]
 
     def of(self, customer_token: str) -> dict[str, Any]:
@@ -85,13 +86,17 @@ class OnlineFeatures:
         Raises:
             UnknownCustomer: No feature of any view is known for the token.
         """
-        key = EntityKey(join_keys=[CUSTOMER_KEY], entity_values=[Value(string_val=customer_token)])
+        key = EntityKey(
+            join_keys=[CUSTOMER_KEY], entity_values=[Value(string_val=customer_token)]
+        )
         values: dict[str, Any] = {}
         for view, names in self._views:
             ((_, stored),) = self._online.online_read(self._config, view, [key], names)
             for name in names:
                 found = (stored or {}).get(name)
-                values[name] = None if found is None else feast_value_type_to_python_type(found)
+                values[name] = (
+                    None if found is None else feast_value_type_to_python_type(found)
+                )
         if all(value is None for value in values.values()):
             msg = "unknown customer: no features in the online store for this customer token"
             raise UnknownCustomer(msg)

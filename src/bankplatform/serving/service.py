@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import threading
 import time
@@ -66,6 +67,8 @@ REFER = "refer"
 _REFUSED = (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN)
 _TOKEN_CACHE_SIZE = 10_000
 _RECENT = 200_000
+_MAX_SHADOW_BACKLOG = 200
+_LOG = logging.getLogger("bankplatform.serving")
 
 
 class Unavailable(BankplatformError):
@@ -122,6 +125,8 @@ class ScoringService:
         self._tokens: dict[str, tuple[float, Caller | str]] = {}
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._shadow = ThreadPoolExecutor(1, thread_name_prefix="shadow")
+        self._shadow_pending = 0
+        self.shadow_skipped = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.reload("start")
@@ -135,6 +140,7 @@ class ScoringService:
 
         Raises:
             IdentityError: No bearer token, or the key service refused it.
+            Unavailable: The key service cannot be reached to check it.
         """
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -160,6 +166,9 @@ class ScoringService:
             verdict = self.context.security.tokens().verify(token)
         except IdentityError as error:
             return str(error)
+        except BankplatformError as error:  # the key service is down: not a verdict
+            msg = f"cannot check the token now: {error}"
+            raise Unavailable(msg) from None
         return Caller(str(verdict["name"]), frozenset(verdict["actions"]))
 
     @staticmethod
@@ -233,9 +242,7 @@ class ScoringService:
         else:
             answered, result, fallback = champion, self._champion(champion, row), ""
             if challenger is not None and state.shadow:
-                self._shadow.submit(
-                    self._shadow_score, challenger, row, result, request_id
-                )
+                self._submit_shadow(challenger, row, result, request_id)
         if result is None:
             return self._respond(
                 request_id,
@@ -292,6 +299,22 @@ class ScoringService:
             return champion, baseline, f"challenger {challenger.version}: {fault}"
         return challenger, result, ""
 
+    def _submit_shadow(
+        self,
+        challenger: ServedModel,
+        row: dict[str, Any],
+        champion: Scored | None,
+        request_id: str,
+    ) -> None:
+        """Queue a silent challenger score; skipped when a slow challenger has a
+        backlog (memory stays bounded; the skips are counted in its window)."""
+        with self._lock:
+            if self._shadow_pending >= _MAX_SHADOW_BACKLOG:
+                self.shadow_skipped += 1
+                return
+            self._shadow_pending += 1
+        self._shadow.submit(self._shadow_score, challenger, row, champion, request_id)
+
     def _shadow_score(
         self,
         challenger: ServedModel,
@@ -308,6 +331,8 @@ class ScoringService:
         except ModelFault as error:
             result, fault = None, str(error)
         latency = (time.perf_counter() - began) * 1000
+        with self._lock:
+            self._shadow_pending -= 1
         shift = abs(result.score - champion.score) if result and champion else None
         self.decisions.put(
             {
@@ -560,7 +585,10 @@ class ScoringService:
             "served": {v: m.describe() for v, m in self.served.items()},
             "refused": dict(self.refused),
             "traffic": self.traffic.state.model_dump(),
-            "challenger_window": self.monitor.summary(),
+            "challenger_window": {
+                **self.monitor.summary(),
+                "shadow_skipped": self.shadow_skipped,
+            },
             "cut_off": self.context.cut_off,
         }
 
@@ -570,7 +598,9 @@ class ScoringService:
                 if self._aliases_moved():
                     self.reload("alias poll")
             except Exception as error:  # the next poll tries again
-                print(f"alias poll failed: {type(error).__name__}: {error}"[:300])
+                _LOG.warning(
+                    "alias poll failed: %s: %s", type(error).__name__, str(error)[:300]
+                )
 
     def _aliases_moved(self) -> bool:
         client, name = self.context.registry, self.context.model_name
