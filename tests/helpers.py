@@ -201,3 +201,26 @@ def wait_for(condition: Any, timeout: float = 30.0, what: str = "condition") -> 
             return value
         time.sleep(0.2)
     raise AssertionError(f"{what} not met within {timeout} s")
+
+
+def champion_workspace(governed: Path, folder: Path) -> Path:
+    """A copy of a governed workspace where a validator approved version 1 and a
+    risk officer promoted it (the real lifecycle commands)."""
+    import shutil
+
+    from tests.conftest import run_command
+
+    root = folder / "workspace"
+    shutil.copytree(governed, root, ignore=shutil.ignore_patterns("*.sock"))
+    for user, verb in (
+        ("victor.validator", "approve"),
+        ("rita.riskofficer", "promote"),
+    ):
+        done = run_command(
+            ["bankplatform", "model", verb, MODEL, "1", "--env", "test"],
+            root,
+            extra_env={"BANKPLATFORM_USER": user},
+        )
+        if done.returncode != 0:
+            raise AssertionError(done.stderr[-2000:])
+    return root

@@ -6,7 +6,6 @@ of 500 or above."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import BIN, REPO, command_env
-from tests.helpers import start_service, token
+from tests.helpers import champion_workspace, start_service, token
 
 pytestmark = [
     pytest.mark.integration,
@@ -39,29 +38,7 @@ def test_schemathesis_finds_no_server_error_in_1000_cases(
 ) -> None:
     import subprocess
 
-    root = tmp_path / "workspace"
-    shutil.copytree(governed_workspace, root, ignore=shutil.ignore_patterns("*.sock"))
-    for user, verb in (
-        ("victor.validator", "approve"),
-        ("rita.riskofficer", "promote"),
-    ):
-        done = subprocess.run(
-            [
-                str(BIN / "bankplatform"),
-                "model",
-                verb,
-                "credit_default_pd",
-                "1",
-                "--env",
-                "test",
-            ],
-            cwd=root,
-            env={**command_env(), "BANKPLATFORM_USER": user},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
+    root = champion_workspace(governed_workspace, tmp_path)
     service = start_service(root)
     # Each route family with the token of the role that may call it (a wrong
     # role is refused before the body is read, and that is tested elsewhere).

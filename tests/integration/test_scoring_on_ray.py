@@ -3,15 +3,19 @@ local Ray: it answers with the champion, refuses without a token, and audits."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import run_command
-from tests.helpers import audit_records, start_service, token, wait_for
+from tests.helpers import (
+    audit_records,
+    champion_workspace,
+    start_service,
+    token,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -23,18 +27,7 @@ pytestmark = [
 def test_the_app_serves_under_ray_serve(
     governed_workspace: Path, tmp_path: Path
 ) -> None:
-    root = tmp_path / "workspace"
-    shutil.copytree(governed_workspace, root, ignore=shutil.ignore_patterns("*.sock"))
-    for user, verb in (
-        ("victor.validator", "approve"),
-        ("rita.riskofficer", "promote"),
-    ):
-        done = run_command(
-            ["bankplatform", "model", verb, "credit_default_pd", "1", "--env", "test"],
-            root,
-            extra_env={"BANKPLATFORM_USER": user},
-        )
-        assert done.returncode == 0, done.stderr
+    root = champion_workspace(governed_workspace, tmp_path)
     customer = pd.read_parquet(
         root / "data" / "04_feature" / "customer_features.parquet",
         columns=["customer_token"],

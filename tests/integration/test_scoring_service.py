@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from tests.helpers import (
     MODEL,
     RunningService,
     audit_records,
+    champion_workspace,
     register_challenger,
     start_service,
     token,
@@ -56,11 +58,7 @@ def workspace(
     governed_workspace: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """The governed workspace with version 1 approved and promoted to champion."""
-    root = tmp_path_factory.mktemp("scoring") / "workspace"
-    shutil.copytree(governed_workspace, root, ignore=shutil.ignore_patterns("*.sock"))
-    _lifecycle(root, "victor.validator", "approve", MODEL, "1")
-    _lifecycle(root, "rita.riskofficer", "promote", MODEL, "1")
-    return root
+    return champion_workspace(governed_workspace, tmp_path_factory.mktemp("scoring"))
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +107,20 @@ def _ok(response: httpx.Response) -> dict[str, Any]:
 
 def _score(client: httpx.Client, customer: str, **terms: Any) -> httpx.Response:
     return client.post("/v1/score", json={"customer_token": customer, **TERMS, **terms})
+
+
+def _traffic(
+    service: RunningService, tokens: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``bankplatform traffic ...`` as the admin, against the test's server."""
+    return run_command(
+        ["bankplatform", "traffic", *args, "--env", "test"],
+        service.root,
+        extra_env={
+            "BANKPLATFORM_TOKEN": tokens["admin"],
+            "BANKPLATFORM_SCORING_URL": service.url,
+        },
+    )
 
 
 def _decisions(root: Path) -> list[dict[str, Any]]:
@@ -569,44 +581,14 @@ def test_the_kill_switch_refers_every_application_to_a_person(
     customers: list[str],
     admin: httpx.Client,
 ) -> None:
-    halted = run_command(
-        [
-            "bankplatform",
-            "traffic",
-            "halt",
-            "--reason",
-            "suspected data incident",
-            "--env",
-            "test",
-        ],
-        workspace,
-        extra_env={
-            "BANKPLATFORM_TOKEN": tokens["admin"],
-            "BANKPLATFORM_SCORING_URL": service.url,
-        },
-    )
+    halted = _traffic(service, tokens, "halt", "--reason", "suspected data incident")
     assert halted.returncode == 0, halted.stderr
     with service.client(tokens["client"]) as client:
         referred = [_ok(_score(client, c)) for c in customers[:10]]
         assert {(a["decision"], a["score"], a["model_version"]) for a in referred} == {
             ("refer", None, None)
         }
-        resumed = run_command(
-            [
-                "bankplatform",
-                "traffic",
-                "resume",
-                "--reason",
-                "incident closed",
-                "--env",
-                "test",
-            ],
-            workspace,
-            extra_env={
-                "BANKPLATFORM_TOKEN": tokens["admin"],
-                "BANKPLATFORM_SCORING_URL": service.url,
-            },
-        )
+        resumed = _traffic(service, tokens, "resume", "--reason", "incident closed")
         assert resumed.returncode == 0, resumed.stderr
         assert _ok(_score(client, customers[0]))["decision"] in ("approve", "decline")
     records = [

@@ -205,29 +205,9 @@ class AuditLog:
         Raises:
             AuditWriteError: The log could not be written.
         """
-        try:
-            with self._lock():
-                seq, prev_hash = self._head()
-                record: dict[str, Any] = {
-                    "seq": seq + 1,
-                    "prev_hash": prev_hash,
-                    "time": datetime.now(UTC).isoformat(timespec="microseconds"),
-                    "actor": actor,
-                    "on_behalf_of": on_behalf_of,
-                    "action": action,
-                    "resource": resource,
-                    "outcome": outcome,
-                    "details": details or {},
-                }
-                _append_line(self._path, encode_record(record))
-                if record["seq"] % self._every == 0 or record["seq"] == 1:
-                    self._checkpoint(record["seq"], record["hash"])
-        except OSError as error:
-            msg = (
-                f"audit log {self._path} cannot be written ({error.strerror or error})"
-            )
-            raise AuditWriteError(msg) from None
-        return record
+        return self.append_many(
+            actor, [(action, resource, outcome, details or {})], on_behalf_of
+        )[0]
 
     def append_many(
         self,

@@ -243,18 +243,10 @@ class ScoringService:
             answered, result, fallback = champion, self._champion(champion, row), ""
             if challenger is not None and state.shadow:
                 self._submit_shadow(challenger, row, result, request_id)
-        if result is None:
-            return self._respond(
-                request_id,
-                caller,
-                application,
-                row,
-                answered,
-                REFER,
-                started,
-                fallback=fallback,
-            )
-        decision = "approve" if result.score <= self.context.cut_off else "decline"
+        if result is None:  # the model could not decide: a person does
+            decision = REFER
+        else:
+            decision = "approve" if result.score <= self.context.cut_off else "decline"
         return self._respond(
             request_id,
             caller,

@@ -130,6 +130,21 @@ def trace(decision: dict[str, Any], inputs: TraceInputs) -> list[Link]:
     return links
 
 
+def _allowed(
+    inputs: TraceInputs, resource: str, actions: tuple[str, ...], before: str = "~"
+) -> list[dict[str, Any]]:
+    """Allowed audit records of ``actions`` on ``resource``, written before ``before``
+    (an ISO time; "~" sorts after every time)."""
+    return [
+        r
+        for r in inputs.audit_records
+        if r.get("resource") == resource
+        and r.get("action") in actions
+        and r.get("outcome") == "allowed"
+        and str(r.get("time", "")) <= before
+    ]
+
+
 def _decision_link(decision: dict[str, Any], inputs: TraceInputs) -> Link:
     request_id = decision["request_id"]
     features = decision.get("features")
@@ -210,14 +225,7 @@ def _governance_links(
 ) -> list[Link]:
     resource = f"model:{inputs.model_name}/{version}"
     before = str(decision.get("time", ""))
-    approvals = [
-        r
-        for r in inputs.audit_records
-        if r.get("resource") == resource
-        and r.get("action") == "model.approve"
-        and r.get("outcome") == "allowed"
-        and str(r.get("time", "")) <= before
-    ]
+    approvals = _allowed(inputs, resource, ("model.approve",), before)
     links = [
         Link(
             "approval",
@@ -232,14 +240,9 @@ def _governance_links(
         )
     ]
     if decision.get("variant") == "champion":
-        promotions = [
-            r
-            for r in inputs.audit_records
-            if r.get("resource") == resource
-            and r.get("action") in ("model.promote", "model.rollback")
-            and r.get("outcome") == "allowed"
-            and str(r.get("time", "")) <= before
-        ]
+        promotions = _allowed(
+            inputs, resource, ("model.promote", "model.rollback"), before
+        )
         links.append(
             Link(
                 "promotion",
@@ -258,13 +261,7 @@ def _governance_links(
 
 def _evidence_link(version: int, inputs: TraceInputs) -> Link:
     resource = f"model:{inputs.model_name}/{version}"
-    evaluations = [
-        r
-        for r in inputs.audit_records
-        if r.get("resource") == resource
-        and r.get("action") == "model.evaluate"
-        and r.get("outcome") == "allowed"
-    ]
+    evaluations = _allowed(inputs, resource, ("model.evaluate",))
     if not evaluations:
         return Link(
             "evidence", False, f"no evaluation of version {version} in the audit log"
