@@ -72,6 +72,8 @@ def governed_workspace(folder: Path) -> Path:
     shutil.copytree(REPO / "notebooks", root / "notebooks")
     (root / "conf" / "local").mkdir()
     (root / "src").mkdir()
+    # The service as deployed: base's polling and token cache, not the test env's.
+    (root / "conf" / "test" / "serving.yml").unlink()
     cli = str(BIN / "bankplatform")
     _run([cli, "keys", "init"], root)
     _run(

@@ -84,9 +84,12 @@ def alias_holder(client: MlflowClient, name: str, alias: str) -> int | None:
 
 
 def current_aliases(client: MlflowClient, name: str) -> dict[str, int]:
-    """Alias -> version for the lifecycle's aliases that are set."""
-    held = {alias: alias_holder(client, name, alias) for alias in ALIASES}
-    return {alias: version for alias, version in held.items() if version is not None}
+    """Alias -> version for the lifecycle's aliases that are set (one registry call)."""
+    try:
+        aliases = client.get_registered_model(name).aliases or {}
+    except MlflowException:
+        return {}
+    return {alias: int(aliases[alias]) for alias in ALIASES if alias in aliases}
 
 
 def all_versions(client: MlflowClient, name: str) -> list[ModelVersion]:

@@ -25,7 +25,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from bankplatform.errors import BankplatformError
-from bankplatform.governance.registry import CHALLENGER, CHAMPION, alias_holder
+from bankplatform.governance.registry import CHALLENGER, CHAMPION, current_aliases
 from bankplatform.security.audit import AuditWriteError
 from bankplatform.security.policy import AccessDenied, Action, IdentityError
 from bankplatform.serving.models import (
@@ -595,19 +595,15 @@ class ScoringService:
                 )
 
     def _aliases_moved(self) -> bool:
-        client, name = self.context.registry, self.context.model_name
-        for variant in VARIANTS:
-            version = alias_holder(client, name, variant)
-            loaded = self.served.get(variant)
-            if (loaded.version if loaded else None) != version:
-                return True
-            if (
-                version is not None
-                and client.get_model_version(name, str(version)).tags.get("status")
-                == "decommissioned"
-            ):
-                return True
-        return False
+        """Whether an alias names another version than the one loaded (one registry
+        call: a decommissioning removes the aliases, and whatever an alias is moved
+        to is checked against the audit log when it loads)."""
+        held = current_aliases(self.context.registry, self.context.model_name)
+        return any(
+            held.get(variant)
+            != (self.served[variant].version if variant in self.served else None)
+            for variant in VARIANTS
+        )
 
     def close(self) -> None:
         """Stop polling and write everything queued."""
