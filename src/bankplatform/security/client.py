@@ -144,14 +144,14 @@ class KeyServiceClient:
         """
         for attempt in (0, 1):
             headers = self._headers(renew=attempt > 0)
-            content = None
+            payload = None
             if body is not None:
                 # orjson: a scoring service's audit batches are its biggest bodies.
-                content = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+                payload = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
                 headers["Content-Type"] = "application/json"
             try:
                 response = self._http().request(
-                    method, path, content=content, params=params, headers=headers
+                    method, path, content=payload, params=params, headers=headers
                 )
             except httpx.TransportError as error:
                 if self.settings.keyservice_url:

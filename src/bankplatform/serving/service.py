@@ -276,17 +276,9 @@ class ScoringService:
     def _canary(
         self, champion: ServedModel, challenger: ServedModel, row: dict[str, Any]
     ) -> tuple[ServedModel, Scored | None, str]:
-        reasons = self.context.settings.reason_codes
-        began = time.perf_counter()
-        try:
-            result: Scored | None = score_application(challenger, row, reasons)
-            fault = ""
-        except ModelFault as error:
-            result, fault = None, str(error)
-        latency = (time.perf_counter() - began) * 1000
+        result, fault, latency = self._challenge(challenger, row)
         baseline = self._champion(champion, row)
-        shift = abs(result.score - baseline.score) if result and baseline else None
-        self._observe(failed=result is None, latency_ms=latency, shift=shift)
+        self._observe(result, latency, baseline)
         if result is None:  # the champion answers instead
             return champion, baseline, f"challenger {challenger.version}: {fault}"
         return challenger, result, ""
@@ -314,18 +306,9 @@ class ScoringService:
         champion: Scored | None,
         request_id: str,
     ) -> None:
-        began = time.perf_counter()
-        try:
-            result: Scored | None = score_application(
-                challenger, row, self.context.settings.reason_codes
-            )
-            fault = ""
-        except ModelFault as error:
-            result, fault = None, str(error)
-        latency = (time.perf_counter() - began) * 1000
+        result, fault, latency = self._challenge(challenger, row)
         with self._lock:
             self._shadow_pending -= 1
-        shift = abs(result.score - champion.score) if result and champion else None
         self.decisions.put(
             {
                 "type": "shadow",
@@ -338,10 +321,30 @@ class ScoringService:
                 "fault": fault,
             }
         )
-        self._observe(failed=result is None, latency_ms=latency, shift=shift)
+        self._observe(result, latency, champion)
 
-    def _observe(self, *, failed: bool, latency_ms: float, shift: float | None) -> None:
-        breach = self.monitor.observe(failed=failed, latency_ms=latency_ms, shift=shift)
+    def _challenge(
+        self, challenger: ServedModel, row: dict[str, Any]
+    ) -> tuple[Scored | None, str, float]:
+        """The challenger's score (or its fault) and how long it took, in ms."""
+        began = time.perf_counter()
+        try:
+            result: Scored | None = score_application(
+                challenger, row, self.context.settings.reason_codes
+            )
+            fault = ""
+        except ModelFault as error:
+            result, fault = None, str(error)
+        return result, fault, (time.perf_counter() - began) * 1000
+
+    def _observe(
+        self, result: Scored | None, latency_ms: float, champion: Scored | None
+    ) -> None:
+        """Judge one challenger answer against the champion's on the same application."""
+        shift = abs(result.score - champion.score) if result and champion else None
+        breach = self.monitor.observe(
+            failed=result is None, latency_ms=latency_ms, shift=shift
+        )
         if breach is not None:
             self.rollback("automatic rollback", breach, automatic=True)
 
