@@ -331,7 +331,16 @@ def test_oversized_and_non_json_bodies_are_refused(
                 "purpose": "car",
             },
         )
+        # No Content-Length: the body is counted as it streams in.
+        streamed = client.post(
+            "/v1/score",
+            content=iter([b"{" + b" " * 3_000] * 4 + [b"}"]),
+            headers={"content-type": "application/json"},
+        )
     assert (big.status_code, text.status_code, whole.status_code) == (413, 415, 200)
+    assert "content-length" not in {k.lower() for k in streamed.request.headers}
+    assert streamed.status_code == 413
+    assert streamed.json()["error"] == "body larger than 4096 bytes"
 
 
 # Scoring and the decision log --------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -102,74 +103,92 @@ class _Gate:
         request_id = new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        route = f"{scope['method']} {scope['path']}"[:200]
         if scope["path"] == PUBLIC:
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        caller_name = "anonymous"
-        status = {"code": 500}
+        route = f"{scope['method']} {scope['path']}"[:200]
+        caller, refusal = self._admit(dict(scope["headers"]))
+        body: bytes | None = b""
+        if caller is not None:
+            state["caller"] = caller
+        if refusal is None:
+            # The body (a few KiB at most) is read here, bounded, and handed on
+            # whole: one that streams in without Content-Length is refused as it grows.
+            body = await _bounded_body(receive, self.max_body)
+            if body is None:
+                refusal = self._too_large()
+        name = caller.name if caller is not None else "anonymous"
+        if refusal is not None:
+            status, error = refusal
+            await _send_error(send, status, error, request_id)
+            details = (
+                {"reason": error[:200]} if status == HTTPStatus.UNAUTHORIZED else None
+            )
+            self.service.record_request(name, route, status, request_id, details)
+            return
+        answered = {"status": 500}
+        handed = False
+
+        async def replay() -> Message:
+            nonlocal handed
+            if handed:
+                return await receive()
+            handed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def observed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered["status"] = message["status"]
+            await send(message)
+
+        await self.app(scope, replay, observed_send)
+        self.service.record_request(
+            name, route, answered["status"], request_id, state.get("audit")
+        )
+
+    def _admit(
+        self, headers: dict[bytes, bytes]
+    ) -> tuple[Caller | None, tuple[int, str] | None]:
+        """The proven caller, and the refusal its headers earn (status, reason)."""
         try:
             caller = self.service.authenticate(
                 headers.get(b"authorization", b"").decode("latin-1")
             )
         except IdentityError as error:
-            await _send_error(send, 401, str(error), request_id)
-            self.service.record_request(
-                caller_name, route, 401, request_id, {"reason": str(error)[:200]}
-            )
-            return
+            return None, (HTTPStatus.UNAUTHORIZED, str(error))
         except Unavailable as error:
-            await _send_error(send, 503, str(error), request_id)
-            self.service.record_request(caller_name, route, 503, request_id)
-            return
-        state["caller"] = caller
-        caller_name = caller.name
+            return None, (HTTPStatus.SERVICE_UNAVAILABLE, str(error))
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _send_error(
-                send, 413, f"body larger than {self.max_body} bytes", request_id
-            )
-            self.service.record_request(caller_name, route, 413, request_id)
-            return
+            return caller, self._too_large()
         kind = headers.get(b"content-type", b"").split(b";")[0].strip()
-        if (
-            length not in (None, b"0") or b"transfer-encoding" in headers
-        ) and kind != b"application/json":
-            await _send_error(
-                send, 415, "the body must be application/json", request_id
+        has_body = length not in (None, b"0") or b"transfer-encoding" in headers
+        if has_body and kind != b"application/json":
+            return caller, (
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                "the body must be application/json",
             )
-            self.service.record_request(caller_name, route, 415, request_id)
-            return
-        received = 0
+        return caller, None
 
-        async def bounded_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_body:
-                raise _TooLarge
-            return message
-
-        async def observed_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, bounded_receive, observed_send)
-        except _TooLarge:
-            status["code"] = 413
-            await _send_error(
-                send, 413, f"body larger than {self.max_body} bytes", request_id
-            )
-        self.service.record_request(
-            caller_name, route, status["code"], request_id, state.get("audit")
+    def _too_large(self) -> tuple[int, str]:
+        return (
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"body larger than {self.max_body} bytes",
         )
 
 
-class _TooLarge(Exception):
-    pass
+async def _bounded_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or ``None`` once it passes ``limit`` bytes."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return bytes(body)  # the client went away; the app sees an empty body
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return None
+        if not message.get("more_body", False):
+            return bytes(body)
 
 
 async def _send_error(send: Send, status: int, error: str, request_id: str) -> None:
