@@ -168,11 +168,10 @@ def show(request_id: str, env: str | None) -> None:
     """A logged decision, re-scored now with the version that made it."""
     import json
 
-    from bankplatform.serving.trace import RESCORE_TOLERANCE, logged_decision, rescore
+    from bankplatform.serving.trace import logged_decision, rescore_link
 
     inputs = _trace_inputs(env, request_id)
     record, later = logged_decision(inputs.decision_log, request_id)
-    again, why = rescore(record, inputs)
     shown = {
         k: record.get(k)
         for k in (
@@ -197,14 +196,9 @@ def show(request_id: str, env: str | None) -> None:
         click.echo(
             f"then: {entry['type']} by {entry.get('reviewer') or entry.get('filed_by')}: {entry.get('decision')} ({entry.get('reason')})"
         )
-    if again is None:
-        click.echo(f"re-score: not possible ({why})")
-        return
-    same = abs(again - float(record["score"])) <= RESCORE_TOLERANCE
-    click.echo(
-        f"re-score with version {record['model']['version']}: {again:.6f} (logged {float(record['score']):.6f}) {'identical' if same else 'DIFFERENT'}"
-    )
-    if not same:
+    link = rescore_link(record, inputs)
+    click.echo(f"re-score: {link.detail}")
+    if record.get("model") and not link.ok:
         raise click.ClickException(
             "the logged version no longer gives the logged score"
         )
@@ -244,6 +238,7 @@ def _trace_inputs(env: str | None, request_id: str) -> TraceInputs:
     from bankplatform.security.policy import Action
     from bankplatform.security.runtime import activate, workspace_security
     from bankplatform.serving.schemas import REQUEST_ID
+    from bankplatform.serving.service import request_resource
     from bankplatform.serving.settings import load_serving_settings
     from bankplatform.serving.trace import TraceInputs
 
@@ -266,9 +261,11 @@ def _trace_inputs(env: str | None, request_id: str) -> TraceInputs:
         decision_log=load_serving_settings(loader, root).decision_log,
         registry=MlflowClient(tracking_uri=uri),
         model_name=manifest.model_name,
-        audit_records=list(
-            security.audit_log().records(resource=f"model:{manifest.model_name}/")
-        ),
+        # The model's records (registration, approval, evaluation) and the request's.
+        audit_records=[
+            *security.audit_log().records(resource=f"model:{manifest.model_name}/"),
+            *security.audit_log().records(resource=request_resource(request_id)),
+        ],
     )
 
 

@@ -449,10 +449,11 @@ class KeyAuthority:
     def records(
         self, principal: Principal, resource: str = "", tail: int = 0
     ) -> list[dict[str, Any]]:
-        """Records to read: all with ``read_audit_log``; a model's own with ``read_reports``."""
+        """Records to read: all with ``read_audit_log``; a model's own, and a scoring
+        request's, with ``read_reports``."""
         if not self.policy.permits(principal, Action.READ_AUDIT_LOG):
             if not (
-                resource.startswith("model:")
+                resource.startswith(("model:", "request:"))
                 and self.policy.permits(principal, Action.READ_REPORTS)
             ):
                 self._enforce(

@@ -11,18 +11,18 @@ decision one decision-log record; both are written off the request path.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import math
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from bankplatform.errors import BankplatformError
 from bankplatform.governance.registry import CHALLENGER, CHAMPION, current_aliases
@@ -97,9 +97,11 @@ class ServingContext:
     features: OnlineFeatures
     model_name: str
     cut_off: float
-    audit_entries: list[tuple[str, str, str, dict[str, Any]]] = field(
-        default_factory=list
-    )
+
+
+def request_resource(request_id: str) -> str:
+    """The audit resource of one request's record."""
+    return f"request:{request_id}"
 
 
 def new_request_id() -> str:
@@ -204,11 +206,11 @@ class ScoringService:
             "request_id": request_id,
             **(extra or {}),
         }
-        version = details.get("model_version")
-        resource = (
-            f"model:{self.context.model_name}/{version}" if version else "scoring"
+        # Under the request, not the model: a model's own records (registration,
+        # approval, evaluation) stay few however many decisions it makes.
+        self.audit.put(
+            ("scoring.request", request_resource(request_id), outcome, details)
         )
-        self.audit.put(("scoring.request", resource, outcome, details))
 
     # Scoring --------------------------------------------------------------
 
@@ -523,7 +525,7 @@ class ScoringService:
         """Audit an oversight action before it takes effect (it fails if it cannot)."""
         try:
             self.context.security.audit_log().append(
-                action, "scoring", "allowed", {"by": actor, **_json_safe(details)}
+                action, "scoring", "allowed", {"by": actor, **details}
             )
         except (AuditWriteError, BankplatformError) as error:
             msg = f"not changed: the audit log cannot be written ({error})"
@@ -620,19 +622,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN and infinity as null (the decision log is strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _dumps(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return orjson.dumps(value).decode()
 
 
 def _logged_decision(folder: Path, request_id: str) -> dict[str, Any] | None:

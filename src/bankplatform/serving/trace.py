@@ -1,6 +1,7 @@
 """Reconstruct a logged decision and walk its chain back to the raw extract.
 
-``decision show`` re-scores the logged inputs with the logged version.
+``decision show`` re-scores the logged inputs with the logged version
+(``rescore_link``).
 ``decision trace`` answers an examiner's "why was this applicant declined, by
 which approved model, trained on what", re-checking every hash on the way,
 offline (the decision log, the registry's files, the signed audit log and the
@@ -91,19 +92,6 @@ def logged_decision(
     return decision, later
 
 
-def rescore(decision: dict[str, Any], inputs: TraceInputs) -> tuple[float | None, str]:
-    """The logged version's score of the logged inputs now, and why if none."""
-    model = decision.get("model")
-    if not model or decision.get("features") is None:
-        return None, "no model decided it (halted or referred)"
-    records = inputs.audit_records
-    served = load_served(
-        inputs.model_name, int(model["version"]), str(model["variant"]), records
-    )
-    scored = score_application(served, decision["features"], reason_count=20)
-    return scored.score, ""
-
-
 def trace(decision: dict[str, Any], inputs: TraceInputs) -> list[Link]:
     """Every link from a decision back to the raw extract, each re-checked."""
     links = [_decision_link(decision, inputs)]
@@ -120,7 +108,7 @@ def trace(decision: dict[str, Any], inputs: TraceInputs) -> list[Link]:
     version = int(model["version"])
     facts = version_records(inputs.audit_records, inputs.model_name, version)
     links.append(_artefact_link(model, facts.registered_sha256, inputs))
-    links.append(_rescore_link(decision, inputs))
+    links.append(rescore_link(decision, inputs))
     links.extend(_governance_links(decision, version, inputs))
     links.append(_evidence_link(version, inputs))
     run = _training_link(model, facts.run_id, inputs)
@@ -204,19 +192,27 @@ def _artefact_link(model: dict[str, Any], registered: str, inputs: TraceInputs) 
     )
 
 
-def _rescore_link(decision: dict[str, Any], inputs: TraceInputs) -> Link:
-    score, why = rescore(decision, inputs)
-    logged = decision.get("score")
-    if score is None or logged is None:
-        return Link("re-score", False, why or "no logged score")
-    if not math.isclose(score, float(logged), abs_tol=RESCORE_TOLERANCE):
+def rescore_link(decision: dict[str, Any], inputs: TraceInputs) -> Link:
+    """The logged version's score of the logged inputs now, against the logged score."""
+    model = decision.get("model")
+    if not model or decision.get("features") is None or decision.get("score") is None:
+        return Link("re-score", False, "no model decided it (halted or referred)")
+    version = int(model["version"])
+    served = load_served(
+        inputs.model_name, version, str(model["variant"]), inputs.audit_records
+    )
+    score = score_application(served, decision["features"], reason_count=20).score
+    logged = float(decision["score"])
+    if not math.isclose(score, logged, abs_tol=RESCORE_TOLERANCE):
         return Link(
-            "re-score", False, f"logged PD {logged}, the same version now gives {score}"
+            "re-score",
+            False,
+            f"logged PD {logged}, version {version} now gives {score}",
         )
     return Link(
         "re-score",
         True,
-        f"the logged inputs score {score:.6f} again (logged {float(logged):.6f})",
+        f"version {version} scores the logged inputs {score:.6f} again (logged {logged:.6f})",
     )
 
 
