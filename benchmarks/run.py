@@ -24,6 +24,7 @@ import gpu_training
 import ingestion
 import key_service
 import lineage_overhead
+import monitoring_drift
 import scoring_service
 import training_on_ray
 from bankplatform.third_party import quiet_third_party_warnings
@@ -41,6 +42,7 @@ BENCHMARKS = {
     "evidence": evidence_notebooks.main,
     "scoring": scoring_service.main,
     "gpu": gpu_training.main,
+    "monitoring": monitoring_drift.main,
 }
 
 

@@ -33,6 +33,7 @@ CONFIG_LOADER_ARGS: dict[str, Any] = {
             "parameters*/**",
             "**/parameters*",
             "governance*",
+            "monitoring*",
         ]
     },
 }

@@ -20,6 +20,7 @@ from bankplatform.cli.keys import keys
 from bankplatform.cli.keyservice import keyservice
 from bankplatform.cli.lineage import lineage
 from bankplatform.cli.model import model
+from bankplatform.cli.review import review
 from bankplatform.cli.scoring import decision, serve, simulate, traffic
 from bankplatform.cli.tls import tls
 from bankplatform.cli.token import token
@@ -69,6 +70,7 @@ commands.add_command(serve)
 commands.add_command(traffic)
 commands.add_command(decision)
 commands.add_command(simulate)
+commands.add_command(review)
 
 
 def main() -> None:

@@ -126,7 +126,15 @@ def simulate() -> None:
     default=100,
     show_default=True,
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option(
+    "--drift",
+    type=click.FloatRange(0, 3),
+    default=0.0,
+    show_default=True,
+    help="The generator's drift knob applied to the applicants: more stressed "
+    "customers apply, for larger loans (0 = the book as it is).",
+)
 @click.option(
     "--wait-seconds",
     type=click.FloatRange(0, 600),
@@ -136,7 +144,7 @@ def simulate() -> None:
 )
 @_ENV
 def simulate_traffic(
-    count: int, seed: int, wait_seconds: float, env: str | None
+    count: int, seed: int, drift: float, wait_seconds: float, env: str | None
 ) -> None:
     """Score COUNT applications of known customers as the origination system."""
     from bankplatform.serving.remote import (
@@ -145,14 +153,15 @@ def simulate_traffic(
         simulate_applications,
         wait_until_up,
     )
+    from bankplatform.synthetic.applicants import draw_applications
     from bankplatform.workspace import open_workspace
 
     # Known customers, read through the catalog (the key service decides).
     features = open_workspace(env).catalog.load("customer_features")
-    customers = sorted(str(c) for c in features["customer_token"].dropna().unique())
+    applications = draw_applications(features, count, seed, drift)
     client = ScoringClient.for_workspace(env, SIMULATED_CLIENT)
     wait_until_up(client, wait_seconds)
-    summary = simulate_applications(client, customers, count, seed)
+    summary = simulate_applications(client, applications)
     click.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
 
 

@@ -181,7 +181,7 @@ def rollback(g: Governed) -> str:
     """Put the ``previous`` version back as ``champion``.
 
     Raises:
-        AccessDenied: The actor lacks ``promote_model``.
+        AccessDenied: The actor lacks ``rollback_model``.
         GovernanceError: No previous version, or it was decommissioned.
     """
     previous = alias_holder(g.client, g.model, PREVIOUS)
@@ -189,7 +189,7 @@ def rollback(g: Governed) -> str:
     target = previous or champion or 0
     with _Attempt(
         g,
-        Action.PROMOTE_MODEL,
+        Action.ROLLBACK_MODEL,
         "model.rollback",
         target,
         registered=previous is not None,

@@ -61,12 +61,18 @@ _GOVERNED_RECORDS = {
     "model.approve": Action.APPROVE_MODEL,
     "model.reject": Action.REJECT_MODEL,
     "model.promote": Action.PROMOTE_MODEL,
-    "model.rollback": Action.PROMOTE_MODEL,
+    "model.rollback": Action.ROLLBACK_MODEL,
     "model.decommission": Action.DECOMMISSION_MODEL,
+    "monitoring.verdict": Action.MONITOR_MODEL,
+    "monitoring.action": Action.MONITOR_MODEL,
+    "review.open": Action.MONITOR_MODEL,
+    "review.close": Action.CLOSE_REVIEW,
 }
 # Records the scoring service writes (requests, releases, oversight): only an
 # identity that verifies tokens, i.e. the scoring service, writes them.
 _SCORING_RECORDS = ("scoring.", Action.VERIFY_TOKENS)
+# Resources whose records a holder of read_reports may read.
+_REPORT_RESOURCES = ("model:", "request:", "monitoring:", "review:")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
 _RESOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+=-]{0,299}$")
 MAX_PSEUDONYM_VALUES = 2_000_000
@@ -449,11 +455,11 @@ class KeyAuthority:
     def records(
         self, principal: Principal, resource: str = "", tail: int = 0
     ) -> list[dict[str, Any]]:
-        """Records to read: all with ``read_audit_log``; a model's own, and a scoring
-        request's, with ``read_reports``."""
+        """Records to read: all with ``read_audit_log``; a model's own, a scoring
+        request's, a monitoring window's and a review item's with ``read_reports``."""
         if not self.policy.permits(principal, Action.READ_AUDIT_LOG):
             if not (
-                resource.startswith(("model:", "request:"))
+                resource.startswith(_REPORT_RESOURCES)
                 and self.policy.permits(principal, Action.READ_REPORTS)
             ):
                 self._enforce(

@@ -31,6 +31,7 @@ class Action(StrEnum):
     APPROVE_MODEL = "approve_model"
     REJECT_MODEL = "reject_model"
     PROMOTE_MODEL = "promote_model"
+    ROLLBACK_MODEL = "rollback_model"
     DECOMMISSION_MODEL = "decommission_model"
     MANAGE_KEYS = "manage_keys"
     ISSUE_TOKENS = "issue_tokens"
@@ -40,6 +41,8 @@ class Action(StrEnum):
     VERIFY_TOKENS = "verify_tokens"
     REVIEW_DECISIONS = "review_decisions"
     APPEAL_DECISION = "appeal_decision"
+    MONITOR_MODEL = "monitor_model"
+    CLOSE_REVIEW = "close_review"
     READ_AUDIT_LOG = "read_audit_log"
     READ_REPORTS = "read_reports"
 

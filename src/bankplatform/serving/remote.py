@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import os
-import random
 import ssl
 import time
 from datetime import timedelta
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from bankplatform.contracts.reference import PURPOSES, TERMS_MONTHS
 from bankplatform.errors import BankplatformError
 from bankplatform.manifest import load_manifest
 from bankplatform.project import env_config_loader, find_project_root, resolve_env
 from bankplatform.security.client import TOKEN_ENV_VAR
 from bankplatform.security.runtime import activate, workspace_security
 from bankplatform.serving.settings import load_serving_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ADMIN_ROLE = "platform_admin"
 SIMULATED_CLIENT = ("origination-system", "scoring_client")
@@ -119,20 +120,14 @@ def wait_until_up(client: ScoringClient, seconds: float) -> None:
 
 
 def simulate_applications(
-    client: ScoringClient, customers: list[str], count: int, seed: int
+    client: ScoringClient, applications: pd.DataFrame
 ) -> dict[str, Any]:
-    """Send ``count`` applications of ``customers``; a summary of the answers."""
-    draws = random.Random(seed)  # noqa: S311 - synthetic traffic, not security
+    """Send each application (``customer_token``, ``amount``, ``term_months``,
+    ``purpose``); a summary of the answers."""
     decisions: dict[str, int] = {}
     last = ""
-    for _ in range(count):
-        body = {
-            "customer_token": draws.choice(customers),
-            "amount": float(draws.choice([1_000, 2_500, 5_000, 10_000, 20_000])),
-            "term_months": draws.choice(list(TERMS_MONTHS)),
-            "purpose": draws.choice(list(PURPOSES)),
-        }
-        answer = client.post("/v1/score", body)
+    for body in applications.to_dict(orient="records"):
+        answer = client.post("/v1/score", {str(k): v for k, v in body.items()})
         decisions[answer["decision"]] = decisions.get(answer["decision"], 0) + 1
         last = str(answer["request_id"])
-    return {"requests": count, **decisions, "last_request_id": last}
+    return {"requests": len(applications), **decisions, "last_request_id": last}

@@ -18,7 +18,7 @@ from bankplatform.synthetic.config import GeneratorConfig
 from bankplatform.synthetic.population import CustomerTraits
 from bankplatform.synthetic.text import decimal_text, numbered_ids
 
-_PURPOSE_PROBS = (0.25, 0.2, 0.25, 0.08, 0.05, 0.07, 0.1)
+PURPOSE_PROBS = (0.25, 0.2, 0.25, 0.08, 0.05, 0.07, 0.1)
 _PURPOSE_RISK = (0.0, -0.2, 0.35, 0.1, 0.0, 0.1, 0.15)
 OUTCOME_HORIZON_DAYS = 365
 _SECONDS_PER_DAY = 86_400
@@ -88,11 +88,8 @@ def draw_applications(
     """
     owner = plan.owner
     size = owner.size
-    income = traits.income[owner]
-    amount = np.clip(
-        np.round(income * 0.25 * np.exp(rng.normal(0, 0.5, size)), -2), 1_000, 50_000
-    )
-    purpose = rng.choice(len(PURPOSES), size=size, p=_PURPOSE_PROBS)
+    amount = loan_amounts(rng, traits.income[owner])
+    purpose = rng.choice(len(PURPOSES), size=size, p=PURPOSE_PROBS)
     term = rng.choice(np.array(TERMS_MONTHS), size=size)
     applied_at = np.datetime64(config.applications_start, "s") + plan.seconds.astype(
         "timedelta64[s]"
@@ -120,6 +117,15 @@ def draw_applications(
         }
     )
     return applications, outcomes
+
+
+def loan_amounts(rng: np.random.Generator, income: np.ndarray) -> np.ndarray:
+    """What applicants ask for: about a quarter of their income, in hundreds."""
+    return np.clip(
+        np.round(income * 0.25 * np.exp(rng.normal(0, 0.5, income.size)), -2),
+        1_000,
+        50_000,
+    )
 
 
 def default_probability(

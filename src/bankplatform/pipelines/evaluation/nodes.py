@@ -19,6 +19,7 @@ from bankplatform.governance.gates import as_records, measurement_gates, verdict
 from bankplatform.governance.outcome import EvaluationRecord, record_evaluation
 from bankplatform.governance.registry import CHAMPION
 from bankplatform.governance.settings import GovernanceSettings
+from bankplatform.monitoring.inputs import out_of_time_reference, reference_partition
 from bankplatform.project import find_project_root
 from bankplatform.training.settings import TrainingParameters
 from bankplatform.training.train import split_out_of_time
@@ -43,6 +44,21 @@ def score_validation_windows(
     train, valid = split_out_of_time(training_set, split)
     model = _load(model_registration["model_name"], model_registration["version"])
     return evaluation.score_windows(evaluation.scorer(model), train, valid)
+
+
+def keep_monitoring_reference(
+    model_registration: dict[str, Any], validation_scores: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """The candidate's out-of-time window with its scores: what monitoring will
+    compare its decisions with if it becomes the champion.
+
+    Returns:
+        One partition of ``monitoring_references``, named after the version.
+    """
+    name = reference_partition(
+        model_registration["model_name"], int(model_registration["version"])
+    )
+    return {name: out_of_time_reference(validation_scores)}
 
 
 def measure_candidate(

@@ -7,6 +7,7 @@ from kedro.pipeline import Node, Pipeline
 
 from bankplatform.pipelines.evaluation.nodes import (
     decide_gates,
+    keep_monitoring_reference,
     measure_candidate,
     record_gate_outcome,
     score_validation_windows,
@@ -27,6 +28,12 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 inputs=["model_registration", "training_set", "params:training"],
                 outputs="validation_scores",
                 name="score_validation_windows_node",
+            ),
+            Node(
+                keep_monitoring_reference,
+                inputs=["model_registration", "validation_scores"],
+                outputs="monitoring_references",
+                name="keep_monitoring_reference_node",
             ),
             Node(
                 measure_candidate,
