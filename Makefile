@@ -34,7 +34,7 @@ lock: ## Re-pin requirements.lock from the ranges in pyproject.toml
 	@test -x $(BIN)/uv || $(MAKE) install
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
-demo: install ## Generate the demo extract and run every pipeline on the embedded default
+demo: install ## Generate the demo extract, run every pipeline, serve, monitor drift (embedded default)
 	$(BIN)/bankplatform keys init
 	$(BIN)/bankplatform data generate
 	$(BIN)/kedro run
@@ -47,13 +47,24 @@ demo: install ## Generate the demo extract and run every pipeline on the embedde
 	BANKPLATFORM_TOKEN=$$($(BIN)/bankplatform token issue --user rita.riskofficer --role model_risk_officer --ttl-minutes 30) \
 		$(BIN)/bankplatform model promote credit_default_pd $$version
 	$(BIN)/bankplatform model list
-	@echo "== the scoring service: 200 applications from the origination system, then one decision's whole chain"
+	@echo "== the scoring service: 200 applications from the origination system, one decision's whole chain, then 300 drifted ones"
 	@$(BIN)/bankplatform serve > data/08_reporting/serve-demo.log 2>&1 & server=$$!; \
 	summary=$$($(BIN)/bankplatform simulate traffic --requests 200); status=$$?; echo "$$summary"; \
 	if [ $$status -eq 0 ]; then \
 		$(BIN)/bankplatform decision trace $$(echo "$$summary" | grep -o 'req_[0-9a-f]*'); status=$$?; \
 	fi; \
+	if [ $$status -eq 0 ]; then \
+		$(BIN)/bankplatform simulate traffic --requests 300 --drift 0.5 --seed 1; status=$$?; \
+	fi; \
 	kill $$server; wait $$server 2>/dev/null; exit $$status
+	@echo "== monitoring: today's decisions against the champion's validated window, and the action the policy takes"
+	$(BIN)/kedro run --pipeline monitoring
+	@$(BIN)/python -c "import json; a = json.load(open('data/08_reporting/monitoring/last_action.json')); \
+		print('findings:', '; '.join(a['findings'].values()) or 'none'); \
+		print('action:', a['action'], a['status'], {k: a[k] for k in ('new_version', 'gate_status', 'review_id') if k in a}); \
+		print('reports:', a['reports'])"
+	$(BIN)/bankplatform review list
+	$(BIN)/bankplatform model list
 	$(BIN)/bankplatform audit verify
 
 test: install lint ## Lint, type-check, then run every test

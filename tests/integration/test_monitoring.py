@@ -1,0 +1,417 @@
+"""The monitoring pipeline on a governed workspace whose version 1 is the champion:
+the real registry, the champion's reference as the evaluation kept it, the key
+service, papermill, Evidently and MLflow.
+
+Windows are planted in the decision log's own format (a resample of the
+validated window, with or without planted drift) on days of their own, so each
+verdict is known in advance; one window comes from the real scoring service
+under the traffic simulator's drift knob. Covers: no drift -> none; feature
+drift -> one human review (the notebook's verdict checked against the JSON
+report), never twice for one window, closed by a validator only; drift in most
+features -> retraining, whose version waits for approval; outcomes showing a
+drop -> rollback through the lifecycle; every verdict and action audited.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bankplatform.governance.evidence import cdn_references, file_sha256
+from tests.conftest import run_command
+from tests.helpers import (
+    MODEL,
+    acting_as,
+    audit_records,
+    champion_workspace,
+    start_service,
+)
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("governed"),
+]
+NOT_INPUTS = {
+    "application_id",
+    "customer_token",
+    "event_timestamp",
+    "defaulted",
+    "gender",
+    "age_band",
+    "score",
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(
+    governed_workspace: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The governed workspace with version 1 approved and promoted to champion."""
+    return champion_workspace(governed_workspace, tmp_path_factory.mktemp("monitor"))
+
+
+def _reference(root: Path, version: int) -> pd.DataFrame:
+    """A version's reference, as the evaluation kept it (read as a data scientist)."""
+    from bankplatform.datasets import EncryptedPartitionsDataset
+    from bankplatform.security.runtime import activate
+
+    with acting_as(root, "dana.scientist") as security:
+        activate(security)
+        partitions = EncryptedPartitionsDataset(
+            path=str(root / "data/07_model_output/monitoring_references"),
+            dataset="monitoring_references",
+        ).load()
+        return partitions[f"{MODEL}-v{version}"]()
+
+
+@pytest.fixture(scope="module")
+def reference(workspace: Path) -> pd.DataFrame:
+    return _reference(workspace, 1)
+
+
+def _resample(frame: pd.DataFrame, seed: int, rows: int = 600) -> pd.DataFrame:
+    picked = np.random.default_rng(seed).choice(len(frame), size=rows, replace=True)
+    return frame.iloc[picked].reset_index(drop=True)
+
+
+def _plant(root: Path, day: str, frame: pd.DataFrame, version: int) -> list[str]:
+    """Write ``frame`` as the scoring service logs decisions, on ``day``."""
+    folder = root / "data" / "08_reporting" / "decisions"
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = [c for c in frame.columns if c not in NOT_INPUTS]
+    ids = [f"req_{i:032x}" for i in range(len(frame))]
+    lines = []
+    for i, row in enumerate(frame.to_dict(orient="records")):
+        lines.append(
+            orjson.dumps(
+                {
+                    "type": "decision",
+                    "request_id": ids[i],
+                    "score": row["score"],
+                    "decision": "approve" if row["score"] <= 0.15 else "decline",
+                    "model_version": version,
+                    "time": f"{day}T10:{i // 60_000_000:02d}:00.{i:06d}+00:00",
+                    "features": {c: row[c] for c in inputs},
+                },
+                default=str,
+            )
+        )
+    (folder / f"decisions-{day}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    return ids
+
+
+def _monitor(root: Path, window: str, *params: str, timeout: float = 600) -> Any:
+    result = run_command(
+        [
+            "kedro",
+            "run",
+            "--pipeline",
+            "monitoring",
+            "--env",
+            "test",
+            "--params",
+            ",".join([f"monitoring.window={window}", *params]),
+        ],
+        root,
+        timeout=timeout,
+        extra_env={"BANKPLATFORM_USER": "dana.scientist"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(
+        (root / "data/08_reporting/monitoring/last_action.json").read_text()
+    )
+
+
+def _report(root: Path, action: dict[str, Any]) -> dict[str, Any]:
+    return json.loads((root / action["reports"] / "drift_report.json").read_text())
+
+
+def _window_records(root: Path, window: str, action: str) -> list[dict[str, Any]]:
+    resource = f"monitoring:{MODEL}/{window}"
+    return [
+        r
+        for r in audit_records(root)
+        if r["resource"] == resource and r["action"] == action
+    ]
+
+
+def _aliases(root: Path) -> dict[str, int]:
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    found = client.get_registered_model(MODEL).aliases
+    return {alias: int(version) for alias, version in found.items()}
+
+
+def test_a_window_like_the_validated_one_needs_no_action(
+    workspace: Path, reference: pd.DataFrame
+) -> None:
+    _plant(workspace, "2026-01-05", _resample(reference, seed=1), version=1)
+    action = _monitor(workspace, "2026-01-05")
+    assert (action["action"], action["status"], action["findings"]) == (
+        "none",
+        "nothing to do",
+        {},
+    )
+    report = _report(workspace, action)
+    assert report["decisions"] == 600
+    assert report["reference_rows"] == len(reference)
+    assert report["model_version"] == 1
+    assert {f["column"] for f in report["features"]} == set(
+        reference.columns
+    ) - NOT_INPUTS
+    # Below 1,000 reference rows Evidently's choice is KS / chi-squared (z for two
+    # values), each feature at the family-wise 0.05 / features.
+    features = len(report["features"])
+    assert {f["method"] for f in report["features"]} <= {"ks", "chisquare", "z"}
+    assert all(
+        f["threshold"] == pytest.approx(0.05 / features) for f in report["features"]
+    )
+    assert not any(f["drifted"] for f in report["features"])
+    assert report["prediction"]["drifted"] is False
+    assert report["quality"] is None
+    # The verdict is audited with the reports' hashes, as the monitoring service
+    # on behalf of whoever started the run.
+    (verdict,) = _window_records(workspace, "2026-01-05", "monitoring.verdict")
+    assert (verdict["actor"], verdict["on_behalf_of"]) == (
+        "svc-monitoring",
+        "dana.scientist",
+    )
+    hashes = verdict["details"]["reports_sha256"]
+    assert {Path(p).name for p in hashes} == {
+        "drift_report.json",
+        "evidently_drift.json",
+        "evidently_drift.html",
+    }
+    for path, digest in hashes.items():
+        assert file_sha256(workspace / path) == digest
+    page = (workspace / action["reports"] / "evidently_drift.html").read_text()
+    assert "Monitoring window 2026-01-05" in page
+    assert cdn_references(page) == []
+    # Logged to MLflow with the reports as artifacts.
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    run = client.get_run(verdict["details"]["mlflow_run_id"])
+    assert run.data.tags["monitoring.window"] == "2026-01-05"
+    assert run.data.tags["monitoring.action_status"] == "nothing to do"
+    assert run.data.metrics["decisions"] == 600
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "monitoring")}
+    assert "monitoring/evidently_drift.html" in logged
+    assert _window_records(workspace, "2026-01-05", "monitoring.action") == []
+
+
+def test_planted_feature_drift_opens_one_review_that_only_a_validator_closes(
+    workspace: Path, reference: pd.DataFrame
+) -> None:
+    drifted = _resample(reference, seed=2)
+    drifted["income"] = drifted["income"] * 0.6
+    drifted["card_utilisation"] = (drifted["card_utilisation"] + 0.3).clip(upper=1.5)
+    action = _monitor(workspace, "2026-01-06")
+    assert action["action"] == "none"  # nothing logged that day yet
+    _plant(workspace, "2026-01-06", drifted, version=1)
+    action = _monitor(workspace, "2026-01-06")
+    assert set(action["findings"]) == {"feature_drift"}
+    assert (action["action"], action["status"], action["notebook_error"]) == (
+        "human_review",
+        "taken",
+        "",
+    )
+    report = _report(workspace, action)
+    recorded = sorted(f["column"] for f in report["features"] if f["drifted"])
+    assert recorded == ["card_utilisation", "income"]
+    # The drift-review notebook ran on that report; its verdict is the report's.
+    executed = nbformat.read(workspace / action["notebook"], as_version=4)
+    cell = next(c for c in executed.cells if "summary" in c.metadata.get("tags", []))
+    text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    assert json.loads(text) == {
+        "window": "2026-01-06",
+        "model_version": 1,
+        "action": "human_review",
+        "drifted_features": recorded,
+        "prediction_drifted": False,
+    }
+    html = (workspace / action["notebook"]).with_suffix(".html").read_text()
+    assert cdn_references(html) == []
+
+    # The same window again: a new verdict, no second action.
+    again = _monitor(workspace, "2026-01-06")
+    assert (again["action"], again["status"]) == ("human_review", "already taken")
+    assert len(_window_records(workspace, "2026-01-06", "monitoring.verdict")) == 3
+    (taken,) = _window_records(workspace, "2026-01-06", "monitoring.action")
+    assert taken["details"]["review_id"] == action["review_id"]
+    opened = [
+        r
+        for r in audit_records(workspace)
+        if r["resource"] == f"review:{action['review_id']}"
+    ]
+    assert [r["action"] for r in opened] == ["review.open"]
+
+    def review(user: str, *args: str) -> Any:
+        return run_command(
+            ["bankplatform", "review", *args, "--env", "test"],
+            workspace,
+            extra_env={"BANKPLATFORM_USER": user},
+        )
+
+    listed = review("dana.scientist", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count(action["review_id"]) == 1
+    assert "window 2026-01-06" in listed.stdout
+    refused = review(
+        "dana.scientist", "close", action["review_id"], "--resolution", "fine"
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1].startswith("Error: access denied")
+    closed = review(
+        "victor.validator",
+        "close",
+        action["review_id"],
+        "--resolution",
+        "income and utilisation moved with the new branch campaign; model holds",
+    )
+    assert closed.returncode == 0, closed.stderr
+    assert (
+        review(
+            "victor.validator", "close", action["review_id"], "--resolution", "x"
+        ).returncode
+        == 1
+    )
+    assert "no open review items" in review("dana.scientist", "list").stdout
+    close_record = [
+        r
+        for r in audit_records(workspace)
+        if r["action"] == "review.close" and r["outcome"] == "allowed"
+    ]
+    assert [r["actor"] for r in close_record] == ["victor.validator"]
+
+
+def test_drift_in_most_features_retrains_then_outcomes_roll_the_new_champion_back(
+    workspace: Path, reference: pd.DataFrame
+) -> None:
+    shifted = _resample(reference, seed=3)
+    numeric = [
+        c
+        for c in shifted.columns
+        if c not in NOT_INPUTS and pd.api.types.is_float_dtype(shifted[c])
+    ]
+    for column in numeric:
+        shifted[column] = shifted[column] + shifted[column].std()
+    _plant(workspace, "2026-01-07", shifted, version=1)
+    action = _monitor(workspace, "2026-01-07", timeout=1_200)
+    assert {"feature_drift", "dataset_drift"} <= set(action["findings"])
+    assert (action["action"], action["status"]) == ("retrain", "taken")
+    assert (action["new_version"], action["gate_status"]) == (2, "passed")
+    # The retrained version waits for a validator: nothing was promoted.
+    assert _aliases(workspace) == {"champion": 1}
+    register = [
+        r
+        for r in audit_records(workspace)
+        if r["action"] == "model.register" and r["resource"] == f"model:{MODEL}/2"
+    ]
+    assert [r["details"]["trainer"] for r in register] == ["dana.scientist"]
+
+    # A validator approves and a risk officer promotes it, as for any version.
+    for user, verb in (
+        ("victor.validator", "approve"),
+        ("rita.riskofficer", "promote"),
+    ):
+        done = run_command(
+            ["bankplatform", "model", verb, MODEL, "2", "--env", "test"],
+            workspace,
+            extra_env={"BANKPLATFORM_USER": user},
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert _aliases(workspace) == {"champion": 2, "previous": 1}
+
+    # Its decisions' outcomes arrive from loan servicing, and they show that its
+    # ranking no longer holds (the higher the score, the fewer defaults).
+    window = _resample(_reference(workspace, 2), seed=4)
+    ids = _plant(workspace, "2026-01-08", window, version=2)
+    outcomes = pd.DataFrame(
+        {
+            "request_id": ids,
+            "defaulted": (window["score"] < window["score"].median()).astype("int8"),
+        }
+    )
+    _deliver_outcomes(workspace, "2026-01-08", outcomes)
+    action = _monitor(workspace, "2026-01-08")
+    assert "performance_drop" in action["findings"]
+    assert (action["action"], action["status"]) == ("rollback", "taken")
+    assert _aliases(workspace) == {"champion": 1}
+    quality = _report(workspace, action)["quality"]
+    assert quality["labelled"] == 600
+    assert quality["window_auc"] < 0.2
+    assert quality["reference_auc"] > 0.7
+    (rolled,) = [
+        r
+        for r in audit_records(workspace)
+        if r["action"] == "model.rollback" and r["outcome"] == "allowed"
+    ]
+    assert (rolled["actor"], rolled["on_behalf_of"]) == (
+        "svc-monitoring",
+        "dana.scientist",
+    )
+    assert rolled["details"]["rolled_back_from"] == 2
+    assert (workspace / action["reports"] / "evidently_quality.html").is_file()
+
+
+def _deliver_outcomes(root: Path, delivery: str, outcomes: pd.DataFrame) -> None:
+    """Loan servicing delivers outcomes (as its service identity, started by a
+    data engineer)."""
+    from bankplatform.datasets import EncryptedPartitionsDataset
+    from bankplatform.security.client import acting_for
+    from bankplatform.security.runtime import activate
+
+    with acting_as(root, "erin.engineer") as security, acting_for("loan_outcomes"):
+        activate(security)
+        EncryptedPartitionsDataset(
+            path=str(root / "data/01_raw/decision_outcomes"),
+            dataset="decision_outcomes",
+        ).save({delivery: outcomes})
+
+
+def test_drifted_traffic_from_the_scoring_service_is_caught(workspace: Path) -> None:
+    service = start_service(workspace)
+    try:
+        began = datetime.now(UTC).replace(microsecond=0)
+        sent = run_command(
+            [
+                "bankplatform",
+                "simulate",
+                "traffic",
+                "--requests",
+                "200",
+                "--drift",
+                "1.0",
+                "--env",
+                "test",
+            ],
+            workspace,
+            extra_env={"BANKPLATFORM_SCORING_URL": service.url},
+        )
+        assert sent.returncode == 0, sent.stderr[-2000:]
+        time.sleep(0.5)  # the decision log is flushed every 0.2 s
+    finally:
+        service.stop()
+    ended = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    window = f"{began:%Y-%m-%dT%H:%M:%S}/{ended:%Y-%m-%dT%H:%M:%S}"
+    action = _monitor(workspace, window, "monitoring.policy.dataset_drift=human_review")
+    assert action["decisions"] == 200
+    assert {"feature_drift", "dataset_drift", "prediction_drift"} <= set(
+        action["findings"]
+    )
+    assert (action["action"], action["status"]) == ("human_review", "taken")
+    report = _report(workspace, action)
+    # The knob selects more stressed applicants: more late fees, higher scores.
+    late_fees = next(
+        f for f in report["features"] if f["column"] == "late_fee_count_365d"
+    )
+    assert late_fees["drifted"] is True
