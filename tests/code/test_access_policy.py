@@ -51,7 +51,10 @@ def test_the_shipped_roles_follow_design(policy: AccessPolicy) -> None:
     assert holders_of[Action.APPROVE_MODEL] == {"model_validator"}
     assert holders_of[Action.PROMOTE_MODEL] == {"model_risk_officer"}
     # Monitoring may put the previous champion back, never promote a new one.
-    assert holders_of[Action.ROLLBACK_MODEL] == {"model_risk_officer", "monitoring_service"}
+    assert holders_of[Action.ROLLBACK_MODEL] == {
+        "model_risk_officer",
+        "monitoring_service",
+    }
     assert holders_of[Action.CLOSE_REVIEW] == {"model_validator", "model_risk_officer"}
     assert holders_of[Action.MONITOR_MODEL] == {"monitoring_service"}
     assert policy.pipelines["monitoring"].service == "svc-monitoring"
