@@ -304,6 +304,9 @@ def test_the_inventory_card_and_annex_iv_pack(
         "## 9. Post-market monitoring plan (Art 72)",
     ]
     assert "**TO BE WRITTEN BY A PERSON:** the declaration of conformity" in annex
+    # The post-market monitoring plan is the env's monitoring.yml.
+    assert "| performance_drop | rollback |" in annex
+    assert "No window has been monitored for this version yet." in annex
     sums = json.loads((pack / "manifest.json").read_text())["sha256"]
     assert "evidence/model_validation.html" in sums
     assert "model_card.html" in sums

@@ -291,6 +291,16 @@ def test_planted_feature_drift_opens_one_review_that_only_a_validator_closes(
         if r["action"] == "review.close" and r["outcome"] == "allowed"
     ]
     assert [r["actor"] for r in close_record] == ["victor.validator"]
+    # The version's Annex IV pack lists the windows monitored, as its Art 72 plan.
+    docs = run_command(
+        ["bankplatform", "model", "docs", MODEL, "1", "--env", "test"],
+        workspace,
+        extra_env={"BANKPLATFORM_USER": "audrey.auditor"},
+    )
+    assert docs.returncode == 0, docs.stderr[-2000:]
+    annex = (Path(docs.stdout.strip().rsplit(": ", 1)[1]) / "annex_iv.md").read_text()
+    assert "| 2026-01-05 | 600 | none | none |" in annex
+    assert "| 2026-01-06 | 600 | feature_drift | human_review |" in annex
 
 
 def test_drift_in_most_features_retrains_then_outcomes_roll_the_new_champion_back(
@@ -361,6 +371,18 @@ def test_drift_in_most_features_retrains_then_outcomes_roll_the_new_champion_bac
     )
     assert rolled["details"]["rolled_back_from"] == 2
     assert (workspace / action["reports"] / "evidently_quality.html").is_file()
+    # Each action is in the audit log with what it did.
+    (retrained,) = _window_records(workspace, "2026-01-07", "monitoring.action")
+    assert (retrained["outcome"], retrained["details"]["action"]) == (
+        "allowed",
+        "retrain",
+    )
+    assert retrained["details"]["new_version"] == 2
+    (rollback,) = _window_records(workspace, "2026-01-08", "monitoring.action")
+    assert rollback["details"]["findings"].keys() >= {"performance_drop"}
+    assert rollback["details"]["lifecycle"].startswith(
+        "rolled back credit_default_pd: version 1"
+    )
 
 
 def _deliver_outcomes(root: Path, delivery: str, outcomes: pd.DataFrame) -> None:

@@ -49,6 +49,8 @@ class CardFacts:
     report: dict[str, Any]
     evidence_folder: Path
     lifecycle: list[dict[str, Any]] = field(default_factory=list)
+    monitoring_plan: dict[str, Any] = field(default_factory=dict)
+    monitoring_runs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def gather_facts(
@@ -100,7 +102,25 @@ def gather_facts(
             for r in security.audit_log().records(resource=resource)
             if r.get("resource") == resource
         ],
+        monitoring_plan=_monitoring_plan(root, security.env),
+        monitoring_runs=[
+            r
+            for r in security.audit_log().records(resource=f"monitoring:{name}/")
+            if r.get("action") == "monitoring.verdict"
+            and (r.get("details") or {}).get("model_version") == version
+        ],
     )
+
+
+def _monitoring_plan(root: Path, env: str) -> dict[str, Any]:
+    """The env's monitoring settings, validated (the plan Art 72 asks for)."""
+    from bankplatform.monitoring.settings import MonitoringSettings  # noqa: PLC0415
+    from bankplatform.project import env_config_loader  # noqa: PLC0415
+
+    parameters = env_config_loader(root, env)["parameters"]
+    return MonitoringSettings.model_validate(
+        parameters.get("monitoring") or {}
+    ).model_dump(mode="json")
 
 
 def model_card(facts: CardFacts) -> str:
@@ -353,12 +373,51 @@ def annex_iv(facts: CardFacts, history: list[str]) -> str:
         "",
         "## 9. Post-market monitoring plan (Art 72)",
         "",
-        f"{TO_BE_WRITTEN} the monitoring pipeline's thresholds and actions once configured "
-        "(`kedro run --pipeline monitoring`); until then, the periodic review interval for tier "
-        f"{m.model_risk_tier.value} applies.",
+        *_monitoring_section(facts),
         "",
     ]
     return "\n".join(lines)
+
+
+def _monitoring_section(facts: CardFacts) -> list[str]:
+    """The plan (the env's monitoring settings) and this version's monitored windows."""
+    plan = facts.monitoring_plan
+    tests = plan["drift_tests"]
+    lines = [
+        "The monitoring pipeline (`kedro run --pipeline monitoring`, scheduled daily as "
+        f"`--params monitoring.window=yesterday`) compares each window of the scoring service's "
+        "decision log with the out-of-time window this version was validated on, with "
+        f"Evidently: per feature and for the score, tests {tests['numerical'] or 'Evidently default'} / "
+        f"{tests['categorical'] or 'Evidently default'} (p-value tests share a family-wise "
+        f"{tests['family_p_value']}); dataset drift at {_number(plan['drift_share'])} of features; "
+        f"a performance drop when the AUC on at least {plan['min_labels']} loan outcomes falls "
+        f"more than {_number(plan['max_auc_drop'])} below the validated AUC. Windows with fewer "
+        f"than {plan['min_decisions']} decisions get no verdict. Each window takes at most one "
+        "action of each kind, audited:",
+        "",
+        *_table(["finding", "action"], [[k, v] for k, v in plan["policy"].items()]),
+        "",
+    ]
+    runs = facts.monitoring_runs[-10:]
+    if not runs:
+        return [*lines, "No window has been monitored for this version yet."]
+    return [
+        *lines,
+        f"Windows monitored for this version: {len(facts.monitoring_runs)} (the last {len(runs)}):",
+        "",
+        *_table(
+            ["window", "decisions", "findings", "action"],
+            [
+                [
+                    str(r["resource"]).rsplit("/", 1)[-1],
+                    str(r["details"].get("decisions")),
+                    ", ".join(r["details"].get("findings") or {}) or "none",
+                    str(r["details"].get("action")),
+                ]
+                for r in runs
+            ],
+        ),
+    ]
 
 
 def write_pack(facts: CardFacts, history: list[str], root: Path) -> Path:
