@@ -437,3 +437,44 @@ def test_drifted_traffic_from_the_scoring_service_is_caught(workspace: Path) -> 
         f for f in report["features"] if f["column"] == "late_fee_count_365d"
     )
     assert late_fees["drifted"] is True
+
+
+def test_the_monitoring_and_kpi_notebooks_show_what_happened(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """Run after the tests above (same module, same worker, file order)."""
+    from tests.conftest import notebook_summary
+
+    monitoring = notebook_summary("05_monitoring.ipynb", workspace, tmp_path)
+    # 2026-01-05, -06 (three runs), -07, -08 and the service's interval.
+    assert (monitoring["windows"], monitoring["runs"]) == (5, 7)
+    assert monitoring["with_findings"] == 4
+    assert monitoring["actions_taken"] == ["human_review", "retrain", "rollback"]
+    assert monitoring["open_reviews"] == 1  # the service window's; -06 was closed
+
+    kpis = notebook_summary("06_platform_kpis.ipynb", workspace, tmp_path)
+    cli = run_command(
+        ["bankplatform", "kpis", "--json", "--env", "test"],
+        workspace,
+        extra_env={"BANKPLATFORM_USER": "audrey.auditor"},
+    )
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    figures = json.loads(cli.stdout)
+    assert kpis == {
+        "model_name": MODEL,
+        "time_to_market_days": figures["time_to_market_days"],
+        "approved_versions": 2,
+        "evaluations": 2,
+        "rollbacks": 1,
+        "drift_incidents": 4,
+        "in_production": {"retail-credit-risk-analytics": 1},
+    }
+    assert 0 < figures["time_to_market_days"] < 1
+    assert figures["gate_failure_rate"] == {}
+    refused = run_command(
+        ["bankplatform", "kpis", "--env", "test"],
+        workspace,
+        extra_env={"BANKPLATFORM_USER": "dana.scientist"},
+    )
+    assert refused.returncode == 1
+    assert "may not read_audit_log" in refused.stderr

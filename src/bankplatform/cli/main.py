@@ -18,6 +18,7 @@ from bankplatform.cli.audit import audit
 from bankplatform.cli.data import data
 from bankplatform.cli.keys import keys
 from bankplatform.cli.keyservice import keyservice
+from bankplatform.cli.kpis import kpis
 from bankplatform.cli.lineage import lineage
 from bankplatform.cli.model import model
 from bankplatform.cli.review import review
@@ -71,6 +72,7 @@ commands.add_command(traffic)
 commands.add_command(decision)
 commands.add_command(simulate)
 commands.add_command(review)
+commands.add_command(kpis)
 
 
 def main() -> None:

@@ -143,6 +143,8 @@ def judge_monitoring_window(
         details={
             "model_version": summary["model_version"],
             "decisions": summary["decisions"],
+            "drifted_share": summary["drifted_share"],
+            "prediction_drift": (summary["prediction"] or {}).get("score"),
             "findings": summary["findings"],
             "action": summary["action"],
             "reports_sha256": hashes,
