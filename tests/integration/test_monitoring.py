@@ -478,3 +478,34 @@ def test_the_monitoring_and_kpi_notebooks_show_what_happened(
     )
     assert refused.returncode == 1
     assert "may not read_audit_log" in refused.stderr
+
+
+def test_reports_and_evidence_render_offline_in_a_browser(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """Evidently's report, the drift review and an evidence notebook, opened in
+    headless Chromium: rendered, and not one request beyond local files."""
+    from tests.browser import offline_page
+
+    folders = sorted((workspace / "data/08_reporting/monitoring/2026-01-06").iterdir())
+    reviewed = next(f for f in folders if (f / "drift_review.html").is_file())
+    evidence = workspace / "data/08_reporting/governance" / MODEL / "1"
+    with offline_page() as browser:
+        page = browser.page
+        page.goto((reviewed / "evidently_drift.html").as_uri())
+        page.wait_for_selector("text=Monitoring window 2026-01-06", timeout=60_000)
+        page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+        # The score and the 10 most drifted features, each with its plot.
+        assert page.locator(".js-plotly-plot").count() >= 11
+        assert page.locator("td", has_text="card_utilisation").count() == 1
+        browser.screenshot("evidently_drift_report", tmp_path)
+        page.goto((reviewed / "drift_review.html").as_uri())
+        page.wait_for_selector(".jp-Notebook", timeout=60_000)
+        verdict = '"drifted_features": ["card_utilisation", "income"]'
+        assert page.get_by_text(verdict).count() >= 1
+        page.goto((evidence / "model_validation.html").as_uri())
+        page.wait_for_selector(".jp-Notebook", timeout=60_000)
+        assert page.locator(".jp-RenderedImage img").count() >= 3
+        browser.screenshot("evidence_model_validation", tmp_path)
+        assert browser.third_party() == []
+        assert len(browser.requests) >= 3
