@@ -10,6 +10,8 @@ UV_VERSION := 0.13.9
 # `make lab LAB_DIR=... LAB_PORT=...`; $JUPYTER_TOKEN fixes the token (random otherwise).
 LAB_DIR ?= notebooks
 LAB_PORT ?= 8888
+UI_STORE ?= sqlite:///mlflow.db
+UI_PORT ?= 5000
 
 # Feast instruments its classes with typeguard at every import (16 s here);
 # optimized mode turns that off. Bytecode caches must be writable for it to pay.
@@ -104,8 +106,12 @@ viz: install ## Build the offline-safe kedro-viz site for reviewers into build/
 	$(BIN)/kedro viz build --include-hooks
 	$(BIN)/python -m bankplatform.review.offline_site build
 
-ui: install ## MLflow's UI over the workspace's tracking store, on 127.0.0.1:5000
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+# MLflow's documented opt-outs: no usage data leaves (the UI still shows its notice
+# on the home page, which is why the address printed is the experiment's).
+ui: install ## MLflow's UI over the workspace's tracking store on 127.0.0.1, telemetry off
+	@echo "open $$($(BIN)/python -m bankplatform.review.tracking_ui $(UI_STORE) $(UI_PORT))"
+	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true \
+		$(BIN)/mlflow ui --backend-store-uri $(UI_STORE) --host 127.0.0.1 --port $(UI_PORT)
 
 clean-data: ## Remove generated data (keeps the folder layout)
 	find data -type f ! -name .gitkeep -delete

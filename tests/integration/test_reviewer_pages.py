@@ -1,0 +1,98 @@
+"""The reviewer's MLflow UI as `make ui` starts it, in headless Chromium: opened
+on the model's experiment in the model-training view, telemetry off, nothing
+requested beyond loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.browser import offline_page
+from tests.conftest import REPO, command_env
+from tests.helpers import free_port
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("governed"),
+]
+
+
+@pytest.fixture(scope="module")
+def tracking_ui(governed_workspace: Path) -> Iterator[tuple[str, str]]:
+    """`make ui` over the governed workspace's store: its URL and printed address."""
+    port = free_port()
+    log = governed_workspace / "mlflow-ui.log"
+    store = f"sqlite:///{governed_workspace / 'mlflow.db'}"
+    # `make ui` finds the model name from the workspace it runs in.
+    env = {**command_env(), "BANKPLATFORM_PROJECT": str(governed_workspace)}
+    env.pop("MLFLOW_DISABLE_TELEMETRY", None)
+    env.pop("DO_NOT_TRACK", None)
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [  # noqa: S607 - `make ui` as a user runs it
+                "make",
+                "-C",
+                str(REPO),
+                "ui",
+                f"UI_STORE={store}",
+                f"UI_PORT={port}",
+            ],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError(f"MLflow UI did not start: {log.read_text()[-3000:]}")
+        printed = next(
+            line.removeprefix("open ").strip()
+            for line in log.read_text().splitlines()
+            if line.startswith("open http")
+        )
+        yield url, printed
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_the_tracking_ui_opens_on_the_model_s_runs_with_telemetry_off(
+    tracking_ui: tuple[str, str], tmp_path: Path
+) -> None:
+    url, printed = tracking_ui
+    assert printed.startswith(f"{url}/#/experiments/")
+    assert printed.endswith("/runs?workflowType=machine_learning")
+    telemetry = httpx.get(f"{url}/ajax-api/3.0/mlflow/ui-telemetry", timeout=10).json()
+    assert telemetry["disable_ui_telemetry"] is True
+    with offline_page() as browser:
+        page = browser.page
+        posted: list[str] = []
+        page.on(
+            "request", lambda r: posted.append(r.url) if r.method == "POST" else None
+        )
+        page.goto(printed)
+        # The default pipeline's run and the candidate's run, in the runs table.
+        page.get_by_text("__default__").first.wait_for(timeout=120_000)
+        page.get_by_text("candidate:credit_default_pd").first.wait_for(timeout=60_000)
+        assert page.get_by_text("Information about UI telemetry").count() == 0
+        browser.screenshot("mlflow_model_training_runs", tmp_path)
+        assert browser.third_party() == []
+        page.wait_for_timeout(3_000)  # UI events are sent in batches
+        # Nothing was posted to MLflow's UI telemetry endpoint.
+        assert [u for u in posted if "ui-telemetry" in u] == []
