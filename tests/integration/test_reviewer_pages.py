@@ -96,3 +96,55 @@ def test_the_tracking_ui_opens_on_the_model_s_runs_with_telemetry_off(
         page.wait_for_timeout(3_000)  # UI events are sent in batches
         # Nothing was posted to MLflow's UI telemetry endpoint.
         assert [u for u in posted if "ui-telemetry" in u] == []
+
+
+def test_the_pipeline_site_shows_layers_and_no_tour_offline(
+    governed_workspace: Path, tmp_path: Path
+) -> None:
+    """`make viz`'s two commands in the workspace, then the site in Chromium."""
+    from tests.conftest import run_command
+
+    for command in (
+        ["kedro", "viz", "build", "--include-hooks"],
+        ["python", "-m", "bankplatform.review.offline_site", "build"],
+    ):
+        done = run_command(command, governed_workspace, extra_env={"KEDRO_ENV": "test"})
+        assert done.returncode == 0, done.stderr[-2000:]
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(REPO / ".venv/bin/python"),
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+        ],
+        cwd=governed_workspace / "build",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1)
+        with offline_page() as browser:
+            page = browser.page
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.locator(".pipeline-node").first.wait_for(timeout=60_000)
+            names = page.locator(".pipeline-node").all_inner_texts()
+            assert len(names) >= 40
+            for key_node in ("decide_gates_node", "keep_monitoring_reference_node"):
+                assert page.get_by_text(key_node).count() >= 1
+            # Catalog layers are drawn as bands, in the order of the data layers.
+            layers = page.locator(".pipeline-layer-name").all_inner_texts()
+            assert [layer.lower() for layer in layers][:3] == [
+                "raw",
+                "intermediate",
+                "primary",
+            ]
+            assert page.get_by_text("Workflow run status").count() == 0
+            assert page.get_by_text("Governance").count() >= 1  # the tag filter
+            browser.screenshot("kedro_viz_pipelines", tmp_path)
+            assert browser.third_party() == []
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -1,9 +1,11 @@
 """Make a ``kedro viz build`` site safe for an offline review room.
 
 kedro-viz's build links Google Fonts from its pages, imports them again when a
-diagram is exported as SVG, and ships a Heap analytics page. Review rooms in banks
+diagram is exported as SVG, ships a Heap analytics page, and opens a product tour
+over the graph. Review rooms in banks
 are often offline and nothing we produce may call a third party, so this removes
-those loaders (the pages fall back to the browser's sans-serif font) and then
+those loaders (the pages fall back to the browser's sans-serif font), turns the
+tour's "feature hints" setting off until a reviewer turns it on, and then
 refuses the site if any third-party loader is left. Plotly's bundle still names
 map-tile servers, fetched only when a geographic chart is drawn; our pipelines
 have none.
@@ -31,6 +33,14 @@ _LOADER = re.compile(
     r"|@import url\(https?://[^)]+\)|heapanalytics\.com"
 )
 _ANALYTICS_PAGE = "telemetry.html"
+# kedro-viz's own "Show feature hints" setting (its localStorage state), off unless
+# the reviewer turns it on: its product tour would cover the graph.
+_HINTS_OFF = (
+    "<script>/* bankplatform: kedro-viz feature hints off until a reviewer turns them on */"
+    '(function(){try{var k="KedroViz",s=JSON.parse(localStorage.getItem(k)||"{}");'
+    "if(s.showFeatureHints===undefined){s.showFeatureHints=false;"
+    "localStorage.setItem(k,JSON.stringify(s));}}catch(e){}})();</script>"
+)
 
 
 def make_offline(site: Path) -> int:
@@ -65,6 +75,12 @@ def make_offline(site: Path) -> int:
         if links or imports:
             page.write_text(cleaned, encoding="utf-8")
             removed += links + imports
+    index = site / "index.html"
+    page_text = index.read_text(encoding="utf-8")
+    if _HINTS_OFF not in page_text:
+        index.write_text(
+            page_text.replace("<head>", "<head>" + _HINTS_OFF, 1), encoding="utf-8"
+        )
     remaining = third_party_loaders(site)
     if remaining:
         msg = f"{site}: third-party loader left in {remaining[0]}"

@@ -63,5 +63,5 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 name="record_gate_outcome_node",
             ),
         ],
-        tags="evaluation",
+        tags=["evaluation", "governance"],
     )

@@ -72,7 +72,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
             name="report_ingestion_node",
         )
     )
-    return Pipeline(nodes, tags="ingestion")
+    return Pipeline(nodes, tags=["ingestion", "pii"])
 
 
 def _contract_node(table: str) -> Node:

@@ -46,5 +46,5 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 name="act_on_verdict_node",
             ),
         ],
-        tags="monitoring",
+        tags=["monitoring", "governance"],
     )
