@@ -17,6 +17,9 @@ UI_PORT ?= 5000
 # optimized mode turns that off. Bytecode caches must be writable for it to pay.
 export PYTHONOPTIMIZE := 1
 unexport PYTHONDONTWRITEBYTECODE
+# BANKPLATFORM_DEBUG=1: Kedro logs everything (conf/logging-debug.yml) and no
+# third-party warning is filtered (bankplatform.third_party).
+$(if $(BANKPLATFORM_DEBUG),$(eval export KEDRO_LOGGING_CONFIG := $(CURDIR)/conf/logging-debug.yml))
 # No call to a third party: bank networks and review rooms are offline.
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
@@ -63,13 +66,22 @@ demo: install ## Generate the demo extract, run every pipeline, serve, monitor d
 	fi; \
 	kill $$server; wait $$server 2>/dev/null; exit $$status
 	@echo "== monitoring: today's decisions against the champion's validated window, and the action the policy takes"
-	$(BIN)/kedro run --pipeline monitoring
+	$(BIN)/kedro run --pipelines monitoring
 	@$(BIN)/python -c "import json; a = json.load(open('data/08_reporting/monitoring/last_action.json')); \
 		print('findings:', '; '.join(a['findings'].values()) or 'none'); \
 		print('action:', a['action'], a['status'], {k: a[k] for k in ('new_version', 'gate_status', 'review_id') if k in a}); \
 		print('reports:', a['reports'])"
 	$(BIN)/bankplatform review list
 	$(BIN)/bankplatform model list
+	@echo "== where to look next"
+	@echo "  MLflow UI (runs, registry, monitoring):  make ui"
+	@echo "  evidence notebooks (HTML):               $$(ls data/08_reporting/governance/credit_default_pd/*/model_validation.html | head -1 | xargs dirname)/"
+	@echo "  monitoring reports:                      $$(ls -d data/08_reporting/monitoring/*/*/ | tail -1)"
+	@echo "  pipelines for reviewers:                 make viz   (then serve build/ on 127.0.0.1)"
+	@echo "  model card:                              .venv/bin/bankplatform model card credit_default_pd 1 --html > card.html"
+	@echo "  notebooks 01-06 in JupyterLab:           make lab"
+	@echo "  platform KPIs:                           .venv/bin/bankplatform kpis"
+	@echo "== the audit log"
 	$(BIN)/bankplatform audit verify
 
 test: install lint browser ## Lint, type-check, then run every test
@@ -82,7 +94,8 @@ browser: ## Install Debian's chromium for the browser tests if it is missing (ne
 		|| echo "warning: no /usr/bin/chromium and no root to install it: the browser tests will fail (apt-get install chromium)"
 
 screenshots: install browser ## Refresh docs/screenshots from the browser tests
-	BANKPLATFORM_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q -k "browser" -p no:cacheprovider
+	BANKPLATFORM_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -n 2 --dist loadgroup -p no:cacheprovider \
+		tests/integration/test_workspace_pages.py tests/integration/test_reviewer_pages.py tests/integration/test_monitoring.py
 
 lint: install ## ruff (lint + format), mypy on src/, import contracts
 	$(BIN)/ruff check src tests benchmarks

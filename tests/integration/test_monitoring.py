@@ -452,6 +452,13 @@ def test_the_monitoring_and_kpi_notebooks_show_what_happened(
     assert monitoring["actions_taken"] == ["human_review", "retrain", "rollback"]
     assert monitoring["open_reviews"] == 1  # the service window's; -06 was closed
 
+    lineage = notebook_summary("04_lineage_and_registry.ipynb", workspace, tmp_path)
+    assert lineage["versions"] == [1, 2]
+    assert lineage["champion"] == 1  # rolled back to
+    assert lineage["newest_gate_status"] == "passed"
+    assert lineage["last_run_pipelines"] == "monitoring"
+    assert lineage["inputs_with_digests"] >= 1
+
     kpis = notebook_summary("06_platform_kpis.ipynb", workspace, tmp_path)
     cli = run_command(
         ["bankplatform", "kpis", "--json", "--env", "test"],
