@@ -89,8 +89,8 @@ test: install lint browser ## Lint, type-check, then run every test
 
 # The page tests drive Debian's chromium (never `playwright install`, which downloads).
 browser: ## Install Debian's chromium for the browser tests if it is missing (needs root)
-	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && apt-get install -y -q chromium >/dev/null 2>&1 \
-		|| { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; } \
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; } \
 		|| echo "warning: no /usr/bin/chromium and no root to install it: the browser tests will fail (apt-get install chromium)"
 
 screenshots: install browser ## Refresh docs/screenshots from the browser tests
