@@ -224,3 +224,43 @@ def champion_workspace(governed: Path, folder: Path) -> Path:
         if done.returncode != 0:
             raise AssertionError(done.stderr[-2000:])
     return root
+
+
+@contextmanager
+def make_server(
+    target: str, variables: dict[str, str], env: dict[str, str], ready: str, log: Path
+) -> Iterator[None]:
+    """Run ``make TARGET VAR=...`` from the repository (as a user would) until
+    ``ready`` answers 200, then stop its whole process group."""
+    import signal
+
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [  # noqa: S607 - `make` as a user runs it
+                "make",
+                "-C",
+                str(REPO),
+                target,
+                *(f"{k}={v}" for k, v in variables.items()),
+            ],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(ready, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError(
+                f"make {target} did not start: {log.read_text()[-3000:]}"
+            )
+        yield
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)

@@ -4,8 +4,6 @@ requested beyond loopback."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +14,7 @@ import pytest
 
 from tests.browser import offline_page
 from tests.conftest import REPO, command_env
-from tests.helpers import free_port
+from tests.helpers import free_port, make_server
 
 pytestmark = [
     pytest.mark.integration,
@@ -35,41 +33,16 @@ def tracking_ui(governed_workspace: Path) -> Iterator[tuple[str, str]]:
     env = {**command_env(), "BANKPLATFORM_PROJECT": str(governed_workspace)}
     env.pop("MLFLOW_DISABLE_TELEMETRY", None)
     env.pop("DO_NOT_TRACK", None)
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [  # noqa: S607 - `make ui` as a user runs it
-                "make",
-                "-C",
-                str(REPO),
-                "ui",
-                f"UI_STORE={store}",
-                f"UI_PORT={port}",
-            ],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        else:
-            raise AssertionError(f"MLflow UI did not start: {log.read_text()[-3000:]}")
+    with make_server(
+        "ui", {"UI_STORE": store, "UI_PORT": str(port)}, env, f"{url}/health", log
+    ):
         printed = next(
             line.removeprefix("open ").strip()
             for line in log.read_text().splitlines()
             if line.startswith("open http")
         )
         yield url, printed
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def test_the_tracking_ui_opens_on_the_model_s_runs_with_telemetry_off(

@@ -4,9 +4,6 @@ through Kedro's IPython extension, and asks nothing of the internet."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +14,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from tests.browser import offline_page
-from tests.conftest import REPO, command_env
-from tests.helpers import free_port
+from tests.conftest import command_env
+from tests.helpers import free_port, make_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ingested")]
 TOKEN = "labtoken0123456789abcdef"  # noqa: S105 - a throw-away lab of the test
@@ -41,41 +38,16 @@ def lab(ingested_workspace: Path) -> Iterator[str]:
     }
     nbformat.write(notebook, notebooks / "lab_check.ipynb")
     port = free_port()
-    log = ingested_workspace / "lab.log"
-    env = {**command_env(), "JUPYTER_TOKEN": TOKEN, "KEDRO_ENV": "test"}
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [  # noqa: S607 - `make lab` as a user runs it
-                "make",
-                "-C",
-                str(REPO),
-                "lab",
-                f"LAB_DIR={notebooks}",
-                f"LAB_PORT={port}",
-            ],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if (
-                    httpx.get(f"{url}/api/status?token={TOKEN}", timeout=2).status_code
-                    == 200
-                ):
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        else:
-            raise AssertionError(f"JupyterLab did not start: {log.read_text()[-3000:]}")
+    env = {**command_env(), "JUPYTER_TOKEN": TOKEN, "KEDRO_ENV": "test"}
+    with make_server(
+        "lab",
+        {"LAB_DIR": str(notebooks), "LAB_PORT": str(port)},
+        env,
+        f"{url}/api/status?token={TOKEN}",
+        ingested_workspace / "lab.log",
+    ):
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def test_the_lab_wants_a_token(lab: str) -> None:

@@ -259,18 +259,11 @@ def open_kpis(env: str | None = None, project_dir: str | None = None) -> Platfor
         env: Kedro env; defaults to ``$KEDRO_ENV`` or the manifest's.
         project_dir: The workspace; defaults to the one around the current folder.
     """
-    from pathlib import Path  # noqa: PLC0415
-
-    from bankplatform.manifest import load_manifest  # noqa: PLC0415
-    from bankplatform.project import (  # noqa: PLC0415
-        env_config_loader,
-        find_project_root,
-        resolve_env,
+    from bankplatform.security.runtime import (  # noqa: PLC0415
+        activate,
+        workspace_security,
     )
-    from bankplatform.security.runtime import activate, open_security  # noqa: PLC0415
 
-    root = find_project_root(Path(project_dir) if project_dir else None)
-    chosen = resolve_env(load_manifest(root), env)
-    security = open_security(env_config_loader(root, chosen), root, chosen)
+    security = workspace_security(env, project_dir)
     activate(security)
-    return workspace_kpis(security, root)
+    return workspace_kpis(security, security.root)

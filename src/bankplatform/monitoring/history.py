@@ -74,22 +74,16 @@ def open_history(
         ``window_history`` and one row per review item (id, window, opened,
         findings, state).
     """
-    from pathlib import Path  # noqa: PLC0415
-
     from bankplatform.manifest import load_manifest  # noqa: PLC0415
     from bankplatform.monitoring.reviews import review_items  # noqa: PLC0415
-    from bankplatform.project import (  # noqa: PLC0415
-        env_config_loader,
-        find_project_root,
-        resolve_env,
+    from bankplatform.security.runtime import (  # noqa: PLC0415
+        activate,
+        workspace_security,
     )
-    from bankplatform.security.runtime import activate, open_security  # noqa: PLC0415
 
-    root = find_project_root(Path(project_dir) if project_dir else None)
-    manifest = load_manifest(root)
-    chosen = resolve_env(manifest, env)
-    security = open_security(env_config_loader(root, chosen), root, chosen)
+    security = workspace_security(env, project_dir)
     activate(security)
+    manifest = load_manifest(security.root)
     reviews = pd.DataFrame(
         [
             {

@@ -136,13 +136,16 @@ def open_security(
     )
 
 
-def workspace_security(env: str | None = None) -> WorkspaceSecurity:
-    """The security of the workspace around the current folder.
+def workspace_security(
+    env: str | None = None, project_dir: str | Path | None = None
+) -> WorkspaceSecurity:
+    """The security of a workspace (a notebook's or a command's).
 
     Args:
         env: Kedro env; defaults to ``$KEDRO_ENV`` or the manifest's.
+        project_dir: The workspace; defaults to the one around the current folder.
     """
-    root = find_project_root()
+    root = find_project_root(Path(project_dir) if project_dir else None)
     chosen = resolve_env(load_manifest(root), env)
     return open_security(env_config_loader(root, chosen), root, chosen)
 
