@@ -116,7 +116,7 @@ lab: install ## Start JupyterLab on 127.0.0.1 (token auth, the project's kernel,
 		--LabApp.extension_manager=readonly $(if $(filter 0,$(shell id -u)),--allow-root)
 
 viz: install ## Build the offline-safe kedro-viz site for reviewers into build/
-	$(BIN)/kedro viz build --include-hooks
+	$(BIN)/kedro viz build --include-hooks --include-previews
 	$(BIN)/python -m bankplatform.review.offline_site build
 
 # MLflow's documented opt-outs: no usage data leaves (the UI still shows its notice

@@ -4,6 +4,7 @@ requested beyond loopback."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -78,11 +79,26 @@ def test_the_pipeline_site_shows_layers_and_no_tour_offline(
     from tests.conftest import run_command
 
     for command in (
-        ["kedro", "viz", "build", "--include-hooks"],
+        ["kedro", "viz", "build", "--include-hooks", "--include-previews"],
         ["python", "-m", "bankplatform.review.offline_site", "build"],
     ):
         done = run_command(command, governed_workspace, extra_env={"KEDRO_ENV": "test"})
         assert done.returncode == 0, done.stderr[-2000:]
+    # Previews hold classifications and internal reports, never a customer token.
+    site = "".join(
+        f.read_text(errors="replace")
+        for f in (governed_workspace / "build" / "api").rglob("*")
+        if f.is_file()
+    )
+    assert "cus_" not in site
+    previews = [
+        json.loads(node["preview"])
+        for f in (governed_workspace / "build" / "api" / "nodes").iterdir()
+        if (node := json.loads(f.read_text())).get("preview_type") == "JSONPreview"
+        and "classification" in str(node.get("preview"))
+    ]
+    assert {p["classification"] for p in previews} == {"pii", "confidential"}
+    assert all(p["rows"].startswith("not previewed") for p in previews)
     port = free_port()
     server = subprocess.Popen(
         [
@@ -115,6 +131,13 @@ def test_the_pipeline_site_shows_layers_and_no_tour_offline(
                 "primary",
             ]
             assert page.get_by_text("Workflow run status").count() == 0
+            # A dataset's metadata panel: its zone and classification, never its rows.
+            page.locator(".pipeline-node", has_text="training_set").first.click()
+            panel = page.locator(".pipeline-metadata").first
+            panel.wait_for(timeout=30_000)
+            details = panel.inner_text()
+            assert '"classification":"confidential"' in details.replace(" ", "")
+            assert '"zone":"on_prem"' in details.replace(" ", "")
             assert page.get_by_text("Governance").count() >= 1  # the tag filter
             browser.screenshot("kedro_viz_pipelines", tmp_path)
             assert browser.third_party() == []

@@ -8,10 +8,11 @@ from typing import Any
 import pandas as pd
 from kedro_datasets.pandas import ParquetDataset
 
+from bankplatform.datasets.classification import ClassificationPreview
 from bankplatform.security.runtime import guard_dataset
 
 
-class ClassifiedParquetDataset(ParquetDataset):  # type: ignore[misc]
+class ClassifiedParquetDataset(ClassificationPreview, ParquetDataset):  # type: ignore[misc]
     """Kedro's ``pandas.ParquetDataset`` with the key service's decision on every load
     and save, taken from the service's own catalog entry for ``dataset``.
 

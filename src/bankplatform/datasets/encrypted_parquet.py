@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 
+from bankplatform.datasets.classification import ClassificationPreview
 from bankplatform.security.envelope import EncryptingWriter, EnvelopeError, decrypt
 from bankplatform.security.kms import DataKeySource, KeyManagementError
 from bankplatform.security.runtime import active_key_service
@@ -21,7 +22,9 @@ _TEXT_TYPES = {
 }
 
 
-class EncryptedParquetDataset(AbstractVersionedDataset[pd.DataFrame, pd.DataFrame]):
+class EncryptedParquetDataset(
+    ClassificationPreview, AbstractVersionedDataset[pd.DataFrame, pd.DataFrame]
+):
     """Saves a DataFrame as parquet inside an encrypted envelope; loads it back.
 
     Each save has a fresh AES-256-GCM data key wrapped by the KMS's primary key

@@ -8,10 +8,12 @@ from typing import Any
 
 from kedro_datasets.partitions import PartitionedDataset
 
+from bankplatform.datasets.classification import ClassificationPreview
+
 _SUFFIX = ".parquet.enc"
 
 
-class EncryptedPartitionsDataset(PartitionedDataset):  # type: ignore[misc]
+class EncryptedPartitionsDataset(ClassificationPreview, PartitionedDataset):  # type: ignore[misc]
     """Kedro's ``PartitionedDataset`` whose partitions are always
     ``EncryptedParquetDataset`` files bound to one catalog name.
 

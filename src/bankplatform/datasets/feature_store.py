@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from kedro.io.core import AbstractDataset, DatasetError
 
+from bankplatform.datasets.classification import ClassificationPreview
 from bankplatform.security.runtime import guard_dataset
 from bankplatform.third_party import quiet_third_party_warnings
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 _SQLITE_ONLINE = "online.db"
 
 
-class FeatureStoreDataset(AbstractDataset[None, "FeatureStore"]):
+class FeatureStoreDataset(ClassificationPreview, AbstractDataset[None, "FeatureStore"]):
     """Loads the Feast store of a Kedro env; its repo folder holds the feature tables.
 
     The repo folder is ``filepath`` (the feature layer): the registry and the

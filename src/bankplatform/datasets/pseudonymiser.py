@@ -6,11 +6,14 @@ from typing import Any
 
 from kedro.io.core import AbstractDataset, DatasetError
 
+from bankplatform.datasets.classification import ClassificationPreview
 from bankplatform.security.client import ServicePseudonymiser
 from bankplatform.security.runtime import active_security
 
 
-class PseudonymiserDataset(AbstractDataset[None, ServicePseudonymiser]):
+class PseudonymiserDataset(
+    ClassificationPreview, AbstractDataset[None, ServicePseudonymiser]
+):
     """Loads a pseudonymiser whose tokens the key service computes; read-only.
 
     The HMAC key never leaves the service: a node sends the distinct identifiers

@@ -17,6 +17,7 @@ from kedro.io.core import (
 )
 
 from bankplatform.contracts.raw import RAW_SCHEMAS
+from bankplatform.datasets.classification import ClassificationPreview
 from bankplatform.security.envelope import EnvelopeError, decrypt
 from bankplatform.security.kms import DataKeySource, KeyManagementError
 from bankplatform.security.runtime import active_key_service, guard_dataset
@@ -24,7 +25,9 @@ from bankplatform.security.runtime import active_key_service, guard_dataset
 _TEXT = pd.StringDtype("pyarrow")
 
 
-class RawTableDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
+class RawTableDataset(
+    ClassificationPreview, AbstractDataset[pd.DataFrame, pd.DataFrame]
+):
     """Loads one raw extract table from parquet, checking its layout first.
 
     A file that is not parquet, lacks a column or has a column of the wrong
