@@ -208,22 +208,28 @@ def champion_workspace(governed: Path, folder: Path) -> Path:
     risk officer promoted it (the real lifecycle commands)."""
     import shutil
 
-    from tests.conftest import run_command
-
     root = folder / "workspace"
     shutil.copytree(governed, root, ignore=shutil.ignore_patterns("*.sock"))
+    approve_and_promote(root, 1)
+    return root
+
+
+def approve_and_promote(root: Path, version: int) -> None:
+    """A validator approves ``version`` and a risk officer promotes it, with the
+    real lifecycle commands."""
+    from tests.conftest import run_command
+
     for user, verb in (
         ("victor.validator", "approve"),
         ("rita.riskofficer", "promote"),
     ):
         done = run_command(
-            ["bankplatform", "model", verb, MODEL, "1", "--env", "test"],
+            ["bankplatform", "model", verb, MODEL, str(version), "--env", "test"],
             root,
             extra_env={"BANKPLATFORM_USER": user},
         )
         if done.returncode != 0:
             raise AssertionError(done.stderr[-2000:])
-    return root
 
 
 @contextmanager

@@ -32,6 +32,7 @@ from tests.conftest import run_command
 from tests.helpers import (
     MODEL,
     acting_as,
+    approve_and_promote,
     audit_records,
     champion_workspace,
     start_service,
@@ -329,16 +330,7 @@ def test_drift_in_most_features_retrains_then_outcomes_roll_the_new_champion_bac
     assert [r["details"]["trainer"] for r in register] == ["dana.scientist"]
 
     # A validator approves and a risk officer promotes it, as for any version.
-    for user, verb in (
-        ("victor.validator", "approve"),
-        ("rita.riskofficer", "promote"),
-    ):
-        done = run_command(
-            ["bankplatform", "model", verb, MODEL, "2", "--env", "test"],
-            workspace,
-            extra_env={"BANKPLATFORM_USER": user},
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
+    approve_and_promote(workspace, 2)
     assert _aliases(workspace) == {"champion": 2, "previous": 1}
 
     # Its decisions' outcomes arrive from loan servicing, and they show that its

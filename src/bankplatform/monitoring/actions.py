@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from bankplatform.errors import BankplatformError
 from bankplatform.governance.evidence import execute_notebook
 from bankplatform.governance.lifecycle import Governed, rollback
+from bankplatform.monitoring.reports import DRIFT_JSON
 from bankplatform.monitoring.reviews import open_review, review_id
 from bankplatform.monitoring.settings import MonitoringAction
 
@@ -137,7 +138,7 @@ def _open_review(
         settings.review_notebook,
         case.folder,
         {
-            "report": str(case.folder.relative_to(case.root) / "drift_report.json"),
+            "report": str(case.folder.relative_to(case.root) / DRIFT_JSON),
             "project_dir": str(case.root),
         },
         settings.notebook_timeout_s,

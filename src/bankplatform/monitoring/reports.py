@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from bankplatform.monitoring.drift import ColumnDrift
 
 LABEL = "defaulted"
+# The window's verdict, next to Evidently's reports (the review notebook reads it).
+DRIFT_JSON = "drift_report.json"
 _CATEGORICAL_ONLY_TESTS = frozenset({"chisquare", "z"})
 
 

@@ -30,7 +30,6 @@ STRESS_SIGNALS = {
     "ecommerce_count_30d": 1.0,
     "income": -1.0,
 }
-MAX_DRIFT = 3.0
 
 
 def draw_applications(

@@ -28,7 +28,7 @@ from bankplatform.monitoring.inputs import (
     sample_reference,
     with_outcomes,
 )
-from bankplatform.monitoring.reports import write_html
+from bankplatform.monitoring.reports import DRIFT_JSON, write_html
 from bankplatform.monitoring.settings import MonitoringSettings
 from bankplatform.monitoring.verdict import WindowVerdict, judge_window
 from bankplatform.monitoring.windows import parse_window, window_decisions
@@ -37,7 +37,6 @@ from bankplatform.security.runtime import active_security
 from bankplatform.serving.settings import load_serving_settings
 
 REPORTS = Path("data") / "08_reporting" / "monitoring"
-DRIFT_JSON = "drift_report.json"
 
 
 class MonitoringError(BankplatformError):
@@ -169,6 +168,7 @@ def act_on_verdict(
     """
     settings = MonitoringSettings.model_validate(monitoring)
     root = find_project_root()
+    client = MlflowClient()
     case = WindowCase(
         root=root,
         model_name=monitoring_verdict["model_name"],
@@ -177,10 +177,10 @@ def act_on_verdict(
         verdict=monitoring_verdict,
         reports=monitoring_verdict["reports_sha256"],
         security=active_security(),
-        client=MlflowClient(),
+        client=client,
     )
     result = take_action(case, settings)
-    MlflowClient().set_tag(
+    client.set_tag(
         monitoring_verdict["mlflow_run_id"],
         "monitoring.action_status",
         result["status"],
