@@ -49,9 +49,11 @@ demo: install ## Generate the demo extract, run every pipeline, serve, monitor d
 	$(BIN)/bankplatform workspace status
 	$(BIN)/bankplatform model list
 	@echo "== a validator approves and a risk officer promotes the new version, each with a token the admin issued"
-	version=$$($(BIN)/python -c "import json; print(json.load(open('data/08_reporting/gate_outcome.json'))['version'])") && \
+	@version=$$($(BIN)/python -c "import json; print(json.load(open('data/08_reporting/gate_outcome.json'))['version'])") && \
+	echo "BANKPLATFORM_TOKEN=<victor.validator's> bankplatform model approve credit_default_pd $$version" && \
 	BANKPLATFORM_TOKEN=$$($(BIN)/bankplatform token issue --user victor.validator --role model_validator --ttl-minutes 30) \
 		$(BIN)/bankplatform model approve credit_default_pd $$version && \
+	echo "BANKPLATFORM_TOKEN=<rita.riskofficer's> bankplatform model promote credit_default_pd $$version" && \
 	BANKPLATFORM_TOKEN=$$($(BIN)/bankplatform token issue --user rita.riskofficer --role model_risk_officer --ttl-minutes 30) \
 		$(BIN)/bankplatform model promote credit_default_pd $$version
 	$(BIN)/bankplatform model list
@@ -120,10 +122,11 @@ viz: install ## Build the offline-safe kedro-viz site for reviewers into build/
 	$(BIN)/python -m bankplatform.review.offline_site build
 
 # MLflow's documented opt-outs: no usage data leaves (the UI still shows its notice
-# on the home page, which is why the address printed is the experiment's).
+# on the home page, which is why the address printed is the experiment's), and the
+# AI Gateway (LLM provider keys and endpoints) is off.
 ui: install ## MLflow's UI over the workspace's tracking store on 127.0.0.1, telemetry off
 	@echo "open $$($(BIN)/python -m bankplatform.review.tracking_ui $(UI_STORE) $(UI_PORT))"
-	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true \
+	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true MLFLOW_ENABLE_AI_GATEWAY=false \
 		$(BIN)/mlflow ui --backend-store-uri $(UI_STORE) --host 127.0.0.1 --port $(UI_PORT)
 
 clean-data: ## Remove generated data (keeps the folder layout)

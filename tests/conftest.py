@@ -27,6 +27,7 @@ from bankplatform.security.kms import (
 )
 from bankplatform.security.runtime import WorkspaceSecurity
 from bankplatform.synthetic import ExtractSummary, GeneratorConfig, generate_raw_extract
+from bankplatform.third_party import LIBRARY_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
 # Every throw-away workspace starts its own key service on demand; they stop
@@ -175,6 +176,8 @@ def command_env() -> dict[str, str]:
             # Feast sets these to a folder of its own when imported in the tests.
             "PROMETHEUS_MULTIPROCESS_DIR",
             "PROMETHEUS_MULTIPROC_DIR",
+            # The commands set these themselves (bankplatform.third_party).
+            *LIBRARY_SETTINGS,
         }
     }
     env.update(KEDRO_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", PYTHONOPTIMIZE="1")

@@ -5,6 +5,7 @@ from kedro.config import OmegaConfigLoader
 from bankplatform.governance.hooks import GovernanceHook
 from bankplatform.lineage.hooks import LineageHook
 from bankplatform.project import CONFIG_LOADER_ARGS as _LOADER_ARGS
+from bankplatform.run_progress import RunProgressHook
 from bankplatform.security.hooks import AccessHook, ResidencyHook
 from bankplatform.third_party import quiet_third_party_warnings
 
@@ -16,7 +17,14 @@ quiet_third_party_warnings()
 # then the starter's identity and permission are
 # checked and the run's start audited first, then data residency, and only then
 # does lineage open; a run that cannot be audited or is refused never starts.
-HOOKS = (LineageHook(), ResidencyHook(), AccessHook(), GovernanceHook())
+# Progress lines come last, after lineage has recorded the node.
+HOOKS = (
+    RunProgressHook(),
+    LineageHook(),
+    ResidencyHook(),
+    AccessHook(),
+    GovernanceHook(),
+)
 
 # Telemetry is off: bank networks forbid calls to third parties. kedro-mlflow's
 # own run lifecycle is off too: it writes through MLflow's thread-local active run

@@ -12,7 +12,11 @@ import pytest
 from pydantic import ValidationError
 
 from bankplatform.governance import behaviour, fairness, performance
-from bankplatform.governance.evidence import cdn_references, changed_evidence
+from bankplatform.governance.evidence import (
+    cdn_references,
+    changed_evidence,
+    describe_figures,
+)
 from bankplatform.governance.gates import BOUNDS, check_gate, verdict
 from bankplatform.governance.history import alias_history
 from bankplatform.governance.inventory import _add_months
@@ -300,6 +304,33 @@ def test_cdn_references_find_loads_not_links() -> None:
         "https://cdnjs.example/mermaid.mjs",
         "https://fonts.example/css",
     ]
+
+
+def test_every_figure_is_described_by_its_section() -> None:
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    figure = nbformat.v4.new_output(
+        "display_data", data={"image/png": "iVBORw0KGgo=\n", "text/plain": "<Figure>"}
+    )
+    table = nbformat.v4.new_output("execute_result", data={"text/plain": "a table"})
+    notebook.cells = [
+        nbformat.v4.new_code_cell("plot()", outputs=[figure]),
+        nbformat.v4.new_markdown_cell("## Calibration <by grade>\nWhat it shows."),
+        nbformat.v4.new_code_cell("table", outputs=[table]),
+        nbformat.v4.new_markdown_cell("No heading here, just words."),
+        nbformat.v4.new_code_cell("plot()", outputs=[figure.copy()]),
+    ]
+    assert describe_figures(notebook) == 2
+    first, second = (notebook.cells[i].outputs[0]["data"] for i in (0, 4))
+    assert first == {
+        "text/html": '<img alt="Figure: the notebook" src="data:image/png;base64,iVBORw0KGgo="/>',
+        "text/plain": "Figure: the notebook",
+    }
+    assert second["text/html"].startswith(
+        '<img alt="Figure: Calibration &lt;by grade&gt;" src="data:image/png;base64,'
+    )
+    assert notebook.cells[2].outputs[0]["data"] == {"text/plain": "a table"}
 
 
 def test_changed_evidence_names_missing_and_edited_files(tmp_path: Path) -> None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kedro.io import DataCatalog
 from kedro.pipeline import Node, Pipeline
 
+from bankplatform.project import env_config_loader
+from bankplatform.security.hooks import catalog_metadata
 from bankplatform.security.residency import residency_violations
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.unit
 METADATA: dict[str, dict[str, Any]] = {
@@ -114,3 +118,37 @@ def test_a_ray_node_on_a_remote_cluster_may_not_read_pii(
         assert found == [
             f"node train_node runs on the Ray cluster at {address} and reads pii dataset(s) customers_accepted"
         ]
+
+
+@pytest.mark.parametrize(
+    "env",
+    sorted(p.name for p in (REPO / "conf").iterdir() if p.is_dir()),
+)
+def test_the_shipped_pipelines_burst_to_the_cloud_without_pii(env: str) -> None:
+    """The registered pipelines, with each env's resolved catalog: only training
+    is tagged cloud, and no pipeline moves pii there."""
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(REPO)
+    from bankplatform.pipeline_registry import register_pipelines
+
+    catalog = DataCatalog.from_config(env_config_loader(REPO, env)["catalog"])
+
+    def metadata(name: str) -> dict[str, Any]:
+        return catalog_metadata(catalog, name)
+
+    pipelines = register_pipelines()
+    default = pipelines["__default__"]
+    assert [n.name for n in default.nodes if "cloud" in n.tags] == [
+        "train_credit_default_model_node"
+    ]
+    assert {
+        name: residency_violations(p, metadata) for name, p in pipelines.items()
+    } == {name: [] for name in pipelines}
+    # The check sees the catalog's pii: the same pipeline all tagged cloud is refused.
+    everywhere = Pipeline([n.tag("cloud") for n in default.nodes])
+    refused = residency_violations(everywhere, metadata)
+    assert (
+        "node check_customers_contract_node is tagged cloud and reads pii dataset(s) customers_raw"
+        in refused
+    )

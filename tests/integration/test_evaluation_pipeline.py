@@ -5,6 +5,7 @@ and the audit log, the evidence notebooks and their offline HTML, the pyfunc."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -142,6 +143,14 @@ def test_evidence_notebooks_show_the_gate_report_and_make_no_network_request(
         assert cdn_references(html) == []
         assert '<script src="http' not in html
         assert "data:image/png;base64" in html  # plots embedded, not linked
+        # Every figure says what it shows, in the words of its section.
+        assert "No description has been provided" not in html
+    validation_page = (folder / "model_validation.html").read_text()
+    assert re.findall(r'<img alt="Figure: ([^"]+)"', validation_page) == [
+        "Discrimination and calibration (out-of-time window)",
+        "Stability and contributions",
+        "Outcomes analysis by application vintage",
+    ]
 
 
 def test_the_pyfunc_model_scores_the_signature_columns_like_the_booster(
@@ -211,3 +220,23 @@ def test_workspace_status_says_where_the_candidate_stands(
         f"data/08_reporting/governance/{MODEL}/1; a validator approves with "
         f"`bankplatform model approve {MODEL} 1`"
     )
+
+
+def test_the_default_run_prints_a_line_per_stage_and_no_third_party_noise(
+    governed_workspace: Path,
+) -> None:
+    """What `kedro run` printed for the governed workspace (stdout and stderr)."""
+    printed = (governed_workspace / "kedro_run.log").read_text().splitlines()
+    # No library's warning, log record or progress output on the console.
+    assert [line for line in printed if re.search(r"\w+Warning\b", line)] == []
+    for noise in ("Completed node", "Successfully registered", "Materializing", "%|"):
+        assert [line for line in printed if noise in line] == [], noise
+    stages = [
+        re.match(r"\d\d:\d\d:\d\d INFO +(\w+) done: (\d+) node\(s\) in", line)
+        for line in printed
+    ]
+    done = {m.group(1): int(m.group(2)) for m in stages if m}
+    assert done == {"ingestion": 11, "features": 5, "training": 2, "evaluation": 5}
+    assert re.search(r"kedro run __default__: 23 node\(s\) in \d+\.\d s$", printed[-1])
+    # Each line stands alone (no record wrapped over several lines).
+    assert len(printed) <= 8, printed

@@ -54,6 +54,8 @@ def test_the_tracking_ui_opens_on_the_model_s_runs_with_telemetry_off(
     assert printed.endswith("/runs?workflowType=machine_learning")
     telemetry = httpx.get(f"{url}/ajax-api/3.0/mlflow/ui-telemetry", timeout=10).json()
     assert telemetry["disable_ui_telemetry"] is True
+    server = httpx.get(f"{url}/ajax-api/3.0/mlflow/server-info", timeout=10).json()
+    assert server["features_enabled"] == {"gateway": False}
     with offline_page() as browser:
         page = browser.page
         posted: list[str] = []
@@ -99,6 +101,10 @@ def test_the_pipeline_site_shows_layers_and_no_tour_offline(
     ]
     assert {p["classification"] for p in previews} == {"pii", "confidential"}
     assert all(p["rows"].startswith("not previewed") for p in previews)
+    # Reviewers filter by what a node touches: pii, governance evidence, and the
+    # one step that may burst to a cloud GPU.
+    main = json.loads((governed_workspace / "build" / "api" / "main").read_text())
+    assert {"pii", "governance", "cloud"} <= {tag["id"] for tag in main["tags"]}
     port = free_port()
     server = subprocess.Popen(
         [

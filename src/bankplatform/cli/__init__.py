@@ -5,11 +5,17 @@ for project commands (``<package>.cli.cli``): it overrides ``kedro run`` with
 one that reports a failure in one line instead of a traceback (set
 ``BANKPLATFORM_DEBUG=1`` for the traceback). Kedro's own imports are slow, so
 they load only when Kedro asks for ``cli`` or ``run``.
+
+Third-party noise is filtered here, before any command imports a library.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from bankplatform.third_party import quiet_start
+
+quiet_start()
 
 
 def __getattr__(name: str) -> Any:

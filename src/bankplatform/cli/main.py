@@ -27,11 +27,9 @@ from bankplatform.cli.tls import tls
 from bankplatform.cli.token import token
 from bankplatform.cli.workspace import workspace
 from bankplatform.errors import BankplatformError
-from bankplatform.third_party import quiet_third_party_warnings
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-quiet_third_party_warnings()
 
 
 class _OneLineErrors(click.Group):

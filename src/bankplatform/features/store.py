@@ -3,7 +3,10 @@ online lookups, each failure a one-line ``FeatureStoreError``."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import logging
 import weakref
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,6 +18,8 @@ from feast import FeatureService, FeatureStore, FeatureView, FileSource
 from feast.errors import FeastObjectNotFoundException
 
 from bankplatform.errors import BankplatformError
+
+_log = logging.getLogger(__name__)
 
 ROW_ID = "_row_id"
 
@@ -195,7 +200,14 @@ def online_customer_features(
 
 
 def materialize(store: FeatureStore, views: Sequence[str], end: datetime) -> None:
-    """Load the latest value per customer up to ``end`` into the online store."""
-    store.materialize(
-        start_date=datetime(1970, 1, 2), end_date=end, feature_views=list(views)
-    )
+    """Load the latest value per customer up to ``end`` into the online store.
+
+    Feast prints its progress (coloured, one line per view) to stdout; it goes to
+    the debug log instead, and the run's report says what was materialised.
+    """
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        store.materialize(
+            start_date=datetime(1970, 1, 2), end_date=end, feature_views=list(views)
+        )
+    _log.debug("feast materialize: %s", printed.getvalue().strip())

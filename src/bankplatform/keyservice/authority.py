@@ -501,7 +501,8 @@ def _catalog_resolver(loader: Any) -> Any:
         config = dict(loader["catalog"] or {})
     except Exception:
         config = {}
-    resolver = CatalogConfigResolver(config=config)
+    # Declared entries and their patterns only: nothing is created at run time.
+    resolver = CatalogConfigResolver(config=config, default_runtime_patterns={})
 
     def resolve(name: str) -> dict[str, Any]:
         if name in config:

@@ -152,7 +152,9 @@ class ResidencyHook:
                 input of a node writing a ``cloud``-zone dataset, or a pii
                 dataset placed in the ``cloud`` zone.
         """
-        metadata = {name: _metadata(catalog, name) for name in pipeline.datasets()}
+        metadata = {
+            name: catalog_metadata(catalog, name) for name in pipeline.datasets()
+        }
         found = residency_violations(
             pipeline,
             lambda name: metadata.get(name, {}),
@@ -182,7 +184,7 @@ def _dataset_types(catalog: Any, pipeline: Pipeline) -> dict[str, str]:
     return found
 
 
-def _metadata(catalog: Any, name: str) -> dict[str, Any]:
+def catalog_metadata(catalog: Any, name: str) -> dict[str, Any]:
     """A dataset's catalog metadata, and its ``filepath`` when it has one."""
     if name.startswith("params:") or name == "parameters" or name not in catalog:
         return {}

@@ -26,6 +26,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from bankplatform.third_party import mlflow_event_lines_off
 from bankplatform.training import pd_model
 from bankplatform.training.boosting import BoostingConfig, predict
 from bankplatform.training.train import TrainedModel
@@ -133,7 +134,8 @@ def register_candidate(
                 mlflow.log_params(trial["params"])
                 mlflow.log_metric("valid_auc", trial["valid_auc"])
         info = _log_pyfunc(trained, example, scores, lock_file)
-    version = mlflow.register_model(info.model_uri, model_name)
+    with mlflow_event_lines_off():  # the training report says what was registered
+        version = mlflow.register_model(info.model_uri, model_name)
     tags = {
         "gate_status": "pending",
         "trainer": trainer,
