@@ -99,7 +99,10 @@ screenshots: install browser ## Refresh docs/screenshots from the browser tests
 	BANKPLATFORM_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -n 2 --dist loadgroup -p no:cacheprovider \
 		tests/integration/test_workspace_pages.py tests/integration/test_reviewer_pages.py tests/integration/test_monitoring.py
 
-lint: install ## ruff (lint + format), mypy on src/, import contracts
+# detect-secrets: every file git tracks or would add, against the audited baseline
+# (.secrets.baseline; `detect-secrets audit .secrets.baseline` to review a finding).
+lint: install ## ruff (lint + format), mypy on src/, import contracts, no secret in git
+	git ls-files -z --cached --others --exclude-standard | xargs -0 $(BIN)/detect-secrets-hook --baseline .secrets.baseline
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy

@@ -1,11 +1,15 @@
 """Kedro project settings of bankplatform."""
 
+from typing import Any
+
 from kedro.config import OmegaConfigLoader
+from kedro.pipeline import Pipeline
 
 from bankplatform.governance.hooks import GovernanceHook
 from bankplatform.lineage.hooks import LineageHook
 from bankplatform.project import CONFIG_LOADER_ARGS as _LOADER_ARGS
-from bankplatform.run_progress import RunProgressHook
+from bankplatform.runs.lock import RunLockHook
+from bankplatform.runs.progress import RunProgressHook
 from bankplatform.security.hooks import AccessHook, ResidencyHook
 from bankplatform.third_party import quiet_third_party_warnings
 
@@ -15,14 +19,26 @@ quiet_third_party_warnings()
 
 # Kedro calls hooks last-in-first-out: governance settings are validated first,
 # then the starter's identity and permission are
-# checked and the run's start audited first, then data residency, and only then
-# does lineage open; a run that cannot be audited or is refused never starts.
+# checked and the run's start audited first, then data residency, then lineage
+# opens, and only then are the run's datasets locked against other runs of the
+# workspace; a run that cannot be audited, is refused or finds its datasets busy
+# never starts a node. A busy workspace is recorded by lineage and audit (Kedro
+# calls no on_pipeline_error for a run whose start failed).
 # Progress lines come last, after lineage has recorded the node.
+_LINEAGE, _ACCESS = LineageHook(), AccessHook()
+
+
+def _refused(error: Exception, run_params: dict[str, Any], pipeline: Pipeline) -> None:
+    _LINEAGE.on_pipeline_error(error, pipeline)
+    _ACCESS.on_pipeline_error(error, run_params)
+
+
 HOOKS = (
     RunProgressHook(),
-    LineageHook(),
+    RunLockHook(on_refused=_refused),
+    _LINEAGE,
     ResidencyHook(),
-    AccessHook(),
+    _ACCESS,
     GovernanceHook(),
 )
 

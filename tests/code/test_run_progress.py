@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kedro.pipeline import Node, Pipeline
 
-from bankplatform.run_progress import RunProgress
+from bankplatform.runs.progress import RunProgress
 
 pytestmark = pytest.mark.unit
 

@@ -17,7 +17,7 @@ import yaml
 from bankplatform.project import env_config_loader
 from bankplatform.security.client import KeyServiceUnavailable
 from bankplatform.security.runtime import open_security
-from bankplatform.security.tls import create_self_signed
+from bankplatform.security.tls import issue_certificate, local_ca
 from tests.conftest import REPO, command_env, make_workspace, run_command
 
 pytestmark = pytest.mark.integration
@@ -84,8 +84,13 @@ def test_clients_reach_the_service_over_verified_tls(
     # Plain HTTP to the TLS port gets nowhere; the key stays the service's.
     with pytest.raises(httpx.TransportError):
         httpx.get(url.replace("https", "http") + "/healthz", timeout=5)
-    # A client that trusts another certificate refuses to talk to it.
-    create_self_signed(root / "other.crt", root / "other.key", ["127.0.0.1"])
+    # A client that trusts another CA's certificate refuses to talk to it.
+    issue_certificate(
+        local_ca(root / "other-ca"),
+        root / "other.crt",
+        root / "other.key",
+        ["127.0.0.1"],
+    )
     (root / ".bankplatform-tls" / "keyservice.crt").write_bytes(
         (root / "other.crt").read_bytes()
     )

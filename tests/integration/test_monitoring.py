@@ -504,7 +504,11 @@ def test_reports_and_evidence_render_offline_in_a_browser(
         assert page.get_by_text(verdict).count() >= 1
         page.goto((evidence / "model_validation.html").as_uri())
         page.wait_for_selector(".jp-Notebook", timeout=60_000)
-        assert page.locator(".jp-RenderedImage img").count() >= 3
+        # Every figure is drawn (decoded, not broken) and says what it shows.
+        figures = page.locator('img[alt^="Figure: "]')
+        assert figures.count() >= 3
+        widths = figures.evaluate_all("images => images.map(i => i.naturalWidth)")
+        assert min(widths) > 100
         browser.screenshot("evidence_model_validation", tmp_path)
         assert browser.third_party() == []
         assert len(browser.requests) >= 3

@@ -1,13 +1,20 @@
-"""``bankplatform tls``: certificates for services that listen on the network."""
+"""``bankplatform tls``: a local CA and certificates for services on the network."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+# The servers of the production profile besides our own two; each gets
+# .bankplatform-tls/<name>.crt and .key.
+SERVERS = ("postgres", "redis", "mlflow", "ray")
+TLS_FOLDER = Path(".bankplatform-tls")
 
 
 @click.group()
 def tls() -> None:
-    """TLS certificates (self-signed, for local use; a bank's PKI issues real ones)."""
+    """TLS certificates (a local CA, for local use; a bank's PKI issues real ones)."""
 
 
 @tls.command("init")
@@ -17,11 +24,11 @@ def tls() -> None:
     multiple=True,
     default=("localhost", "127.0.0.1"),
     show_default=True,
-    help="Host name or IP address the certificate is for (repeatable).",
+    help="Host name or IP address the certificates are for (repeatable).",
 )
 @click.option(
     "--service",
-    type=click.Choice(["all", "keyservice", "scoring"]),
+    type=click.Choice(["all", "keyservice", "scoring", *SERVERS]),
     default="all",
     show_default=True,
     help="Which service's pair to write.",
@@ -31,25 +38,31 @@ def tls() -> None:
     help="Kedro env whose security.yml and serving.yml apply [manifest default].",
 )
 def init(hosts: tuple[str, ...], service: str, env: str | None) -> None:
-    """Make a TLS key (mode 600) and self-signed certificate for the key service
-    (security.yml keyservice_tls_*) and the scoring service (serving.yml tls_*)."""
+    """Make the local CA (.bankplatform-tls/ca.crt, once) and, signed by it, a key
+    (mode 600) and certificate for the key service (security.yml keyservice_tls_*),
+    the scoring service (serving.yml tls_*), and PostgreSQL, Redis, the MLflow
+    tracking server and Ray (.bankplatform-tls/<name>.crt)."""
     from bankplatform.manifest import load_manifest
     from bankplatform.project import env_config_loader, find_project_root, resolve_env
     from bankplatform.security.runtime import workspace_security
-    from bankplatform.security.tls import create_self_signed
+    from bankplatform.security.tls import issue_certificate, local_ca
     from bankplatform.serving.settings import load_serving_settings
 
+    root = find_project_root()
+    ca = local_ca(root / TLS_FOLDER)
     pairs = []
     if service in ("all", "keyservice"):
         settings = workspace_security(env).settings
         pairs.append((settings.keyservice_tls_cert, settings.keyservice_tls_key))
     if service in ("all", "scoring"):
-        root = find_project_root()
         chosen = resolve_env(load_manifest(root), env)
         serving = load_serving_settings(env_config_loader(root, chosen), root)
         pairs.append((serving.tls_cert, serving.tls_key))
+    for name in SERVERS:
+        if service in ("all", name):
+            folder = root / TLS_FOLDER
+            pairs.append((folder / f"{name}.crt", folder / f"{name}.key"))
+    click.echo(f"local CA: {ca.cert_file} (clients trust it; its key stays here)")
     for cert_path, key_path in pairs:
-        cert, key = create_self_signed(cert_path, key_path, list(hosts))
-        click.echo(
-            f"wrote {cert} (give it to clients) and {key} (mode 600, the service's)"
-        )
+        cert, key = issue_certificate(ca, cert_path, key_path, list(hosts))
+        click.echo(f"wrote {cert} (with the CA's) and {key} (mode 600, the service's)")
