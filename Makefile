@@ -24,7 +24,7 @@ $(if $(BANKPLATFORM_DEBUG),$(eval export KEDRO_LOGGING_CONFIG := $(CURDIR)/conf/
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help install lock demo test lint bench lab viz ui clean-data browser screenshots
+.PHONY: help install lock demo test lint bench lab viz ui clean-data browser screenshots mlflow-server
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -131,6 +131,11 @@ ui: install ## MLflow's UI over the workspace's tracking store on 127.0.0.1, tel
 	@echo "open $$($(BIN)/python -m bankplatform.review.tracking_ui $(UI_STORE) $(UI_PORT))"
 	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true MLFLOW_ENABLE_AI_GATEWAY=false \
 		$(BIN)/mlflow ui --backend-store-uri $(UI_STORE) --host 127.0.0.1 --port $(UI_PORT)
+
+# The production profile's tracking server: conf/$(ENV)/tracking_server.yml, its
+# secrets in conf/local/credentials.yml (docs/operations.md has the set-up).
+mlflow-server: install ## MLflow tracking server on PostgreSQL (verify-full TLS), basic auth, HTTPS (ENV=prod)
+	$(BIN)/bankplatform tracking-server --env $(or $(ENV),prod)
 
 clean-data: ## Remove generated data (keeps the folder layout)
 	find data -type f ! -name .gitkeep -delete

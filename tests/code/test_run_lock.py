@@ -138,3 +138,21 @@ def test_a_run_started_by_the_holder_works_under_its_locks(tmp_path: Path) -> No
     assert FileRunLocks(tmp_path).try_acquire(
         {"monitoring_references": Mode.WRITE}, BOB
     ) == ("monitoring_references")
+
+
+def test_invalid_lock_settings_are_one_line() -> None:
+    from bankplatform.errors import BankplatformError
+    from bankplatform.runs.lock import load_run_lock_settings
+
+    class _Loader(dict[str, object]):  # what the settings read of a config loader
+        def __init__(self, **sections: object) -> None:
+            super().__init__(**sections)
+            self.config_patterns: dict[str, list[str]] = {}
+
+    loader = _Loader(runs={"runs": {"lock_wait_seconds": -1}})
+    with pytest.raises(BankplatformError) as refused:
+        load_run_lock_settings(loader)
+    assert str(refused.value) == (
+        "runs.yml: lock_wait_seconds: Input should be greater than or equal to 0"
+    )
+    assert loader.config_patterns["runs"] == ["runs*", "runs*/**"]

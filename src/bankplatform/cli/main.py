@@ -25,6 +25,7 @@ from bankplatform.cli.review import review
 from bankplatform.cli.scoring import decision, serve, simulate, traffic
 from bankplatform.cli.tls import tls
 from bankplatform.cli.token import token
+from bankplatform.cli.tracking_server import tracking_server
 from bankplatform.cli.workspace import workspace
 from bankplatform.errors import BankplatformError
 
@@ -71,6 +72,7 @@ commands.add_command(decision)
 commands.add_command(simulate)
 commands.add_command(review)
 commands.add_command(kpis)
+commands.add_command(tracking_server)
 
 
 def main() -> None:

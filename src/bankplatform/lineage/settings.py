@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from kedro.config import AbstractConfigLoader, MissingConfigException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, ConfigDict
@@ -16,6 +17,7 @@ from bankplatform.errors import BankplatformError
 _PATTERNS = {
     "lineage": ["lineage*", "lineage*/**"],
     "mlflow": ["mlflow*", "mlflow*/**"],
+    "credentials": ["credentials*", "credentials*/**"],
 }
 
 
@@ -64,7 +66,62 @@ def load_settings(
     )
     server = _section(config_loader, "mlflow").get("server", {}) or {}
     uri = server.get("mlflow_tracking_uri") or f"sqlite:///{root / 'mlflow.db'}"
+    if server.get("credentials"):
+        export_tracking_credentials(
+            read_credentials(config_loader, root, str(server["credentials"])), root
+        )
     return settings, absolute_tracking_uri(str(uri), root)
+
+
+# What a credentials entry for the tracking server may hold (kedro-mlflow's
+# convention: the entry named by mlflow.yml `server.credentials` is exported as
+# environment variables, which MLflow's client reads).
+TRACKING_CREDENTIALS = frozenset(
+    {
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_TRACKING_TOKEN",
+        "MLFLOW_TRACKING_SERVER_CERT_PATH",
+    }
+)
+
+
+def read_credentials(config_loader: Any, root: Path, name: str) -> dict[str, str]:
+    """Entry ``name`` of the credentials: ``conf/local/credentials.yml`` (never in
+    git), overridden by the env's own ``credentials*.yml`` when it has one.
+
+    Raises:
+        BankplatformError: No such entry anywhere, or not a mapping.
+    """
+    found: dict[str, Any] = {}
+    local = root / "conf" / "local" / "credentials.yml"
+    if local.is_file():
+        found.update((yaml.safe_load(local.read_text()) or {}).get(name) or {})
+    found.update(_section(config_loader, "credentials").get(name) or {})
+    if not found:
+        msg = f"credentials {name!r} are in neither conf/local/credentials.yml nor the env's credentials.yml"
+        raise BankplatformError(msg)
+    return {str(k): str(v) for k, v in found.items()}
+
+
+def export_tracking_credentials(entry: dict[str, str], root: Path) -> None:
+    """Put the tracking server's credentials where MLflow's client reads them
+    (an operator's own environment variables win); a relative CA path is the
+    workspace's.
+
+    Raises:
+        BankplatformError: A key MLflow's client would not read (a typo would
+            otherwise pass silently and the server answer 401).
+    """
+    unknown = sorted(set(entry) - TRACKING_CREDENTIALS)
+    if unknown:
+        msg = f"tracking credentials: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(TRACKING_CREDENTIALS))}"
+        raise BankplatformError(msg)
+    for key, value in entry.items():
+        relative = (
+            key == "MLFLOW_TRACKING_SERVER_CERT_PATH" and not Path(value).is_absolute()
+        )
+        os.environ.setdefault(key, str(root / value) if relative else value)
 
 
 def absolute_tracking_uri(uri: str, root: Path) -> str:

@@ -42,7 +42,7 @@ from kedro.io import MemoryDataset
 from kedro.pipeline import Pipeline
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bankplatform.errors import BankplatformError
+from bankplatform.errors import BankplatformError, settings_error
 from bankplatform.project import pipeline_names
 from bankplatform.security.hooks import catalog_metadata
 from bankplatform.security.runtime import active_security
@@ -255,10 +255,7 @@ def load_run_lock_settings(config_loader: Any) -> RunLockSettings:
     try:
         return RunLockSettings.model_validate(section)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        msg = f"runs.yml: {where}: {first['msg']}"
-        raise BankplatformError(msg) from None
+        raise settings_error("runs.yml", error) from None
 
 
 def open_run_locks(settings: RunLockSettings, root: Path) -> RunLocks:

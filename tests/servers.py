@@ -1,0 +1,164 @@
+"""Real servers of the production profile, started by the tests on loopback.
+
+PostgreSQL: an instance of the machine's PostgreSQL binaries of the tests' own
+(``initdb`` into a throw-away folder, another port), so that it can serve the
+certificate the workspace's CA signed and accept TLS connections only; the
+machine's own server on 5432 is left as it is. Run as the ``postgres`` OS user
+when the tests run as root (PostgreSQL refuses root).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+
+from tests.helpers import free_port
+
+SUPERUSER_SECRET = secrets.token_urlsafe(18)  # made afresh each run
+
+
+def _postgres_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        msg = "PostgreSQL's binaries are not installed (/usr/lib/postgresql/*/bin)"
+        raise RuntimeError(msg)
+    return found[-1].parent
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    return (
+        ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+    )
+
+
+def _own(path: Path) -> None:
+    if os.geteuid() == 0:
+        shutil.chown(path, "postgres", "postgres")
+
+
+@dataclass
+class PostgresTLS:
+    """A running PostgreSQL that accepts TLS connections only (scram passwords)."""
+
+    folder: Path
+    port: int
+    ca_cert: Path
+
+    def connect(self, database: str = "postgres", **options: str) -> object:
+        """A superuser connection over verify-full TLS (options override)."""
+        settings = {
+            "host": "127.0.0.1",
+            "port": str(self.port),
+            "user": "postgres",
+            "password": SUPERUSER_SECRET,
+            "dbname": database,
+            "sslmode": "verify-full",
+            "sslrootcert": str(self.ca_cert),
+            "connect_timeout": "10",
+            **options,
+        }
+        return psycopg2.connect(**settings)
+
+    def execute(self, *statements: str) -> None:
+        """Run statements as the superuser, each in its own transaction."""
+        connection = self.connect()
+        connection.autocommit = True  # type: ignore[attr-defined]
+        try:
+            with connection.cursor() as cursor:  # type: ignore[attr-defined]
+                for statement in statements:
+                    cursor.execute(statement)
+        finally:
+            connection.close()  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(_postgres_bin() / "pg_ctl"),
+                    "-D",
+                    str(self.folder / "data"),
+                    "-m",
+                    "fast",
+                    "stop",
+                ]
+            ),
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def start_postgres(server_cert: Path, server_key: Path, ca_cert: Path) -> PostgresTLS:
+    """initdb, TLS on with the given certificate, only ``hostssl`` in pg_hba, start."""
+    folder = Path(tempfile.mkdtemp(prefix="bankplatform-pg-"))
+    folder.chmod(0o755)
+    data, logs, sockets = folder / "data", folder / "logs", folder / "sockets"
+    for sub in (data, logs, sockets):
+        sub.mkdir()
+        _own(sub)
+    password_file = folder / "pw"
+    password_file.write_text(SUPERUSER_SECRET)
+    _own(password_file)
+    binaries = _postgres_bin()
+    subprocess.run(
+        _as_postgres(
+            [
+                str(binaries / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                f"--pwfile={password_file}",
+                "-E",
+                "UTF8",
+            ]
+        ),
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    password_file.unlink()
+    for source, name in ((server_cert, "server.crt"), (server_key, "server.key")):
+        shutil.copy(source, data / name)
+        (data / name).chmod(0o600)
+        _own(data / name)
+    port = free_port()
+    with (data / "postgresql.conf").open("a") as conf:
+        conf.write(
+            f"listen_addresses = '127.0.0.1'\nport = {port}\n"
+            f"unix_socket_directories = '{sockets}'\n"
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+            "ssl_min_protocol_version = 'TLSv1.2'\nmax_connections = 200\n"
+        )
+    # TLS connections with a password only: a plaintext one finds no entry.
+    (data / "pg_hba.conf").write_text(
+        "local   all all                trust\n"
+        "hostssl all all 127.0.0.1/32   scram-sha-256\n"
+    )
+    subprocess.run(
+        _as_postgres(
+            [
+                str(binaries / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(logs / "postgres.log"),
+                "-w",
+                "start",
+            ]
+        ),
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    return PostgresTLS(folder, port, ca_cert)
