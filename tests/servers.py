@@ -14,6 +14,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,3 +163,56 @@ def start_postgres(server_cert: Path, server_key: Path, ca_cert: Path) -> Postgr
         timeout=120,
     )
     return PostgresTLS(folder, port, ca_cert)
+
+
+@dataclass
+class RedisTLS:
+    """A running Redis that speaks TLS only (no plaintext port), with a password."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    password: str
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def start_redis(
+    server_cert: Path, server_key: Path, ca_cert: Path, folder: Path
+) -> RedisTLS:
+    """redis-server with ``--port 0`` (no plaintext) and a TLS port; nothing on disk."""
+    port, password = free_port(), secrets.token_urlsafe(18)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "redis.conf"  # the password in a file of the tests', not in argv
+    config.write_text(
+        f"port 0\ntls-port {port}\nbind 127.0.0.1\n"
+        f"tls-cert-file {server_cert}\ntls-key-file {server_key}\ntls-ca-cert-file {ca_cert}\n"
+        f'tls-auth-clients no\nrequirepass {password}\nsave ""\nappendonly no\n'
+        f"dir {folder}\n"
+    )
+    config.chmod(0o600)
+    process = subprocess.Popen(
+        ["/usr/bin/redis-server", str(config)],
+        stdout=(folder / "redis.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    import redis
+
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        password=password,
+        ssl=True,
+        ssl_ca_certs=str(ca_cert),
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    return RedisTLS(process, port, password)

@@ -97,10 +97,10 @@ def require_env_folder(root: Path, env: str) -> None:
 
 def env_config_loader(root: Path, env: str) -> OmegaConfigLoader:
     """The config loader a Kedro session of ``env`` would use, for code outside a run."""
-    from kedro.config import OmegaConfigLoader  # noqa: PLC0415
+    from bankplatform.config_loader import WorkspaceConfigLoader  # noqa: PLC0415
 
     require_env_folder(root, env)
-    return OmegaConfigLoader(
+    return WorkspaceConfigLoader(
         conf_source=str(root / "conf"),
         env=env,
         **{**CONFIG_LOADER_ARGS, "default_run_env": env},

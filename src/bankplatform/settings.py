@@ -2,9 +2,9 @@
 
 from typing import Any
 
-from kedro.config import OmegaConfigLoader
 from kedro.pipeline import Pipeline
 
+from bankplatform.config_loader import WorkspaceConfigLoader
 from bankplatform.governance.hooks import GovernanceHook
 from bankplatform.lineage.hooks import LineageHook
 from bankplatform.project import CONFIG_LOADER_ARGS as _LOADER_ARGS
@@ -56,5 +56,5 @@ DISABLE_HOOKS_FOR_PLUGINS = (
     "kedro_mlflow",
 )
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_CLASS = WorkspaceConfigLoader
 CONFIG_LOADER_ARGS = _LOADER_ARGS

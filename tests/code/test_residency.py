@@ -132,7 +132,14 @@ def test_the_shipped_pipelines_burst_to_the_cloud_without_pii(env: str) -> None:
     bootstrap_project(REPO)
     from bankplatform.pipeline_registry import register_pipelines
 
-    catalog = DataCatalog.from_config(env_config_loader(REPO, env)["catalog"])
+    conf = env_config_loader(REPO, env)["catalog"]
+    # The entries' secrets are not needed to place them: empty stand-ins.
+    names = {
+        e["credentials"]
+        for e in conf.values()
+        if isinstance(e, dict) and "credentials" in e
+    }
+    catalog = DataCatalog.from_config(conf, credentials={name: {} for name in names})
 
     def metadata(name: str) -> dict[str, Any]:
         return catalog_metadata(catalog, name)

@@ -27,7 +27,7 @@ def tracking_server(env: str | None) -> None:
     chosen = resolve_env(load_manifest(root), env)
     loader = env_config_loader(root, chosen)
     settings = load_tracking_server_settings(loader)
-    secrets = read_credentials(loader, root, settings.credentials)
+    secrets = read_credentials(loader, settings.credentials)
     command, environment = server_launch(settings, secrets, root)
     click.echo(
         f"tracking server of env {chosen} on https://{settings.host}:{settings.port} "

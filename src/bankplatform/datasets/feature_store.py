@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 _SQLITE_ONLINE = "online.db"
+_SECRETS = frozenset({"online_store_password", "registry_password"})
 
 
 class FeatureStoreDataset(ClassificationPreview, AbstractDataset[None, "FeatureStore"]):
@@ -27,7 +28,10 @@ class FeatureStoreDataset(ClassificationPreview, AbstractDataset[None, "FeatureS
     there for Feast's own CLI (``feast -c data/04_feature feature-views list``).
     Other stores pass through as Feast's own configuration, e.g. in ``conf/prod``
     ``online_store: {type: redis, connection_string: ...}`` and ``registry:
-    {registry_type: sql, path: postgresql://...}``.
+    {registry_type: sql, path: postgresql://...}``. Their passwords come from the
+    entry's Kedro ``credentials`` (``online_store_password``, ``registry_password``),
+    are added to Feast's configuration in memory only, and never reach the
+    ``feature_store.yaml`` written for Feast's CLI.
 
     Example ``catalog.yml``:
 
@@ -49,6 +53,7 @@ class FeatureStoreDataset(ClassificationPreview, AbstractDataset[None, "FeatureS
         online_store: dict[str, Any] | None = None,
         offline_store: dict[str, Any] | None = None,
         registry: str | dict[str, Any] = "registry.db",
+        credentials: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         """Create the dataset.
@@ -59,8 +64,18 @@ class FeatureStoreDataset(ClassificationPreview, AbstractDataset[None, "FeatureS
             online_store: Feast online store config; default SQLite in the folder.
             offline_store: Feast offline store config; default DuckDB.
             registry: Registry file (relative to the folder) or Feast registry config.
+            credentials: ``online_store_password`` (Redis) and
+                ``registry_password`` (the SQL registry's database user).
             metadata: Catalog metadata (zone, classification).
+
+        Raises:
+            DatasetError: A credentials key the dataset does not know.
         """
+        unknown = sorted(set(credentials or {}) - _SECRETS)
+        if unknown:
+            msg = f"feature_store: unknown credentials key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(_SECRETS))}"
+            raise DatasetError(msg)
+        self._secrets = {k: str(v) for k, v in (credentials or {}).items()}
         self._repo = Path(filepath)
         self._project = project
         self._online = dict(online_store or {"type": "sqlite"})
@@ -76,16 +91,33 @@ class FeatureStoreDataset(ClassificationPreview, AbstractDataset[None, "FeatureS
             "offline_store": self._offline.get("type"),
         }
 
-    def repo_settings(self) -> dict[str, Any]:
-        """The store's configuration as ``feature_store.yaml`` holds it."""
+    def repo_settings(self, with_secrets: bool = False) -> dict[str, Any]:
+        """The store's configuration as ``feature_store.yaml`` holds it (without
+        passwords), or as Feast is given it in memory (``with_secrets``)."""
         online = dict(self._online)
         if online.get("type") == "sqlite":
             online.setdefault("path", str(self._repo / _SQLITE_ONLINE))
+        password = self._secrets.get("online_store_password")
+        if with_secrets and password and "connection_string" in online:
+            online["connection_string"] = (
+                f"{online['connection_string']},password={password}"
+            )
         registry = (
             str(self._repo / self._registry)
             if isinstance(self._registry, str)
-            else self._registry
+            else dict(self._registry)
         )
+        password = self._secrets.get("registry_password")
+        if (
+            with_secrets
+            and password
+            and isinstance(registry, dict)
+            and "path" in registry
+        ):
+            from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+            url = make_url(str(registry["path"])).set(password=password)
+            registry["path"] = url.render_as_string(hide_password=False)
         return {
             "project": self._project,
             "provider": "local",
@@ -115,7 +147,7 @@ class FeatureStoreDataset(ClassificationPreview, AbstractDataset[None, "FeatureS
         settings = self.repo_settings()
         self._repo.mkdir(parents=True, exist_ok=True)
         try:
-            config = RepoConfig(repo_path=self._repo, **settings)
+            config = RepoConfig(repo_path=self._repo, **self.repo_settings(True))
         except Exception as error:  # pydantic's ValidationError and Feast's own
             first = str(error).splitlines()[0]
             msg = f"feature_store: invalid Feast configuration ({first})"

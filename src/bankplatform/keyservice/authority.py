@@ -501,6 +501,13 @@ def _catalog_resolver(loader: Any) -> Any:
         config = dict(loader["catalog"] or {})
     except Exception:
         config = {}
+    # Types and metadata decide here: the entries' secrets stay with the clients.
+    config = {
+        name: {k: v for k, v in entry.items() if k != "credentials"}
+        if isinstance(entry, dict)
+        else entry
+        for name, entry in config.items()
+    }
     # Declared entries and their patterns only: nothing is created at run time.
     resolver = CatalogConfigResolver(config=config, default_runtime_patterns={})
 

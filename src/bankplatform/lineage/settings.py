@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from kedro.config import AbstractConfigLoader, MissingConfigException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, ConfigDict
@@ -68,7 +67,7 @@ def load_settings(
     uri = server.get("mlflow_tracking_uri") or f"sqlite:///{root / 'mlflow.db'}"
     if server.get("credentials"):
         export_tracking_credentials(
-            read_credentials(config_loader, root, str(server["credentials"])), root
+            read_credentials(config_loader, str(server["credentials"])), root
         )
     return settings, absolute_tracking_uri(str(uri), root)
 
@@ -86,22 +85,18 @@ TRACKING_CREDENTIALS = frozenset(
 )
 
 
-def read_credentials(config_loader: Any, root: Path, name: str) -> dict[str, str]:
-    """Entry ``name`` of the credentials: ``conf/local/credentials.yml`` (never in
-    git), overridden by the env's own ``credentials*.yml`` when it has one.
+def read_credentials(config_loader: Any, name: str) -> dict[str, str]:
+    """Entry ``name`` of the env's credentials (``conf/local/credentials.yml``,
+    never in git, for every env: ``bankplatform.config_loader``).
 
     Raises:
-        BankplatformError: No such entry anywhere, or not a mapping.
+        BankplatformError: No such entry.
     """
-    found: dict[str, Any] = {}
-    local = root / "conf" / "local" / "credentials.yml"
-    if local.is_file():
-        found.update((yaml.safe_load(local.read_text()) or {}).get(name) or {})
-    found.update(_section(config_loader, "credentials").get(name) or {})
+    found = _section(config_loader, "credentials").get(name) or {}
     if not found:
         msg = f"credentials {name!r} are in neither conf/local/credentials.yml nor the env's credentials.yml"
         raise BankplatformError(msg)
-    return {str(k): str(v) for k, v in found.items()}
+    return {str(k): str(v) for k, v in dict(found).items()}
 
 
 def export_tracking_credentials(entry: dict[str, str], root: Path) -> None:
