@@ -228,7 +228,11 @@ def test_a_kedro_run_and_a_lifecycle_command_authenticate_to_it(
 def test_without_the_credentials_a_run_says_so_in_one_line(
     production: Production,
 ) -> None:
+    """As production does, the env refuses to run without lineage."""
     root = production.root
+    _write_yaml(
+        root / "conf/test/lineage.yml", {"lineage": {"when_unreachable": "refuse"}}
+    )
     credentials = root / "conf/local/credentials.yml"
     kept = credentials.read_text()
     entries = yaml.safe_load(kept)
@@ -242,8 +246,9 @@ def test_without_the_credentials_a_run_says_so_in_one_line(
         credentials.write_text(kept)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
-        "Error: run failed: credentials 'mlflow_tracking' are in neither "
-        "conf/local/credentials.yml nor the env's credentials.yml"
+        f"Error: run failed: lineage: tracking store {production.url} is unreachable "
+        "(credentials 'mlflow_tracking' are in neither conf/local/credentials.yml nor "
+        "the env's credentials.yml); env test refuses to run without lineage"
     )
 
 

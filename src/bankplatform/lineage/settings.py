@@ -37,6 +37,9 @@ class LineageSettings(BaseModel):
     spool_dir: Path = Path("data/lineage_spool")
     fingerprint_cache: Path = Path("data/.fingerprints.json")
     probe_timeout_s: float = 5.0
+    # Set by ``load_settings`` (never from lineage.yml): why the tracking server's
+    # credentials could not be exported.
+    credentials_problem: str | None = None
 
 
 def load_settings(
@@ -65,10 +68,16 @@ def load_settings(
     )
     server = _section(config_loader, "mlflow").get("server", {}) or {}
     uri = server.get("mlflow_tracking_uri") or f"sqlite:///{root / 'mlflow.db'}"
-    if server.get("credentials"):
-        export_tracking_credentials(
-            read_credentials(config_loader, str(server["credentials"])), root
-        )
+    name = server.get("credentials")
+    if name:
+        try:
+            export_tracking_credentials(
+                read_credentials(config_loader, str(name)), root
+            )
+        except BankplatformError as missing:
+            # Commands that never reach the server (keys init) still work; a run
+            # treats the store as unreachable for this reason (sinks.open_sink).
+            settings = settings.model_copy(update={"credentials_problem": str(missing)})
     return settings, absolute_tracking_uri(str(uri), root)
 
 

@@ -184,7 +184,9 @@ def open_sink(
     Raises:
         LineageRefused: MLflow is unreachable and the env refuses to run without it.
     """
-    reason = unreachable_reason(tracking_uri, settings.probe_timeout_s)
+    reason = settings.credentials_problem or unreachable_reason(
+        tracking_uri, settings.probe_timeout_s
+    )
     if reason is None:
         return MlflowSink(tracking_uri), None
     if settings.when_unreachable == "refuse":
