@@ -9,9 +9,11 @@ when the tests run as root (PostgreSQL refuses root).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import psycopg2
 
+from tests.conftest import BIN
 from tests.helpers import free_port
 
 SUPERUSER_SECRET = secrets.token_urlsafe(18)  # made afresh each run
@@ -216,3 +219,111 @@ def start_redis(
                 raise
             time.sleep(0.2)
     return RedisTLS(process, port, password)
+
+
+@dataclass
+class RayClusterTLS:
+    """A two-node Ray cluster on this machine: token auth, TLS on every gRPC link."""
+
+    address: str
+    environment: dict[str, str]
+    temp_dir: Path
+
+    def stop(self) -> None:
+        """Kill this cluster's processes only (``ray stop`` would kill every Ray
+        on the machine, another test's included)."""
+        port = self.address.rsplit(":", 1)[1]
+        marks = (
+            str(self.temp_dir).encode(),
+            f"127.0.0.1:{port}".encode(),
+            f"={port}".encode(),
+        )
+        for _ in range(2):
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    text = cmdline.read_bytes()
+                except OSError:
+                    continue
+                if (
+                    any(mark in text for mark in marks)
+                    and int(cmdline.parent.name) != os.getpid()
+                ):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(int(cmdline.parent.name), signal.SIGKILL)
+            time.sleep(1)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def node_ip_address() -> str:
+    """The address Ray's command line advertises for this host (certificates must name it)."""
+    from ray._private import services
+
+    return str(services.get_node_ip_address())
+
+
+def start_ray_cluster(
+    cert: Path, key: Path, ca_cert: Path, base_env: dict[str, str]
+) -> RayClusterTLS:
+    """``ray start --head`` and a second ``ray start --address``, each with one CPU
+    and a resource of its own (``head_node``, ``second_node``)."""
+    port = free_port()
+    # Ray's socket paths must stay short: its temporary folder goes in /tmp.
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray-tls-"))
+    environment = {
+        **base_env,
+        "RAY_USE_TLS": "1",
+        "RAY_TLS_SERVER_CERT": str(cert),
+        "RAY_TLS_SERVER_KEY": str(key),
+        "RAY_TLS_CA_CERT": str(ca_cert),
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    }
+    common = [
+        "--node-ip-address",
+        "127.0.0.1",
+        "--num-cpus",
+        "1",
+        "--disable-usage-stats",
+    ]
+    commands = [
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--port",
+            str(port),
+            *common,
+            "--resources",
+            '{"head_node": 1}',
+            "--include-dashboard",
+            "false",
+            "--temp-dir",
+            str(temp_dir),
+        ],
+        [
+            str(BIN / "ray"),
+            "start",
+            "--address",
+            f"127.0.0.1:{port}",
+            *common,
+            "--resources",
+            '{"second_node": 1}',
+            "--temp-dir",
+            str(temp_dir),
+        ],
+    ]
+    cluster = RayClusterTLS(f"127.0.0.1:{port}", environment, temp_dir)
+    for command in commands:
+        done = subprocess.run(
+            command,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        if done.returncode != 0:
+            cluster.stop()
+            msg = f"{' '.join(command[:3])} failed: {done.stderr[-2000:]}"
+            raise RuntimeError(msg)
+    return cluster

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 import ray
 
+from bankplatform.errors import BankplatformError
 from bankplatform.training.boosting import BoostingConfig, FitResult, fit
 
 TASK_RETRIES = 3
@@ -32,18 +33,31 @@ WORKER_PID_FILE = "worker.pid"
 MODEL_FILE = "model.ubj"
 
 
+class RayClusterRequired(BankplatformError):
+    """The env trains on a Ray cluster only and none was named."""
+
+
 @contextmanager
-def ray_connection(num_cpus: int) -> Iterator[dict[str, float]]:
+def ray_connection(
+    num_cpus: int, require_cluster: bool = False
+) -> Iterator[dict[str, float]]:
     """Connect to Ray: reuse a running one (a notebook's), ``$RAY_ADDRESS``, or start
-    a local one (token authentication on, no dashboard). Only what was started here
-    is shut down.
+    a local one (token authentication on, no dashboard) unless ``require_cluster``.
+    Only what was started here is shut down. A cluster with TLS needs
+    ``RAY_USE_TLS`` and its certificates in the environment (Ray reads them).
 
     Yields:
         The cluster's resources.
+
+    Raises:
+        RayClusterRequired: ``require_cluster`` and no ``$RAY_ADDRESS``.
     """
     started = False
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
+        if require_cluster and not address:
+            msg = "this env trains on a Ray cluster only (training.require_cluster): set RAY_ADDRESS to the cluster's head"
+            raise RayClusterRequired(msg)
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
@@ -59,6 +73,12 @@ def ray_connection(num_cpus: int) -> Iterator[dict[str, float]]:
     finally:
         if started:
             ray.shutdown()
+
+
+def alive_nodes() -> int:
+    """How many nodes of the connected cluster are alive."""
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return len([node for node in nodes if node.get("Alive")])
 
 
 def wants_gpu(use_gpu: str | bool, resources: dict[str, float]) -> bool:

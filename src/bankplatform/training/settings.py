@@ -52,6 +52,8 @@ class TrainingParameters(BaseModel):
         booster: xgboost parameters.
         monotone: Feature -> +1 (never lowers PD) or -1 (never raises PD).
         tune_trials: Ray Tune trials over the booster's depth and learning rate (0 = off).
+        require_cluster: Refuse to start a local Ray: train on ``$RAY_ADDRESS``'s
+            cluster or not at all (production).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -67,3 +69,4 @@ class TrainingParameters(BaseModel):
     booster: dict[str, float | int | str] = {}
     monotone: dict[str, Literal[-1, 1]] = {}
     tune_trials: int = Field(default=0, ge=0)
+    require_cluster: bool = False

@@ -19,6 +19,7 @@ from bankplatform.training.boosting import (
     predict,
 )
 from bankplatform.training.on_ray import (
+    alive_nodes,
     ray_connection,
     train_in_task,
     train_with_ray_train,
@@ -99,7 +100,10 @@ def train_credit_model(
         k: v for k, v in parameters.monotone.items() if k not in categories
     }
     started = time.perf_counter()
-    with ray_connection(parameters.workers * parameters.cpus_per_worker) as resources:
+    with ray_connection(
+        parameters.workers * parameters.cpus_per_worker, parameters.require_cluster
+    ) as resources:
+        nodes = alive_nodes()
         gpu = wants_gpu(parameters.use_gpu, resources)
         device = "cuda" if gpu else "cpu"
         config = BoostingConfig(
@@ -146,6 +150,7 @@ def train_credit_model(
         "default_rate_train": float(train[LABEL].mean()),
         "best_iteration": float(fitted.best_iteration),
         "training_seconds": seconds,
+        "ray_nodes": float(nodes),
     }
     check_quality(metrics["auc_out_of_time"], quality)
     return TrainedModel(fitted.model, config, api, device, fitted, metrics, trials)
