@@ -25,6 +25,7 @@ import ingestion
 import key_service
 import lineage_overhead
 import monitoring_drift
+import production_stores
 import scoring_service
 import training_on_ray
 from bankplatform.third_party import quiet_third_party_warnings
@@ -43,6 +44,7 @@ BENCHMARKS = {
     "scoring": scoring_service.main,
     "gpu": gpu_training.main,
     "monitoring": monitoring_drift.main,
+    "prod": production_stores.main,
 }
 
 

@@ -270,3 +270,21 @@ def make_server(
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def start_runs_together(
+    root: Path, args: list[str], count: int = 2
+) -> list[subprocess.Popen[str]]:
+    """``count`` identical commands of the venv started at once in ``root`` (stdout
+    and stderr together): two runs racing for one workspace."""
+    return [
+        subprocess.Popen(
+            [str(BIN / args[0]), *args[1:]],
+            cwd=root,
+            env=command_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(count)
+    ]

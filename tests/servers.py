@@ -262,10 +262,14 @@ def node_ip_address() -> str:
 
 
 def start_ray_cluster(
-    cert: Path, key: Path, ca_cert: Path, base_env: dict[str, str]
+    cert: Path,
+    key: Path,
+    ca_cert: Path,
+    base_env: dict[str, str],
+    cpus_per_node: int = 1,
 ) -> RayClusterTLS:
-    """``ray start --head`` and a second ``ray start --address``, each with one CPU
-    and a resource of its own (``head_node``, ``second_node``)."""
+    """``ray start --head`` and a second ``ray start --address``, each with
+    ``cpus_per_node`` CPUs and a resource of its own (``head_node``, ``second_node``)."""
     port = free_port()
     # Ray's socket paths must stay short: its temporary folder goes in /tmp.
     temp_dir = Path(tempfile.mkdtemp(prefix="ray-tls-"))
@@ -282,7 +286,7 @@ def start_ray_cluster(
         "--node-ip-address",
         "127.0.0.1",
         "--num-cpus",
-        "1",
+        str(cpus_per_node),
         "--disable-usage-stats",
     ]
     commands = [

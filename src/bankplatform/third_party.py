@@ -56,6 +56,9 @@ LIBRARY_SETTINGS: dict[str, str] = {
     "MLFLOW_LOGGING_LEVEL": "WARNING",
     # One tqdm bar per artefact download (a model load reads several).
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # Two "View run / View experiment" lines on stdout per run ended against a
+    # tracking server (`bankplatform workspace status` says where the run is).
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 

@@ -101,6 +101,7 @@ def test_start_up_sets_library_log_levels_unless_a_user_chose_one(
     assert set(LIBRARY_SETTINGS) == {
         "MLFLOW_LOGGING_LEVEL",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
     }
 
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 
-from tests.conftest import BIN, command_env
-from tests.helpers import audit_records
+from tests.helpers import audit_records, start_runs_together
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FEATURES = ["kedro", "run", "--pipeline", "features", "--env", "test"]
@@ -23,21 +21,6 @@ FEATURES = ["kedro", "run", "--pipeline", "features", "--env", "test"]
 def _copy(featured_workspace: Path, target: Path) -> Path:
     shutil.copytree(featured_workspace, target, ignore=shutil.ignore_patterns("*.sock"))
     return target
-
-
-def _start_two(root: Path) -> list[subprocess.Popen[str]]:
-    """Two runs started together: whichever takes its locks first holds them."""
-    return [
-        subprocess.Popen(
-            [str(BIN / "kedro"), *FEATURES[1:]],
-            cwd=root,
-            env=command_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for _ in range(2)
-    ]
 
 
 def _features_runs(root: Path) -> pd.DataFrame:
@@ -57,7 +40,7 @@ def test_a_second_run_is_refused_with_who_holds_the_workspace(
 ) -> None:
     root = _copy(featured_workspace, tmp_path / "workspace")
     sizes = {f.name: f.stat().st_size for f in (root / "data/05_model_input").iterdir()}
-    runs = _start_two(root)
+    runs = start_runs_together(root, FEATURES)
     printed = [run.communicate(timeout=600)[0] for run in runs]
     codes = [run.returncode for run in runs]
     assert sorted(codes) == [0, 1], printed
@@ -94,7 +77,7 @@ def test_with_a_wait_the_second_run_starts_when_the_first_ends(
 ) -> None:
     root = _copy(featured_workspace, tmp_path / "workspace")
     (root / "conf/test/runs.yml").write_text("runs:\n  lock_wait_seconds: 600\n")
-    runs = _start_two(root)
+    runs = start_runs_together(root, FEATURES)
     printed = [run.communicate(timeout=900)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], printed
     lineage = _features_runs(root)

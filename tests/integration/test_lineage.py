@@ -219,6 +219,11 @@ def test_prod_refuses_to_run_without_lineage(extract_workspace: Path) -> None:
     (extract_workspace / "conf" / "prod" / "mlflow.yml").write_text(
         "server:\n  mlflow_tracking_uri: http://127.0.0.1:9\n"
     )
+    # prod's catalog names the feature store's credentials entry (unused by ingestion).
+    (extract_workspace / "conf" / "local").mkdir(parents=True, exist_ok=True)
+    (extract_workspace / "conf" / "local" / "credentials.yml").write_text(
+        "feast_stores: {}\n"
+    )
     # prod has keys of its own; its first token is signed by the keyholder.
     initialised = run_command(
         ["bankplatform", "keys", "init", "--env", "prod"], extract_workspace

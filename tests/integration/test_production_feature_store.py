@@ -76,7 +76,7 @@ def production_stores(
             "registry": {
                 "registry_type": "sql",
                 "path": (
-                    f"postgresql://feast@127.0.0.1:{postgres.port}/feast"
+                    f"postgresql+psycopg://feast@127.0.0.1:{postgres.port}/feast"
                     f"?sslmode=verify-full&sslrootcert={tls / 'ca.crt'}"
                 ),
                 "cache_ttl_seconds": 60,

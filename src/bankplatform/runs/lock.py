@@ -141,6 +141,7 @@ def acquire(
             break
         sleep(POLL_SECONDS)
     others = locks.holders(blocked)
+    locks.release()
     who = "; ".join(h.describe() for h in others) or "a run that is starting"
     waited = f" after waiting {wait_seconds:g} s" if wait_seconds > 0 else ""
     verb = "write" if wants[blocked] is Mode.WRITE else "read"
@@ -196,13 +197,7 @@ class FileRunLocks:
         return found
 
     def _held_by_parent(self, dataset: str) -> bool:
-        """Whether only the run that started this process holds ``dataset``: it
-        waits for this one (monitoring's retrain), so this one works under its locks."""
-        holders = self.holders(dataset)
-        here = socket.gethostname()
-        return bool(holders) and all(
-            h.pid == os.getppid() and h.host == here for h in holders
-        )
+        return held_by_parent(self.holders(dataset))
 
     def release(self) -> None:
         """Unlock and forget this run's record."""
@@ -215,6 +210,15 @@ class FileRunLocks:
 
     def _lock_file(self, name: str) -> Path:
         return self._folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.lock"
+
+
+def held_by_parent(holders: list[Holder]) -> bool:
+    """Whether only the run that started this process holds a dataset: it waits
+    for this one (monitoring's retrain), so this one works under its locks."""
+    here = socket.gethostname()
+    return bool(holders) and all(
+        h.pid == os.getppid() and h.host == here for h in holders
+    )
 
 
 def _alive(entry: Mapping[str, Any]) -> bool:
@@ -234,13 +238,17 @@ class RunLockSettings(BaseModel):
 
     Attributes:
         lock_wait_seconds: How long a run waits for a dataset another run holds.
-        lock_store: A folder (relative to the workspace) or a ``postgresql://`` URL.
+        lock_store: A folder (relative to the workspace) or a ``postgresql://`` URL
+            (no password in it; a relative ``sslrootcert`` is the workspace's).
+        lock_store_credentials: For a PostgreSQL store: the credentials entry
+            whose ``password`` the lock store's user logs in with.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     lock_wait_seconds: float = Field(default=0.0, ge=0.0, le=86_400.0)
     lock_store: str = ".bankplatform-run/locks"
+    lock_store_credentials: str | None = None
 
 
 def load_run_lock_settings(config_loader: Any) -> RunLockSettings:
@@ -258,8 +266,21 @@ def load_run_lock_settings(config_loader: Any) -> RunLockSettings:
         raise settings_error("runs.yml", error) from None
 
 
-def open_run_locks(settings: RunLockSettings, root: Path) -> RunLocks:
-    """The lock store the settings name."""
+def open_run_locks(
+    settings: RunLockSettings, root: Path, config_loader: Any = None
+) -> RunLocks:
+    """The lock store the settings name: PostgreSQL for a ``postgresql://`` URL
+    (runs on several hosts), else a folder of the workspace."""
+    if settings.lock_store.startswith(("postgresql://", "postgres://")):
+        from bankplatform.lineage.settings import read_credentials  # noqa: PLC0415
+        from bankplatform.runs.postgres_locks import PostgresRunLocks  # noqa: PLC0415
+
+        password = None
+        if settings.lock_store_credentials:
+            entry = read_credentials(config_loader, settings.lock_store_credentials)
+            password = entry.get("password")
+        dsn = settings.lock_store.replace("sslrootcert=.", f"sslrootcert={root}/.")
+        return PostgresRunLocks(dsn, workspace=str(root), password=password)
     return FileRunLocks(root / settings.lock_store)
 
 
@@ -303,7 +324,7 @@ class RunLockHook:
         holder = Holder.now(
             active_security().starter().name, "+".join(pipeline_names(run_params))
         )
-        locks = open_run_locks(settings, root)
+        locks = open_run_locks(settings, root, self._context.config_loader)
         try:
             acquire(locks, wants, holder, settings.lock_wait_seconds)
         except WorkspaceBusy as error:

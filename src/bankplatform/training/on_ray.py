@@ -15,6 +15,7 @@ Measured on a 2-core machine (Ray 2.60): every ``ray.train.report()`` costs abou
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -59,7 +60,10 @@ def ray_connection(
             msg = "this env trains on a Ray cluster only (training.require_cluster): set RAY_ADDRESS to the cluster's head"
             raise RayClusterRequired(msg)
         if address:
-            ray.init(address=address, log_to_driver=False)
+            # Ray's "Connecting to existing Ray cluster" lines are INFO.
+            ray.init(
+                address=address, log_to_driver=False, logging_level=logging.WARNING
+            )
         else:
             ray.init(
                 num_cpus=num_cpus,
