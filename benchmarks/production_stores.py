@@ -167,6 +167,7 @@ def _logging_comparison(root: Path, postgres: PostgresTLS, ca_cert: Path) -> Non
     server, url, admin_secret = _start_tracking_server(root, postgres, ca_cert)
     try:
         os.environ.update(
+            MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT="true",
             MLFLOW_TRACKING_USERNAME="admin",
             MLFLOW_TRACKING_PASSWORD=admin_secret,
             MLFLOW_TRACKING_SERVER_CERT_PATH=str(ca_cert),

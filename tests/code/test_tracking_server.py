@@ -52,6 +52,9 @@ def test_secrets_travel_in_the_environment_only(tmp_path: Path) -> None:
     assert ini.stat().st_mode & 0o077 == 0
     text = ini.read_text()
     assert "mlflow_auth?sslmode=verify-full" in text
+    assert (
+        "auth_cache_ttl_seconds = 30\n" in text
+    )  # one PBKDF2 check per run, not per request
     assert not any(secret in text for secret in given.values())
 
 
