@@ -138,7 +138,11 @@ def test_the_pipeline_site_shows_layers_and_no_tour_offline(
             ]
             assert page.get_by_text("Workflow run status").count() == 0
             # A dataset's metadata panel: its zone and classification, never its rows.
-            page.locator(".pipeline-node", has_text="training_set").first.click()
+            # The dataset's own node (not build_training_set_node, which also holds
+            # the text): its label is exactly the name.
+            page.locator(".pipeline-node").filter(
+                has=page.get_by_text("training_set", exact=True)
+            ).first.click()
             panel = page.locator(".pipeline-metadata").first
             panel.wait_for(timeout=30_000)
             details = panel.inner_text()
