@@ -15,6 +15,8 @@ from typing import Any
 
 from kedro.config import MissingConfigException, OmegaConfigLoader
 
+from bankplatform.errors import BankplatformError
+
 LOCAL_ENV = "local"
 
 
@@ -34,3 +36,20 @@ class WorkspaceConfigLoader(OmegaConfigLoader):
             str(local), patterns, key, set(), read_environment_variables=True
         )
         return {**host, **config}
+
+
+def read_credentials(config_loader: Any, name: str) -> dict[str, str]:
+    """Entry ``name`` of the env's credentials (``conf/local/credentials.yml``,
+    never in git, for every env: ``bankplatform.config_loader``).
+
+    Raises:
+        BankplatformError: No such entry.
+    """
+    try:
+        found = dict(config_loader["credentials"] or {}).get(name) or {}
+    except MissingConfigException:
+        found = {}
+    if not found:
+        msg = f"credentials {name!r} are in neither conf/local/credentials.yml nor the env's credentials.yml"
+        raise BankplatformError(msg)
+    return {str(k): str(v) for k, v in dict(found).items()}

@@ -15,7 +15,7 @@ def tracking_server(env: str | None) -> None:
     """Start MLflow's tracking server on PostgreSQL (verify-full TLS) with basic
     auth, over HTTPS, from conf/<env>/tracking_server.yml and the credentials
     entry it names (conf/local/credentials.yml). Runs in the foreground."""
-    from bankplatform.lineage.settings import read_credentials
+    from bankplatform.config_loader import read_credentials
     from bankplatform.lineage.tracking_server import (
         load_tracking_server_settings,
         server_launch,

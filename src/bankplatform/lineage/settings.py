@@ -11,6 +11,7 @@ from kedro.config import AbstractConfigLoader, MissingConfigException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, ConfigDict
 
+from bankplatform.config_loader import read_credentials
 from bankplatform.errors import BankplatformError
 
 _PATTERNS = {
@@ -92,20 +93,6 @@ TRACKING_CREDENTIALS = frozenset(
         "MLFLOW_TRACKING_SERVER_CERT_PATH",
     }
 )
-
-
-def read_credentials(config_loader: Any, name: str) -> dict[str, str]:
-    """Entry ``name`` of the env's credentials (``conf/local/credentials.yml``,
-    never in git, for every env: ``bankplatform.config_loader``).
-
-    Raises:
-        BankplatformError: No such entry.
-    """
-    found = _section(config_loader, "credentials").get(name) or {}
-    if not found:
-        msg = f"credentials {name!r} are in neither conf/local/credentials.yml nor the env's credentials.yml"
-        raise BankplatformError(msg)
-    return {str(k): str(v) for k, v in dict(found).items()}
 
 
 def export_tracking_credentials(entry: dict[str, str], root: Path) -> None:

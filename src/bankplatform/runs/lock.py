@@ -125,7 +125,6 @@ def acquire(
     wants: Mapping[str, Mode],
     holder: Holder,
     wait_seconds: float,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Take every lock of ``wants``, waiting up to ``wait_seconds``.
 
@@ -139,7 +138,7 @@ def acquire(
             return
         if time.monotonic() >= deadline:
             break
-        sleep(POLL_SECONDS)
+        time.sleep(POLL_SECONDS)
     others = locks.holders(blocked)
     locks.release()
     who = "; ".join(h.describe() for h in others) or "a run that is starting"
@@ -272,7 +271,7 @@ def open_run_locks(
     """The lock store the settings name: PostgreSQL for a ``postgresql://`` URL
     (runs on several hosts), else a folder of the workspace."""
     if settings.lock_store.startswith(("postgresql://", "postgres://")):
-        from bankplatform.lineage.settings import read_credentials  # noqa: PLC0415
+        from bankplatform.config_loader import read_credentials  # noqa: PLC0415
         from bankplatform.runs.postgres_locks import PostgresRunLocks  # noqa: PLC0415
 
         password = None
