@@ -26,6 +26,7 @@ import key_service
 import lineage_overhead
 import monitoring_drift
 import production_stores
+import scale
 import scoring_service
 import training_on_ray
 from bankplatform.third_party import quiet_third_party_warnings
@@ -45,6 +46,7 @@ BENCHMARKS = {
     "gpu": gpu_training.main,
     "monitoring": monitoring_drift.main,
     "prod": production_stores.main,
+    "scale": scale.main,
 }
 
 

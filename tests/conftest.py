@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bankplatform.features.customer_features import BOOKING_COLUMNS
 from bankplatform.security.envelope import EncryptingWriter, decrypt
 from bankplatform.security.kms import (
     LocalKeyring,
@@ -100,6 +101,14 @@ def read_raw(folder: Path, table: str) -> pd.DataFrame:
     return read_encrypted(folder / f"{table}.parquet.enc", f"{table}_raw")
 
 
+@pytest.fixture
+def keyring(tmp_path: Path) -> LocalKeyring:
+    """A fresh local keyring with its own random master key."""
+    ring = LocalKeyring(tmp_path / "keyring.json", os.urandom(32))
+    ring.initialise()
+    return ring
+
+
 def tiny_book() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Two customers, three accounts, seven bookings over three months: features by hand."""
     customers = pd.DataFrame(
@@ -130,14 +139,7 @@ def tiny_book() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     ]
     transactions = pd.DataFrame(
         rows,
-        columns=[
-            "account_token",
-            "booked_at",
-            "amount",
-            "channel",
-            "mcc",
-            "balance_after",
-        ],
+        columns=BOOKING_COLUMNS,
     )
     transactions["booked_at"] = pd.to_datetime(transactions["booked_at"])
     return customers, accounts, transactions

@@ -26,13 +26,6 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
-def keyring(tmp_path: Path) -> LocalKeyring:
-    ring = LocalKeyring(tmp_path / "keyring.json", os.urandom(32))
-    ring.initialise()
-    return ring
-
-
-@pytest.fixture
 def frame() -> pd.DataFrame:
     rng = np.random.default_rng(1)
     return pd.DataFrame(

@@ -30,34 +30,43 @@ def _outcomes(
     return path
 
 
-def _load_error(path: Path) -> str:
+@pytest.fixture(params=[False, True], ids=["whole", "lazy"])
+def lazy(request: pytest.FixtureRequest) -> bool:
+    """Loaded whole, or lazily (the footer checked, the rows read in batches)."""
+    return bool(request.param)
+
+
+def _load_error(path: Path, lazy: bool) -> str:
     with pytest.raises(DatasetError) as error, acting_for("ingestion"):
-        RawTableDataset(filepath=str(path), table="loan_outcomes").load()
+        RawTableDataset(filepath=str(path), table="loan_outcomes", lazy=lazy).load()
     message = str(error.value)
     assert "\n" not in message
     assert str(path) in message
     return message
 
 
-def test_loads_the_table_with_arrow_text(tmp_path: Path) -> None:
+def test_loads_the_table_with_arrow_text(tmp_path: Path, lazy: bool) -> None:
     path = _outcomes(tmp_path / "loan_outcomes.parquet")
     with acting_for("ingestion"):
-        frame = RawTableDataset(filepath=str(path), table="loan_outcomes").load()
+        loaded = RawTableDataset(
+            filepath=str(path), table="loan_outcomes", lazy=lazy
+        ).load()
+        frame = loaded.read() if lazy else loaded
     assert frame["application_id"].dtype == pd.StringDtype("pyarrow")
     assert frame["defaulted"].tolist() == [1]
 
 
-def test_not_parquet(tmp_path: Path) -> None:
+def test_not_parquet(tmp_path: Path, lazy: bool) -> None:
     path = tmp_path / "loan_outcomes.parquet"
     path.write_text("application_id,defaulted\nL1,1\n")
-    assert "not a readable parquet file" in _load_error(path)
+    assert "not a readable parquet file" in _load_error(path, lazy)
 
 
-def test_missing_file(tmp_path: Path) -> None:
-    assert "not found" in _load_error(tmp_path / "loan_outcomes.parquet")
+def test_missing_file(tmp_path: Path, lazy: bool) -> None:
+    assert "not found" in _load_error(tmp_path / "loan_outcomes.parquet", lazy)
 
 
-def test_missing_column(tmp_path: Path) -> None:
+def test_missing_column(tmp_path: Path, lazy: bool) -> None:
     path = tmp_path / "loan_outcomes.parquet"
     pq.write_table(
         pa.table(
@@ -65,21 +74,21 @@ def test_missing_column(tmp_path: Path) -> None:
         ),
         path,
     )
-    assert _load_error(path).endswith("lacks column(s) observed_at")
+    assert _load_error(path, lazy).endswith("lacks column(s) observed_at")
 
 
-def test_unexpected_column(tmp_path: Path) -> None:
+def test_unexpected_column(tmp_path: Path, lazy: bool) -> None:
     schema = RAW_SCHEMAS["loan_outcomes"].append(pa.field("national_id", pa.string()))
     path = _outcomes(
         tmp_path / "loan_outcomes.parquet", schema, national_id=["AB123456C"]
     )
-    assert _load_error(path).endswith("has unexpected column(s) national_id")
+    assert _load_error(path, lazy).endswith("has unexpected column(s) national_id")
 
 
-def test_wrong_type(tmp_path: Path) -> None:
+def test_wrong_type(tmp_path: Path, lazy: bool) -> None:
     schema = RAW_SCHEMAS["loan_outcomes"].set(1, pa.field("defaulted", pa.string()))
     path = _outcomes(tmp_path / "loan_outcomes.parquet", schema, defaulted=["yes"])
-    assert _load_error(path).endswith(
+    assert _load_error(path, lazy).endswith(
         "column defaulted of raw table loan_outcomes is string, expected int8"
     )
 

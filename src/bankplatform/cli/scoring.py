@@ -153,11 +153,15 @@ def simulate_traffic(
         simulate_applications,
         wait_until_up,
     )
-    from bankplatform.synthetic.applicants import draw_applications
+    from bankplatform.synthetic.applicants import (
+        APPLICANT_COLUMNS,
+        draw_applications,
+    )
     from bankplatform.workspace import open_workspace
 
     # Known customers, read through the catalog (the key service decides).
-    features = open_workspace(env).catalog.load("customer_features")
+    table = open_workspace(env).catalog.load("customer_features")
+    features = table.read(columns=APPLICANT_COLUMNS)
     applications = draw_applications(features, count, seed, drift)
     client = ScoringClient.for_workspace(env, SIMULATED_CLIENT)
     wait_until_up(client, wait_seconds)

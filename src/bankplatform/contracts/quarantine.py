@@ -10,6 +10,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow
@@ -43,14 +44,20 @@ def apply_contract(
     raw: pd.DataFrame,
     as_of: date,
     parent_keys: Collection[str] | None = None,
+    repeated_keys: np.ndarray | None = None,
+    first_row: int = 0,
 ) -> ContractOutcome:
     """Validate a raw table and route each row to accepted or quarantine.
 
     Args:
         contract: The table's contract.
-        raw: The raw table as read from the extract.
+        raw: The raw table as read from the extract (or one batch of it).
         as_of: Extract date; later dates are impossible.
         parent_keys: Accepted keys of the parent table (for the foreign key).
+        repeated_keys: For a batch: the sorted ``key_hashes`` of the keys that
+            occur more than once in the whole table (``duplicate_key`` across
+            batches, since the schema sees only this batch).
+        first_row: For a batch: the table row of its first row (``_source_row``).
 
     Returns:
         Accepted rows, quarantined rows and the counts.
@@ -62,17 +69,45 @@ def apply_contract(
     raw = raw.reset_index(drop=True)
     failures = _failures(contract.schema(as_of, parent_keys), raw)
     _refuse_table_level(contract.table, failures)
+    if repeated_keys is not None:
+        failures = pd.concat(
+            [failures, _repeated(raw[contract.key], repeated_keys, contract.key)],
+            ignore_index=True,
+        )
     labelled = _label_failures(contract, raw, failures)
     reasons = _join_reasons(labelled)
     rejected = raw.index.isin(reasons.index)
     quarantined = raw.loc[rejected].copy()
     quarantined[REASON_COLUMN] = reasons.reindex(quarantined.index).to_numpy()
-    quarantined[SOURCE_ROW_COLUMN] = quarantined.index.to_numpy(dtype="int64")
+    quarantined[SOURCE_ROW_COLUMN] = (
+        quarantined.index.to_numpy(dtype="int64") + first_row
+    )
     accepted = _parse_decimals(raw.loc[~rejected], contract.decimal_columns)
     return ContractOutcome(
         accepted=accepted.reset_index(drop=True),
         quarantined=quarantined.reset_index(drop=True),
         counts=_counts(len(raw), len(accepted), labelled),
+    )
+
+
+def key_hashes(keys: pd.Series) -> np.ndarray:
+    """64-bit hashes of primary keys (pandas' own hash), for duplicates across batches."""
+    return pd.util.hash_pandas_object(keys.astype(str), index=False).to_numpy()
+
+
+def _repeated(keys: pd.Series, repeated_keys: np.ndarray, column: str) -> pd.DataFrame:
+    """A ``field_uniqueness`` failure for each row whose key is repeated elsewhere."""
+    present = keys.notna().to_numpy()
+    hit = np.zeros(len(keys), dtype=bool)
+    hit[present] = np.isin(key_hashes(keys[present]), repeated_keys)
+    rows = np.flatnonzero(hit)
+    return pd.DataFrame(
+        {
+            "column": column,
+            "check": "field_uniqueness",
+            "failure_case": keys.to_numpy()[rows],
+            "index": rows.astype("float64"),
+        }
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
@@ -11,19 +12,24 @@ import pyarrow.parquet as pq
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 
 from bankplatform.datasets.classification import ClassificationPreview
-from bankplatform.security.envelope import EncryptingWriter, EnvelopeError, decrypt
+from bankplatform.datasets.table_batches import (
+    TEXT_TYPES,
+    ParquetBatches,
+    write_frames,
+)
+from bankplatform.security.envelope import (
+    DecryptingReader,
+    EncryptingWriter,
+    EnvelopeError,
+    decrypt,
+)
 from bankplatform.security.kms import DataKeySource, KeyManagementError
 from bankplatform.security.runtime import active_key_service
 
-# Text loads as Arrow-backed strings, as the raw extract does (fast contracts and joins).
-_TEXT_TYPES = {
-    pa.string(): pd.StringDtype("pyarrow"),
-    pa.large_string(): pd.StringDtype("pyarrow"),
-}
-
 
 class EncryptedParquetDataset(
-    ClassificationPreview, AbstractVersionedDataset[pd.DataFrame, pd.DataFrame]
+    ClassificationPreview,
+    AbstractVersionedDataset[pd.DataFrame | Iterable[pd.DataFrame], Any],
 ):
     """Saves a DataFrame as parquet inside an encrypted envelope; loads it back.
 
@@ -34,6 +40,11 @@ class EncryptedParquetDataset(
     ``DatasetError`` naming the dataset and the reason; no partial data is ever
     returned. Saves are atomic (temporary file, then rename). Files live on a
     local or mounted on-prem file system. Versioned like Kedro's own datasets.
+
+    A table too large to hold whole: ``lazy: true`` loads a ``ParquetBatches``
+    (decrypted a segment at a time, read a row group at a time), and ``save``
+    also takes an iterable of DataFrames, written as they come, one row group
+    each.
 
     Example ``catalog.yml``:
 
@@ -73,6 +84,7 @@ class EncryptedParquetDataset(
         version: Version | None = None,
         metadata: dict[str, Any] | None = None,
         key_service: DataKeySource | None = None,
+        lazy: bool = False,
     ) -> None:
         """Create an encrypted parquet dataset.
 
@@ -86,8 +98,10 @@ class EncryptedParquetDataset(
             key_service: Where data keys come from; default the active
                 workspace's key service, which decides each load and save from
                 its own catalog classification and audits it.
+            lazy: Load a ``ParquetBatches`` instead of a DataFrame.
         """
         super().__init__(filepath=PurePosixPath(filepath), version=version)
+        self._lazy = lazy
         self._dataset = dataset
         self._load_args = {**self.DEFAULT_LOAD_ARGS, **(load_args or {})}
         self._save_args = {**self.DEFAULT_SAVE_ARGS, **(save_args or {})}
@@ -101,6 +115,7 @@ class EncryptedParquetDataset(
             "version": self._version,
             "load_args": self._load_args,
             "save_args": self._save_args,
+            "lazy": self._lazy,
         }
 
     def _exists(self) -> bool:
@@ -110,8 +125,8 @@ class EncryptedParquetDataset(
             return False
         return Path(path).is_file()
 
-    def load(self) -> pd.DataFrame:
-        """Decrypt and read the table.
+    def load(self) -> pd.DataFrame | ParquetBatches:
+        """Decrypt and read the table (``lazy``: a handle that reads it in batches).
 
         Raises:
             DatasetError: Missing file, or a file that does not open (the reason).
@@ -121,16 +136,25 @@ class EncryptedParquetDataset(
         if not path.is_file():
             msg = f"{self._dataset}: {path} not found"
             raise DatasetError(msg)
+        if self._lazy:
+            return ParquetBatches(
+                self._dataset,
+                lambda: DecryptingReader(path, self._dataset, self._keys()),
+            )
         try:
             plain = decrypt(path.read_bytes(), self._dataset, self._keys())
         except (EnvelopeError, KeyManagementError) as error:
             msg = f"{self._dataset}: {path}: cannot decrypt: {error}"
             raise DatasetError(msg) from None
         table = pq.read_table(pa.BufferReader(plain), **self._load_args)
-        return table.to_pandas(types_mapper=_TEXT_TYPES.get)
+        return table.to_pandas(types_mapper=TEXT_TYPES.get)
 
-    def save(self, data: pd.DataFrame) -> None:
-        """Write the table encrypted; the previous file stays intact if this fails."""
+    def save(self, data: pd.DataFrame | Iterable[pd.DataFrame]) -> None:
+        """Write the table encrypted; the previous file stays intact if this fails.
+
+        An iterable of DataFrames is written as it comes, one row group each, in
+        the first frame's schema (a later frame that does not fit fails the save).
+        """
         path = Path(self._get_save_path())
         try:
             writer = EncryptingWriter(path, self._dataset, self._keys())
@@ -138,7 +162,10 @@ class EncryptedParquetDataset(
             msg = f"{self._dataset}: cannot encrypt: {error}"
             raise DatasetError(msg) from None
         try:
-            data.to_parquet(writer, **self._save_args)  # type: ignore[call-overload]
+            if isinstance(data, pd.DataFrame):
+                data.to_parquet(writer, **self._save_args)  # type: ignore[call-overload]
+            else:
+                write_frames(writer, data, self._save_args.get("compression", "zstd"))
         except Exception:
             writer.abort()
             raise

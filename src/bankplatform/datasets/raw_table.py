@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import io
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import fsspec
@@ -18,7 +19,8 @@ from kedro.io.core import (
 
 from bankplatform.contracts.raw import RAW_SCHEMAS
 from bankplatform.datasets.classification import ClassificationPreview
-from bankplatform.security.envelope import EnvelopeError, decrypt
+from bankplatform.datasets.table_batches import ParquetBatches
+from bankplatform.security.envelope import DecryptingReader, EnvelopeError, decrypt
 from bankplatform.security.kms import DataKeySource, KeyManagementError
 from bankplatform.security.runtime import active_key_service, guard_dataset
 
@@ -26,7 +28,7 @@ _TEXT = pd.StringDtype("pyarrow")
 
 
 class RawTableDataset(
-    ClassificationPreview, AbstractDataset[pd.DataFrame, pd.DataFrame]
+    ClassificationPreview, AbstractDataset[pd.DataFrame, pd.DataFrame | ParquetBatches]
 ):
     """Loads one raw extract table from parquet, checking its layout first.
 
@@ -36,7 +38,9 @@ class RawTableDataset(
     the data contracts fast on tens of millions of rows. The raw extract is
     the source system's: the pipeline never writes it. With ``encrypted: true``
     the file must be envelope-encrypted for ``<table>_raw`` (what
-    ``bankplatform data generate`` writes); a plain file is refused.
+    ``bankplatform data generate`` writes); a plain file is refused. With
+    ``lazy: true`` (a local file) the layout is checked from the footer and a
+    ``ParquetBatches`` is loaded: the rows are read a batch at a time.
 
     Example ``catalog.yml``:
 
@@ -67,6 +71,7 @@ class RawTableDataset(
         fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
         key_service: DataKeySource | None = None,
+        lazy: bool = False,
     ) -> None:
         """Create a dataset for one raw table.
 
@@ -77,6 +82,7 @@ class RawTableDataset(
             fs_args: Extra arguments for the fsspec filesystem.
             metadata: Catalog metadata (zone, classification); not used here.
             key_service: The KMS; default the active workspace's keyring.
+            lazy: Load a ``ParquetBatches`` (a local file only).
 
         Raises:
             DatasetError: ``table`` is not a raw extract table.
@@ -91,7 +97,11 @@ class RawTableDataset(
         self._table = table
         self._encrypted = encrypted
         self._key_service = key_service
+        self._lazy = lazy
         self.metadata = metadata
+        if lazy and protocol != "file":
+            msg = f"{filepath}: a lazy raw table must be a local file"
+            raise DatasetError(msg)
 
     def _describe(self) -> dict[str, Any]:
         return {
@@ -99,16 +109,18 @@ class RawTableDataset(
             "protocol": self._protocol,
             "table": self._table,
             "encrypted": self._encrypted,
+            "lazy": self._lazy,
         }
 
     def _exists(self) -> bool:
         return bool(self._fs.exists(get_filepath_str(self._filepath, self._protocol)))
 
-    def load(self) -> pd.DataFrame:
+    def load(self) -> pd.DataFrame | ParquetBatches:
         """Read the table after checking that its layout is the extract's.
 
         Returns:
-            The raw rows, text columns as Arrow-backed strings.
+            The raw rows, text columns as Arrow-backed strings (``lazy``: a
+            ``ParquetBatches`` over them).
 
         Raises:
             DatasetError: Missing or unreadable file, or the wrong layout.
@@ -119,6 +131,8 @@ class RawTableDataset(
         if not self._fs.exists(path):
             msg = f"{path}: raw table {self._table} not found (run `bankplatform data generate`)"
             raise DatasetError(msg)
+        if self._lazy:
+            return self._batches(path)
         with self._fs.open(path, "rb") as stream:
             content = stream.read()
         if self._encrypted:
@@ -126,11 +140,30 @@ class RawTableDataset(
         try:
             table = pq.read_table(pa.BufferReader(content))
         except (pa.ArrowInvalid, OSError) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            msg = f"{path}: not a readable parquet file ({reason})"
-            raise DatasetError(msg) from None
+            raise DatasetError(_unreadable(path, error)) from None
         self._check_layout(path, table.schema)
         return table.to_pandas(types_mapper={pa.string(): _TEXT}.get)
+
+    def _batches(self, path: str) -> ParquetBatches:
+        """The table read in batches, once its footer shows the extract's layout."""
+        try:
+            with self._open(path) as stream:
+                schema = pq.ParquetFile(stream).schema_arrow
+        except (EnvelopeError, KeyManagementError) as error:
+            msg = f"{path}: cannot decrypt raw table {self._table}: {error}"
+            raise DatasetError(msg) from None
+        except (pa.ArrowInvalid, OSError) as error:
+            raise DatasetError(_unreadable(path, error)) from None
+        self._check_layout(path, schema)
+        return ParquetBatches(
+            f"{path}: raw table {self._table}", lambda: self._open(path)
+        )
+
+    def _open(self, path: str) -> io.IOBase:
+        if not self._encrypted:
+            return Path(path).open("rb")
+        keys = self._key_service or active_key_service()
+        return DecryptingReader(Path(path), f"{self._table}_raw", keys)
 
     def _decrypt(self, path: str, content: bytes) -> bytes:
         try:
@@ -165,3 +198,8 @@ class RawTableDataset(
                     f"expected {field.type}"
                 )
                 raise DatasetError(msg)
+
+
+def _unreadable(path: str, error: Exception) -> str:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"{path}: not a readable parquet file ({reason})"

@@ -15,5 +15,5 @@ class FeaturesParameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    chunk_customers: int = Field(default=50_000, ge=100)
+    chunk_customers: int = Field(default=20_000, ge=100)
     feature_service: str = "credit_default_v1"

@@ -111,7 +111,16 @@ class LineageHook:
     @hook_impl
     def after_node_run(self, node: Node) -> None:
         """Stop the node's clock; a parallel worker hands its time to the main process."""
-        seconds = time.perf_counter() - self._started.pop(
+        self._record_time(node)
+
+    @hook_impl
+    def after_dataset_saved(self, node: Node) -> None:
+        """A node that hands on its output in batches works while it is saved: its
+        time runs until its last output is written."""
+        self._record_time(node)
+
+    def _record_time(self, node: Node) -> None:
+        seconds = time.perf_counter() - self._started.get(
             node.name, time.perf_counter()
         )
         # A forked ParallelRunner worker holds a copy of this hook: only the
@@ -120,7 +129,7 @@ class LineageHook:
             self._timings[node.name] = seconds
             return
         timings = os.environ.get(TIMINGS_ENV_VAR)
-        if timings:
+        if timings:  # a worker's later line for the same node replaces the earlier
             path = Path(timings)
             path.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(f"{path}.lock"), path.open("a") as stream:

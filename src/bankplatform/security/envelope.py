@@ -216,6 +216,41 @@ def decrypt(blob: bytes, dataset: str, kms: DataKeySource) -> bytes:
     """
     stream = io.BytesIO(blob)
     header = read_header(stream)
+    aead = _data_key(header, dataset, kms)
+    payload = memoryview(blob)[stream.tell() :]
+    layout = _SegmentLayout.of(header, len(payload))
+    return b"".join(
+        _open_segment(aead, header, layout, index, payload[layout.span(index)], dataset)
+        for index in range(layout.count)
+    )
+
+
+@dataclass(frozen=True)
+class _SegmentLayout:
+    """Where each segment of a payload lies; the last may be shorter."""
+
+    segment_size: int
+    payload_size: int
+    count: int
+
+    @classmethod
+    def of(cls, header: EnvelopeHeader, payload_size: int) -> _SegmentLayout:
+        stored = header.segment_size + _TAG
+        count = max(1, -(-payload_size // stored))
+        if payload_size - (count - 1) * stored < _TAG:
+            raise EnvelopeError("truncated file (a segment is missing)")
+        return cls(header.segment_size, payload_size, count)
+
+    @property
+    def plaintext_size(self) -> int:
+        return self.payload_size - self.count * _TAG
+
+    def span(self, index: int) -> slice:
+        stored = self.segment_size + _TAG
+        return slice(index * stored, min((index + 1) * stored, self.payload_size))
+
+
+def _data_key(header: EnvelopeHeader, dataset: str, kms: DataKeySource) -> AESGCM:
     if header.dataset != dataset:
         msg = f"file belongs to dataset {header.dataset!r}, not {dataset!r}"
         raise EnvelopeError(msg)
@@ -225,33 +260,103 @@ def decrypt(blob: bytes, dataset: str, kms: DataKeySource) -> bytes:
         )
     except KeyManagementError as error:
         raise EnvelopeError(str(error)) from None
-    return _open_segments(
-        AESGCM(data_key), header, memoryview(blob)[stream.tell() :], dataset
-    )
+    return AESGCM(data_key)
 
 
-def _open_segments(
-    aead: AESGCM, header: EnvelopeHeader, payload: memoryview, dataset: str
+def _open_segment(
+    aead: AESGCM,
+    header: EnvelopeHeader,
+    layout: _SegmentLayout,
+    index: int,
+    stored: Buffer,
+    dataset: str,
 ) -> bytes:
-    size = header.segment_size + _TAG
-    aad = associated_data(dataset)
-    parts: list[bytes] = []
-    offset, index = 0, 0
-    while True:
-        segment = payload[offset : offset + size]
-        last = offset + size >= len(payload)
-        if len(segment) < _TAG:
-            raise EnvelopeError("truncated file (a segment is missing)")
-        nonce = segment_nonce(header.nonce_prefix, index, last=last)
+    last = index == layout.count - 1
+    nonce = segment_nonce(header.nonce_prefix, index, last=last)
+    try:
+        return aead.decrypt(nonce, bytes(stored), associated_data(dataset))
+    except InvalidTag:
+        reason = "truncated file or damaged last segment" if last else "damaged"
+        msg = f"segment {index} fails authentication ({reason})"
+        raise EnvelopeError(msg) from None
+
+
+class DecryptingReader(io.RawIOBase):
+    """A seekable, read-only view of an encrypted file's plaintext.
+
+    Segments are decrypted when a read reaches them (their nonces are counter-based,
+    so any segment opens alone), so pyarrow can read a parquet file's footer and
+    then only the row groups and columns asked for; memory holds one segment. Every
+    byte returned comes from a segment that passed authentication; a truncated or
+    extended file fails on its last segment, which a parquet reader reads first.
+    """
+
+    def __init__(self, path: Path, dataset: str, kms: DataKeySource) -> None:
+        super().__init__()
+        self._file = path.open("rb")
         try:
-            parts.append(aead.decrypt(nonce, bytes(segment), aad))
-        except InvalidTag:
-            reason = "truncated file or damaged last segment" if last else "damaged"
-            msg = f"segment {index} fails authentication ({reason})"
-            raise EnvelopeError(msg) from None
-        if last:
-            return b"".join(parts)
-        offset, index = offset + size, index + 1
+            self._header = read_header(self._file)
+            self._aead = _data_key(self._header, dataset, kms)
+            self._start = self._file.tell()
+            size = os.fstat(self._file.fileno()).st_size - self._start
+            self._layout = _SegmentLayout.of(self._header, size)
+        except BaseException:
+            self._file.close()
+            raise
+        self._dataset = dataset
+        self._position = 0
+        self._cached: tuple[int, bytes] = (-1, b"")
+
+    @property
+    def size(self) -> int:
+        """Plaintext bytes in the file."""
+        return self._layout.plaintext_size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}
+        position = base[whence] + offset
+        if position < 0:
+            msg = f"negative seek position {position}"
+            raise ValueError(msg)
+        self._position = position
+        return position
+
+    def readinto(self, buffer: Buffer) -> int:
+        target = memoryview(buffer).cast("B")
+        done = 0
+        while done < len(target) and self._position < self.size:
+            index, within = divmod(self._position, self._layout.segment_size)
+            plain = self._segment(index)
+            taken = min(len(target) - done, len(plain) - within)
+            target[done : done + taken] = plain[within : within + taken]
+            done += taken
+            self._position += taken
+        return done
+
+    def close(self) -> None:
+        self._file.close()
+        self._cached = (-1, b"")
+        super().close()
+
+    def _segment(self, index: int) -> bytes:
+        if self._cached[0] != index:
+            span = self._layout.span(index)
+            self._file.seek(self._start + span.start)
+            stored = self._file.read(span.stop - span.start)
+            plain = _open_segment(
+                self._aead, self._header, self._layout, index, stored, self._dataset
+            )
+            self._cached = (index, plain)
+        return self._cached[1]
 
 
 def replace_lock(path: Path) -> FileLock:

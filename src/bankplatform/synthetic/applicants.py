@@ -30,6 +30,8 @@ STRESS_SIGNALS = {
     "ecommerce_count_30d": 1.0,
     "income": -1.0,
 }
+# The snapshot columns ``draw_applications`` reads.
+APPLICANT_COLUMNS = [CUSTOMER, "event_timestamp", *STRESS_SIGNALS]
 
 
 def draw_applications(

@@ -3,18 +3,23 @@ materialisation, and the point-in-time training set."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 from feast import FeatureStore
 
+from bankplatform.datasets.table_batches import ParquetBatches
 from bankplatform.feature_repo.definitions import (
     CUSTOMER_FEATURE_VIEWS,
     FEATURE_REPOSITORY,
     FEATURE_SERVICES,
 )
-from bankplatform.features.customer_features import build_customer_snapshots
+from bankplatform.features.customer_features import (
+    BOOKING_COLUMNS,
+    customer_snapshot_chunks,
+)
 from bankplatform.features.settings import FeaturesParameters
 from bankplatform.features.store import (
     FeatureStoreError,
@@ -31,26 +36,31 @@ PROTECTED_ATTRIBUTES = ("gender", "age_band")
 def build_customer_features(
     customers_primary: pd.DataFrame,
     accounts_primary: pd.DataFrame,
-    transactions_primary: pd.DataFrame,
+    transactions_primary: ParquetBatches | pd.DataFrame,
     features: dict[str, Any],
-) -> pd.DataFrame:
+) -> Iterator[pd.DataFrame]:
     """Monthly customer snapshots: transactions, balances, delinquency, profile.
 
     Args:
         customers_primary: Pseudonymised customers.
         accounts_primary: Pseudonymised accounts.
-        transactions_primary: Pseudonymised transactions.
+        transactions_primary: Pseudonymised transactions, read in batches of the
+            columns the features use.
         features: ``params:features``.
 
     Returns:
-        One row per customer and month, keyed by ``customer_token`` and ``event_timestamp``.
+        The snapshots a chunk of customers at a time (the dataset writes each as
+        it comes): one row per customer and month, keyed by ``customer_token``
+        and ``event_timestamp``.
     """
     parameters = FeaturesParameters.model_validate(features)
-    return build_customer_snapshots(
-        customers_primary,
-        accounts_primary,
-        transactions_primary,
-        parameters.chunk_customers,
+    bookings = (
+        [transactions_primary]
+        if isinstance(transactions_primary, pd.DataFrame)
+        else transactions_primary.batches(BOOKING_COLUMNS)
+    )
+    return customer_snapshot_chunks(
+        customers_primary, accounts_primary, bookings, parameters.chunk_customers
     )
 
 
@@ -78,14 +88,14 @@ def build_application_features(loan_applications_primary: pd.DataFrame) -> pd.Da
 
 def register_feature_repository(
     feature_store: FeatureStore,
-    customer_features: pd.DataFrame,
+    customer_features: ParquetBatches,
     application_features: pd.DataFrame,
 ) -> dict[str, Any]:
     """``feast apply`` the repository (idempotent) once its tables hold every feature.
 
     Args:
         feature_store: The env's Feast store.
-        customer_features: The saved customer snapshots.
+        customer_features: The saved customer snapshots (read in batches).
         application_features: The saved application terms.
 
     Returns:
@@ -95,7 +105,7 @@ def register_feature_repository(
     Raises:
         FeatureStoreError: A table lacks a defined feature, or a service changed.
     """
-    columns = set(customer_features.columns) | set(application_features.columns)
+    columns = set(customer_features.schema().names) | set(application_features.columns)
     for service in FEATURE_SERVICES.values():
         absent = [
             r for r in service_features(service) if r.partition(":")[2] not in columns
@@ -104,11 +114,23 @@ def register_feature_repository(
             msg = f"feature tables lack {', '.join(absent)} served by {service.name}"
             raise FeatureStoreError(msg)
     registered = register_definitions(feature_store, FEATURE_REPOSITORY)
-    registered["customer_table"] = {
-        "latest_snapshot": customer_features["event_timestamp"].max().isoformat(),
-        "customers": int(customer_features["customer_token"].nunique()),
-    }
+    registered["customer_table"] = _customer_table_summary(customer_features)
     return registered
+
+
+def _customer_table_summary(customer_features: ParquetBatches) -> dict[str, Any]:
+    """The latest snapshot and the number of customers, one batch at a time."""
+    latest: pd.Timestamp | None = None
+    customers: set[str] = set()
+    for batch in customer_features.batches(["customer_token", "event_timestamp"]):
+        if len(batch):
+            newest = batch["event_timestamp"].max()
+            latest = newest if latest is None else max(latest, newest)
+        customers.update(batch["customer_token"].unique())
+    if latest is None:
+        msg = "customer_features holds no snapshot"
+        raise FeatureStoreError(msg)
+    return {"latest_snapshot": latest.isoformat(), "customers": len(customers)}
 
 
 def materialize_online_store(

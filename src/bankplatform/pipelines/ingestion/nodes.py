@@ -7,6 +7,7 @@ the later layers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import date
 from typing import Any
 
@@ -15,8 +16,16 @@ from pydantic import BaseModel, ConfigDict
 
 from bankplatform.contracts.quarantine import apply_contract
 from bankplatform.contracts.rules import CONTRACTS
+from bankplatform.contracts.streamed import StreamedContract
+from bankplatform.datasets.table_batches import ParquetBatches
 
-ContractResult = tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]
+# Accepted rows, quarantined rows, counts; for a table read in batches, the
+# accepted and quarantined rows come as iterators of frames, in that order.
+ContractResult = tuple[
+    pd.DataFrame | Iterator[pd.DataFrame],
+    pd.DataFrame | Iterator[pd.DataFrame],
+    Mapping[str, Any],
+]
 
 
 class IngestionParameters(BaseModel):
@@ -63,12 +72,15 @@ def check_accounts(
 
 
 def check_transactions(
-    transactions_raw: pd.DataFrame, accounts: pd.DataFrame, ingestion: dict[str, Any]
+    transactions_raw: pd.DataFrame | ParquetBatches,
+    accounts: pd.DataFrame,
+    ingestion: dict[str, Any],
 ) -> ContractResult:
     """Apply the transactions contract; the account must be accepted.
 
     Args:
-        transactions_raw: Raw transactions.
+        transactions_raw: Raw transactions (whole, or read in batches: then the
+            accepted rows are handed on batch by batch).
         accounts: Accepted accounts.
         ingestion: ``params:ingestion``.
 
@@ -139,11 +151,14 @@ def report_ingestion(**counts: dict[str, Any]) -> dict[str, Any]:
 
 def _check(
     table: str,
-    raw: pd.DataFrame,
+    raw: pd.DataFrame | ParquetBatches,
     ingestion: dict[str, Any],
     parent_keys: pd.Series | None = None,
 ) -> ContractResult:
     parameters = IngestionParameters.model_validate(ingestion)
     keys = None if parent_keys is None else pd.Index(parent_keys)
+    if isinstance(raw, ParquetBatches):
+        streamed = StreamedContract(CONTRACTS[table], raw, parameters.as_of, keys)
+        return streamed.accepted(), streamed.quarantined(), streamed.counts()
     outcome = apply_contract(CONTRACTS[table], raw, parameters.as_of, keys)
     return outcome.accepted, outcome.quarantined, outcome.counts

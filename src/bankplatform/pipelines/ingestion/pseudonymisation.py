@@ -9,11 +9,13 @@ model features.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
 
 import pandas as pd
 
+from bankplatform.datasets.table_batches import ParquetBatches
 from bankplatform.pipelines.ingestion.nodes import IngestionParameters
 from bankplatform.security.pseudonyms import IdentifierKind, TokenMaker
 
@@ -78,20 +80,21 @@ def pseudonymise_accounts(
 
 
 def pseudonymise_transactions(
-    transactions: pd.DataFrame, pseudonymiser: TokenMaker
-) -> pd.DataFrame:
+    transactions: pd.DataFrame | ParquetBatches, pseudonymiser: TokenMaker
+) -> pd.DataFrame | Iterator[pd.DataFrame]:
     """Account ids replaced by their tokens.
 
     Args:
-        transactions: Accepted transactions.
+        transactions: Accepted transactions (whole, or read in batches).
         pseudonymiser: Keyed tokens.
 
     Returns:
-        Pseudonymised transactions.
+        Pseudonymised transactions (batch by batch for a table read in batches).
     """
-    return _replace_ids(
-        transactions, pseudonymiser, {"account_id": IdentifierKind.ACCOUNT}
-    )
+    ids = {"account_id": IdentifierKind.ACCOUNT}
+    if isinstance(transactions, pd.DataFrame):
+        return _replace_ids(transactions, pseudonymiser, ids)
+    return (_replace_ids(batch, pseudonymiser, ids) for batch in transactions.batches())
 
 
 def pseudonymise_loan_applications(
