@@ -4,12 +4,15 @@ and no snapshot ever sees a later booking."""
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from bankplatform.features.customer_features import (
     build_customer_snapshots,
+    customer_snapshot_chunks,
     snapshot_times,
 )
 from tests.conftest import tiny_book
@@ -122,3 +125,64 @@ def test_chunking_does_not_change_the_result() -> None:
         customers, accounts, transactions, chunk_customers=1
     )
     pd.testing.assert_frame_equal(whole, split)
+
+
+def test_batches_and_chunks_do_not_change_the_result_on_a_busy_book() -> None:
+    """500 customers, 40k bookings (ties in time, an unknown account, a customer
+    without bookings): read in uneven batches and chunked, the same table."""
+    rng = np.random.default_rng(8)
+    tokens = np.array([f"cus_{i:04d}" for i in rng.permutation(500)])
+    customers = pd.DataFrame(
+        {
+            "customer_token": tokens,
+            "income": rng.normal(40_000, 9_000, 500),
+            "employment_status": rng.choice(["employed", "retired"], 500),
+            "tenure_months": rng.integers(0, 400, 500),
+        }
+    )
+    accounts = pd.DataFrame(
+        {
+            "account_token": [f"acc_{i:04d}" for i in range(1_000)],
+            "customer_token": np.repeat(tokens, 2),
+            "product": np.tile(["current_account", "credit_card"], 500),
+            "credit_limit": np.tile([np.nan, 2_000.0], 500),
+        }
+    )
+    rows = 40_000
+    booked = accounts["account_token"].to_numpy()[rng.integers(2, 1_000, rows)]
+    booked[::997] = "acc_unknown"
+    transactions = pd.DataFrame(
+        {
+            "account_token": booked,
+            "booked_at": T("2024-01-01")
+            + pd.to_timedelta(rng.integers(0, 400, rows), unit="D"),  # many ties
+            "amount": rng.normal(-40, 300, rows).round(2),
+            "channel": rng.choice(
+                [
+                    "pos",
+                    "ecommerce",
+                    "atm",
+                    "late_fee",
+                    "returned_direct_debit",
+                    "salary",
+                ],
+                rows,
+            ),
+            "mcc": rng.choice(["5411", "7995", "5812", None], rows),
+            "balance_after": rng.normal(1_000, 2_000, rows).round(2),
+        }
+    )
+    whole = build_customer_snapshots(
+        customers, accounts, transactions, chunk_customers=500
+    )
+    cuts = [0, *np.cumsum(rng.integers(1, 9_000, 20)).clip(max=rows).tolist(), rows]
+    batches = [transactions.iloc[a:b] for a, b in pairwise(cuts)]
+    streamed = pd.concat(
+        customer_snapshot_chunks(customers, accounts, batches, chunk_customers=37),
+        ignore_index=True,
+    )
+    pd.testing.assert_frame_equal(streamed, whole)
+    assert len(whole) == 500 * 14
+    # The customer whose accounts hold no booking (acc_0000, acc_0001) still has rows.
+    first = whole[whole["customer_token"] == tokens[0]]
+    assert (first["txn_count_90d"] == 0).all() and len(first) == 14

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg2
@@ -250,6 +251,100 @@ def test_without_the_credentials_a_run_says_so_in_one_line(
         "(credentials 'mlflow_tracking' are in neither conf/local/credentials.yml nor "
         "the env's credentials.yml); env test refuses to run without lineage"
     )
+
+
+def test_two_runs_with_tuning_trials_log_at_once_without_lock_errors(
+    production: Production, tmp_path: Path
+) -> None:
+    """Two workspaces train at the same moment into the one server, each run with
+    4 Ray Tune trials logged as nested runs and a model version registered under
+    the same name: the known failure modes of a shared store (SQLite's "database
+    is locked", lock waits and deadlocks on a server database, two versions given
+    one number) must not appear."""
+    second = make_workspace(tmp_path / "second")
+    for file in (production.root / "data" / "01_raw").iterdir():
+        shutil.copy(file, second / "data" / "01_raw" / file.name)
+    shutil.copy(
+        production.root / "conf/test/mlflow.yml", second / "conf/test/mlflow.yml"
+    )
+    credentials = yaml.safe_load(
+        (production.root / "conf/local/credentials.yml").read_text()
+    )
+    tracking = credentials["mlflow_tracking"]
+    tracking["MLFLOW_TRACKING_SERVER_CERT_PATH"] = str(production.ca)
+    _write_yaml(second / "conf/local/credentials.yml", {"mlflow_tracking": tracking})
+    command = [
+        str(BIN / "kedro"),
+        "run",
+        "--pipelines",
+        "ingestion,features,training",
+        "--env",
+        "test",
+        "--params",
+        "training.tune_trials=4",
+    ]
+    runs = [
+        subprocess.Popen(
+            command,
+            cwd=root,
+            env=command_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for root in (production.root, second)
+    ]
+    printed = [run.communicate(timeout=1200)[0] for run in runs]
+    for run, output in zip(runs, printed, strict=True):
+        assert run.returncode == 0, output[-3000:]
+        for failure in ("database is locked", "deadlock", "could not obtain lock"):
+            assert failure not in output.lower(), output[-3000:]
+    candidates = _search(production, "tags.mlflow.runName LIKE 'candidate:%'")
+    newest = sorted(candidates, key=lambda r: -int(r["info"]["start_time"]))[:2]
+    assert {r["info"]["status"] for r in newest} == {"FINISHED"}
+    for candidate in newest:
+        trials = _search(
+            production,
+            f"tags.mlflow.parentRunId = '{candidate['info']['run_id']}'",
+        )
+        assert len(trials) == 4
+        assert all("valid_auc" in _metrics(t) for t in trials)
+    versions = httpx.get(
+        f"{production.url}/api/2.0/mlflow/model-versions/search",
+        params={"filter": "name='credit_default_pd'", "max_results": 100},
+        auth=CLIENT,
+        verify=str(production.ca),
+        timeout=30,
+    ).json()["model_versions"]
+    by_run = {v["run_id"]: int(v["version"]) for v in versions}
+    numbers = [by_run[c["info"]["run_id"]] for c in newest]
+    assert len(set(numbers)) == 2  # one number each, none lost
+    connection = production.postgres.connect("mlflow")
+    with connection.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = 'mlflow'"
+        )
+        assert cursor.fetchone() == (0,)
+    connection.close()  # type: ignore[attr-defined]
+
+
+def _search(production: Production, query: str) -> list[dict[str, Any]]:
+    found = httpx.post(
+        f"{production.url}/api/2.0/mlflow/runs/search",
+        json={
+            "experiment_ids": _experiment_ids(production),
+            "filter": query,
+            "max_results": 200,
+        },
+        auth=CLIENT,
+        verify=str(production.ca),
+        timeout=30,
+    ).json()
+    return list(found.get("runs", []))
+
+
+def _metrics(run: dict[str, Any]) -> dict[str, float]:
+    return {m["key"]: float(m["value"]) for m in run["data"].get("metrics", [])}
 
 
 def _experiment_ids(production: Production) -> list[str]:

@@ -74,9 +74,7 @@ class TableContract:
             **_COLUMN_RULES[self.table](pd.Timestamp(as_of)),
         }
         if self.foreign_key is not None and parent_keys is not None:
-            fk_checks = [
-                pa.Check(lambda s: s.isin(parent_keys), name="orphan_foreign_key")
-            ]
+            fk_checks = [_references(parent_keys)]
             if self.foreign_key == self.key:
                 columns[self.key] = columns[self.key].set_checks(
                     [*columns[self.key].checks, *fk_checks]
@@ -84,6 +82,21 @@ class TableContract:
             else:
                 columns[self.foreign_key] = pa.Column(TEXT, fk_checks, nullable=False)
         return pa.DataFrameSchema(columns, name=self.table, strict=False, coerce=False)
+
+
+def _references(parent_keys: Collection[str]) -> pa.Check:
+    """The value is an accepted parent key. Looked up in an index, whose hash table
+    pandas builds once and keeps: a table checked batch by batch, with the same
+    ``pd.Index`` of parent keys each time, does not rebuild it per batch."""
+    lookup = (
+        parent_keys
+        if isinstance(parent_keys, pd.Index) and parent_keys.is_unique
+        else pd.Index(parent_keys).unique()
+    )
+    return pa.Check(
+        lambda s: pd.Series(lookup.get_indexer(s) >= 0, index=s.index),
+        name="orphan_foreign_key",
+    )
 
 
 def _matches(pattern: str, rule: str) -> pa.Check:

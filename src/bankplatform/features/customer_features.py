@@ -10,9 +10,10 @@ snapshots.
 Memory: the transactions arrive in batches (a table read a row group at a time)
 and are kept only as compact columns (account number, time, amount, balance,
 channel and merchant-category codes: 30 bytes a booking, about 2.6 GB for the
-87M bookings of a million customers), grouped by customer with one stable sort.
-Customers are then processed in chunks, each chunk's snapshots handed on before
-the next is computed, so the output never accumulates in memory.
+86M bookings of a million customers), filed by chunk of customers as they are
+read. Chunks are then computed one by one, each chunk's bookings released and its
+snapshots handed on before the next, so neither the bookings nor the output are
+ever copied whole.
 """
 
 from __future__ import annotations
@@ -117,13 +118,14 @@ def customer_snapshot_chunks(
     """
     tokens = np.sort(customers["customer_token"].astype(str).to_numpy())
     owners = _Owners.of(accounts, tokens)
-    book = _CompactBook.read(bookings, owners)
+    book = _CompactBook.read(bookings, owners, chunk_customers)
     snapshots = _month_starts(book.first, book.last)
     profile = customers.set_index(customers["customer_token"].astype(str))[_PROFILE]
-    for start in range(0, len(tokens), chunk_customers):
-        stop = min(start + chunk_customers, len(tokens))
+    for number, start in enumerate(range(0, len(tokens), chunk_customers)):
         part = _chunk_features(
-            tokens[start:stop], book.customers(start, stop, owners), snapshots
+            tokens[start : start + chunk_customers],
+            book.take(number, owners),
+            snapshots,
         )
         part = part.join(profile, on="customer_token")
         part["tenure_months"] = part["tenure_months"].astype("int64")
@@ -164,33 +166,25 @@ class _Owners:
         )
 
 
-@dataclass(frozen=True)
-class _CompactBook:
-    """Every booking of a known customer as compact columns, grouped by owner."""
+_BOOK_COLUMNS = ("account", "booked_at", "amount", "balance_after", "channel", "mcc")
 
-    owner: np.ndarray
-    account: np.ndarray
-    booked_at: np.ndarray
-    amount: np.ndarray
-    balance_after: np.ndarray
-    channel: np.ndarray
-    mcc: np.ndarray
+
+@dataclass
+class _CompactBook:
+    """Every booking of a known customer as compact columns, filed by chunk of
+    customers as the batches are read: a chunk's pieces are joined only when the
+    chunk is computed, and dropped then, so no sort of the whole book is needed."""
+
+    pieces: list[list[dict[str, np.ndarray]]]
     first: pd.Timestamp
     last: pd.Timestamp
 
     @classmethod
-    def read(cls, batches: Iterable[pd.DataFrame], owners: _Owners) -> _CompactBook:
-        columns: dict[str, list[np.ndarray]] = {
-            name: []
-            for name in (
-                "account",
-                "booked_at",
-                "amount",
-                "balance_after",
-                "channel",
-                "mcc",
-            )
-        }
+    def read(
+        cls, batches: Iterable[pd.DataFrame], owners: _Owners, chunk_customers: int
+    ) -> _CompactBook:
+        chunks = -(-len(owners.customers) // chunk_customers)
+        pieces: list[list[dict[str, np.ndarray]]] = [[] for _ in range(chunks)]
         first: pd.Timestamp | None = None
         last: pd.Timestamp | None = None
         for batch in batches:
@@ -205,50 +199,59 @@ class _CompactBook:
             # Bookings of unknown accounts or customers are skipped.
             kept = account >= 0
             kept[kept] = owners.owner[account[kept]] >= 0
-            columns["account"].append(account[kept].astype("int32"))
-            columns["booked_at"].append(booked_at.to_numpy()[kept])
-            columns["amount"].append(batch["amount"].to_numpy("float64")[kept])
-            columns["balance_after"].append(
-                batch["balance_after"].to_numpy("float64")[kept]
-            )
-            columns["channel"].append(_codes(batch["channel"], _CHANNELS)[kept])
-            columns["mcc"].append(_codes(batch["mcc"], _MCCS)[kept])
+            columns = {
+                "account": account[kept].astype("int32"),
+                "booked_at": booked_at.to_numpy()[kept],
+                "amount": batch["amount"].to_numpy("float64")[kept],
+                "balance_after": batch["balance_after"].to_numpy("float64")[kept],
+                "channel": _codes(batch["channel"], _CHANNELS)[kept],
+                "mcc": _codes(batch["mcc"], _MCCS)[kept],
+            }
+            chunk = owners.owner[columns["account"]] // chunk_customers
+            order = np.argsort(chunk, kind="stable")  # file order within a chunk
+            bounds = np.searchsorted(chunk[order], np.arange(chunks + 1))
+            for number in np.flatnonzero(np.diff(bounds)):
+                rows = order[bounds[number] : bounds[number + 1]]
+                pieces[number].append({k: v[rows] for k, v in columns.items()})
         if first is None or last is None:
             msg = "transactions: no booking at all, so no snapshot can be placed"
             raise ValueError(msg)
-        account = np.concatenate(columns.pop("account"))
-        owner = owners.owner[account]
-        order = np.argsort(owner, kind="stable")
-        grouped = {
-            name: np.concatenate(columns.pop(name))[order]
-            for name in ("booked_at", "amount", "balance_after", "channel", "mcc")
-        }
-        return cls(
-            owner=owner[order],
-            account=account[order],
-            first=first,
-            last=last,
-            **grouped,
-        )
+        return cls(pieces, first, last)
 
-    def customers(self, start: int, stop: int, owners: _Owners) -> pd.DataFrame:
-        """The bookings of customers ``start`` to ``stop`` (sorted token positions),
-        joined to their accounts' owner, product and limit."""
-        low, high = np.searchsorted(self.owner, [start, stop])
-        account = self.account[low:high]
+    def take(self, number: int, owners: _Owners) -> pd.DataFrame:
+        """Chunk ``number``'s bookings, joined to their accounts' owner, product and
+        limit; the chunk's pieces are released."""
+        pieces, self.pieces[number] = self.pieces[number], []
+        joined = {
+            name: np.concatenate(
+                [piece[name] for piece in pieces] or [np.empty(0, _EMPTY_TYPES[name])]
+            )
+            for name in _BOOK_COLUMNS
+        }
+        account = joined["account"]
         return pd.DataFrame(
             {
                 "account_token": owners.tokens[account],
-                "booked_at": self.booked_at[low:high],
-                "amount": self.amount[low:high],
-                "channel": _categories(self.channel[low:high], _CHANNELS),
-                "mcc": _categories(self.mcc[low:high], _MCCS),
-                "balance_after": self.balance_after[low:high],
-                "customer_token": owners.customers[self.owner[low:high]],
+                "booked_at": joined["booked_at"],
+                "amount": joined["amount"],
+                "channel": _categories(joined["channel"], _CHANNELS),
+                "mcc": _categories(joined["mcc"], _MCCS),
+                "balance_after": joined["balance_after"],
+                "customer_token": owners.customers[owners.owner[account]],
                 "product": owners.product[account],
                 "credit_limit": owners.credit_limit[account],
             }
         )
+
+
+_EMPTY_TYPES = {
+    "account": "int32",
+    "booked_at": "datetime64[ns]",
+    "amount": "float64",
+    "balance_after": "float64",
+    "channel": "int8",
+    "mcc": "int8",
+}
 
 
 def _categories(codes: np.ndarray, vocabulary: tuple[str, ...]) -> pd.Categorical:
