@@ -11,7 +11,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bankplatform.feature_repo import credit_default_v1
-from bankplatform.features.store import feature_names, service_features
+from bankplatform.features.store import (
+    feature_names,
+    online_customer_features,
+    service_features,
+)
 from tests.conftest import (
     labelled_applications,
     notebook_summary,
@@ -66,6 +70,41 @@ def test_the_training_set_has_one_row_per_labelled_application(
     )
     customers = read_encrypted(primary / "customers.parquet.enc", "customers_primary")
     assert online["customers"] == len(customers)
+
+
+def test_the_online_store_holds_every_customers_latest_snapshot(
+    featured_workspace: Path,
+) -> None:
+    """Materialised from the latest snapshot only (one row a customer, not the
+    history): the values are each customer's latest offline ones, for all of them."""
+    from feast import FeatureStore
+
+    snapshots = pd.read_parquet(
+        featured_workspace / "data/04_feature/customer_features.parquet"
+    )
+    latest = snapshots[
+        snapshots["event_timestamp"] == snapshots["event_timestamp"].max()
+    ]
+    assert latest["customer_token"].is_unique
+    assert set(latest["customer_token"]) == set(snapshots["customer_token"])
+    store = FeatureStore(repo_path=str(featured_workspace / "data/04_feature"))
+    refs = [
+        r for r in service_features(credit_default_v1) if "loan_application" not in r
+    ]
+    tokens = latest["customer_token"].tolist()
+    online = online_customer_features(store, tokens, refs).set_index("customer_token")
+    expected = latest.set_index("customer_token")[[r.partition(":")[2] for r in refs]]
+    numbers = expected.select_dtypes("number").columns
+    text = expected.columns.difference(numbers)
+    assert len(numbers) > 25 and list(text) == ["employment_status"]
+    pd.testing.assert_frame_equal(
+        online.loc[tokens, numbers].astype("float64"),
+        expected.loc[tokens, numbers].astype("float64"),
+        check_names=False,
+    )
+    assert (
+        online.loc[tokens, text].astype(str) == expected.loc[tokens, text].astype(str)
+    ).all(axis=None)
 
 
 def test_the_run_records_its_feature_service_and_acts_as_the_features_service(

@@ -19,6 +19,9 @@ _SQLITE_ONLINE = "online.db"
 _SECRETS = frozenset({"online_store_password", "registry_password"})
 
 
+ONLINE_WRITE_BATCH = 10_000
+
+
 class FeatureStoreDataset(ClassificationPreview, AbstractDataset[None, "FeatureStore"]):
     """Loads the Feast store of a Kedro env; its repo folder holds the feature tables.
 
@@ -125,8 +128,13 @@ class FeatureStoreDataset(ClassificationPreview, AbstractDataset[None, "FeatureS
             "online_store": online,
             "offline_store": self._offline,
             "entity_key_serialization_version": 3,
-            # Materialise only each entity's latest row, not every snapshot.
-            "materialization": {"pull_latest_features": True},
+            # Materialise only each entity's latest row, not every snapshot, and
+            # write it in batches: Feast's default turns the whole table into
+            # protobuf values at once (13 GB at a million customers).
+            "materialization": {
+                "pull_latest_features": True,
+                "online_write_batch_size": ONLINE_WRITE_BATCH,
+            },
         }
 
     def load(self) -> FeatureStore:

@@ -199,15 +199,22 @@ def online_customer_features(
     return pd.DataFrame(response)
 
 
-def materialize(store: FeatureStore, views: Sequence[str], end: datetime) -> None:
-    """Load the latest value per customer up to ``end`` into the online store.
+def materialize(
+    store: FeatureStore,
+    views: Sequence[str],
+    end: datetime,
+    start: datetime = datetime(1970, 1, 2),
+) -> None:
+    """Load the latest value per customer between ``start`` and ``end`` into the
+    online store.
 
+    Feast's offline store finds each entity's latest row among the rows in the
+    range, so the range bounds its work: a table where every customer has a row at
+    the latest snapshot needs only that instant (what the features pipeline does).
     Feast prints its progress (coloured, one line per view) to stdout; it goes to
     the debug log instead, and the run's report says what was materialised.
     """
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        store.materialize(
-            start_date=datetime(1970, 1, 2), end_date=end, feature_views=list(views)
-        )
+        store.materialize(start_date=start, end_date=end, feature_views=list(views))
     _log.debug("feast materialize: %s", printed.getvalue().strip())

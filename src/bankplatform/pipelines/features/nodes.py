@@ -4,7 +4,7 @@ materialisation, and the point-in-time training set."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -149,7 +149,10 @@ def materialize_online_store(
     table = feature_registration["customer_table"]
     end = datetime.fromisoformat(table["latest_snapshot"])
     views = [view.name for view in CUSTOMER_FEATURE_VIEWS]
-    materialize(feature_store, views, end)
+    # Every customer has a row at every snapshot, so the latest snapshot holds each
+    # one's latest values: Feast reads one row a customer, not the whole history
+    # (at 1M customers, 1M rows instead of 25M; its DuckDB took 13 GB for those).
+    materialize(feature_store, views, end, start=end - timedelta(hours=1))
     return {
         "project": feature_registration["project"],
         "feature_views": views,
