@@ -52,6 +52,20 @@ def test_a_stage_is_reported_when_its_last_node_completes() -> None:
     )
 
 
+def test_a_node_completes_with_its_last_saved_output() -> None:
+    pipeline = Pipeline(
+        [Node(lambda a: (a, a), "raw", ["accepted", "quarantine"], name="check")],
+        tags="ingestion",
+    )
+    progress = RunProgress.of(pipeline, ["ingestion"])
+    (node,) = pipeline.nodes
+    progress.node_started(node)
+    assert progress.output_saved(node, "accepted") == []
+    assert progress.done == 0
+    (line,) = progress.output_saved(node, "quarantine")
+    assert line.startswith("ingestion done: 1 node(s) in ") and progress.done == 1
+
+
 def test_a_stopped_run_says_how_far_it_got() -> None:
     pipeline = _pipeline()
     progress = RunProgress.of(pipeline, ["ingestion"])

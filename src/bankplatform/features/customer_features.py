@@ -120,14 +120,19 @@ def customer_snapshot_chunks(
     owners = _Owners.of(accounts, tokens)
     book = _CompactBook.read(bookings, owners, chunk_customers)
     snapshots = _month_starts(book.first, book.last)
-    profile = customers.set_index(customers["customer_token"].astype(str))[_PROFILE]
+    # In token order, so a chunk joins its own slice, not the whole table.
+    profile = customers.set_index(customers["customer_token"].astype(str))[
+        _PROFILE
+    ].reindex(tokens)
     for number, start in enumerate(range(0, len(tokens), chunk_customers)):
         part = _chunk_features(
             tokens[start : start + chunk_customers],
             book.take(number, owners),
             snapshots,
         )
-        part = part.join(profile, on="customer_token")
+        part = part.join(
+            profile.iloc[start : start + chunk_customers], on="customer_token"
+        )
         part["tenure_months"] = part["tenure_months"].astype("int64")
         part["event_timestamp"] = part["event_timestamp"].dt.tz_localize("UTC")
         yield part.sort_values(["customer_token", "event_timestamp"], ignore_index=True)

@@ -3,7 +3,8 @@
 A stage is a registered pipeline (``ingestion``, ``features``, ``training``,
 ``evaluation``, ``monitoring``): each tags its nodes with its own name. When a
 stage's last node completes, ``RunProgressHook`` logs the stage, its node count
-and its time; when the run ends, the run. Kedro's per-node lines are at INFO in
+and its time; when the run ends, the run. A node completes when its last output
+is saved: a node that hands on a table in batches works while it is saved. Kedro's per-node lines are at INFO in
 ``kedro.runner``, which ``conf/logging.yml`` keeps at WARNING
 (``conf/logging-debug.yml`` shows them).
 """
@@ -43,6 +44,7 @@ class RunProgress:
     total: int
     done: int = 0
     started: float = field(default_factory=time.monotonic)
+    unsaved: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, pipeline: Pipeline, stage_names: Iterable[str]) -> RunProgress:
@@ -58,6 +60,12 @@ class RunProgress:
         """Start the clock of the node's stages that have not started yet."""
         for stage in self._stages_of(node):
             stage.started = stage.started or time.monotonic()
+
+    def output_saved(self, node: Node, dataset: str) -> list[str]:
+        """Note a saved output; the node completes with its last one."""
+        unsaved = self.unsaved.setdefault(node.name, set(node.outputs))
+        unsaved.discard(dataset)
+        return [] if unsaved else self.node_completed(node)
 
     def node_completed(self, node: Node) -> list[str]:
         """Count the node; one line per stage it completes."""
@@ -108,10 +116,20 @@ class RunProgressHook:
 
     @hook_impl
     def after_node_run(self, node: Node) -> None:
-        """A line for each stage this node completes."""
+        """A node without outputs completes when it returns."""
+        if self._progress and not node.outputs:
+            self._log(self._progress.node_completed(node))
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, node: Node) -> None:
+        """A line for each stage the node completes with its last output."""
         if self._progress:
-            for line in self._progress.node_completed(node):
-                _log.info(line)
+            self._log(self._progress.output_saved(node, dataset_name))
+
+    @staticmethod
+    def _log(lines: list[str]) -> None:
+        for line in lines:
+            _log.info(line)
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
