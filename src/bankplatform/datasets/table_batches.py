@@ -44,11 +44,6 @@ class ParquetBatches:
         self._name = name
         self._opener = opener
 
-    @property
-    def name(self) -> str:
-        """The catalog name of the table."""
-        return self._name
-
     def schema(self) -> pa.Schema:
         """The table's Arrow schema (read from the footer only)."""
         with self._opened() as table:
