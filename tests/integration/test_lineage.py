@@ -110,13 +110,10 @@ def test_a_kedro_run_records_its_whole_lineage(ingested_workspace: Path) -> None
     assert run.data.metrics["run_seconds"] >= sum(
         v for k, v in run.data.metrics.items() if k.startswith("node_seconds.")
     )
-    # The transactions (~80 rows a customer) are checked while their batches are
-    # saved: that time is the node's, not lost between nodes.
-    seconds = {k.removeprefix("node_seconds."): v for k, v in run.data.metrics.items()}
-    assert (
-        seconds["check_transactions_contract_node"]
-        > seconds["check_customers_contract_node"]
-    )
+    # The transactions are checked while their batches are saved: that time is the
+    # node's (~0.3 s here: decrypt, validate, encrypt 87k rows), not the ~1 ms it
+    # takes to return the iterators.
+    assert run.data.metrics["node_seconds.check_transactions_contract_node"] > 0.05
     downloaded = client.download_artifacts(
         run.info.run_id, "lineage/pipeline_graph.json", str(ingested_workspace)
     )

@@ -408,18 +408,8 @@ def _read(path: Path) -> bytes:
         return b""
 
 
-def _running_runs(production: Production) -> list[dict[str, object]]:
+def _running_runs(production: Production) -> list[dict[str, Any]]:
     try:
-        found = httpx.post(
-            f"{production.url}/api/2.0/mlflow/runs/search",
-            json={
-                "experiment_ids": _experiment_ids(production),
-                "filter": "attributes.status = 'RUNNING'",
-            },
-            auth=CLIENT,
-            verify=str(production.ca),
-            timeout=10,
-        ).json()
+        return _search(production, "attributes.status = 'RUNNING'")
     except httpx.TransportError:
         return []
-    return list(found.get("runs", []))
