@@ -19,12 +19,10 @@ from kedro.io.core import (
 
 from bankplatform.contracts.raw import RAW_SCHEMAS
 from bankplatform.datasets.classification import ClassificationPreview
-from bankplatform.datasets.table_batches import ParquetBatches
+from bankplatform.datasets.table_batches import TEXT_TYPES, ParquetBatches
 from bankplatform.security.envelope import DecryptingReader, EnvelopeError, decrypt
 from bankplatform.security.kms import DataKeySource, KeyManagementError
 from bankplatform.security.runtime import active_key_service, guard_dataset
-
-_TEXT = pd.StringDtype("pyarrow")
 
 
 class RawTableDataset(
@@ -142,7 +140,7 @@ class RawTableDataset(
         except (pa.ArrowInvalid, OSError) as error:
             raise DatasetError(_unreadable(path, error)) from None
         self._check_layout(path, table.schema)
-        return table.to_pandas(types_mapper={pa.string(): _TEXT}.get)
+        return table.to_pandas(types_mapper=TEXT_TYPES.get)
 
     def _batches(self, path: str) -> ParquetBatches:
         """The table read in batches, once its footer shows the extract's layout."""

@@ -4,7 +4,8 @@ A stage is a registered pipeline (``ingestion``, ``features``, ``training``,
 ``evaluation``, ``monitoring``): each tags its nodes with its own name. When a
 stage's last node completes, ``RunProgressHook`` logs the stage, its node count
 and its time; when the run ends, the run. A node completes when its last output
-is saved: a node that hands on a table in batches works while it is saved. Kedro's per-node lines are at INFO in
+is saved: a node that hands on a table in batches works while it is saved.
+Kedro's per-node lines are at INFO in
 ``kedro.runner``, which ``conf/logging.yml`` keeps at WARNING
 (``conf/logging-debug.yml`` shows them).
 """

@@ -36,7 +36,7 @@ PROTECTED_ATTRIBUTES = ("gender", "age_band")
 def build_customer_features(
     customers_primary: pd.DataFrame,
     accounts_primary: pd.DataFrame,
-    transactions_primary: ParquetBatches | pd.DataFrame,
+    transactions_primary: ParquetBatches,
     features: dict[str, Any],
 ) -> Iterator[pd.DataFrame]:
     """Monthly customer snapshots: transactions, balances, delinquency, profile.
@@ -54,13 +54,11 @@ def build_customer_features(
         and ``event_timestamp``.
     """
     parameters = FeaturesParameters.model_validate(features)
-    bookings = (
-        [transactions_primary]
-        if isinstance(transactions_primary, pd.DataFrame)
-        else transactions_primary.batches(BOOKING_COLUMNS)
-    )
     return customer_snapshot_chunks(
-        customers_primary, accounts_primary, bookings, parameters.chunk_customers
+        customers_primary,
+        accounts_primary,
+        transactions_primary.batches(BOOKING_COLUMNS),
+        parameters.chunk_customers,
     )
 
 

@@ -80,20 +80,18 @@ def pseudonymise_accounts(
 
 
 def pseudonymise_transactions(
-    transactions: pd.DataFrame | ParquetBatches, pseudonymiser: TokenMaker
-) -> pd.DataFrame | Iterator[pd.DataFrame]:
-    """Account ids replaced by their tokens.
+    transactions: ParquetBatches, pseudonymiser: TokenMaker
+) -> Iterator[pd.DataFrame]:
+    """Account ids replaced by their tokens, batch by batch.
 
     Args:
-        transactions: Accepted transactions (whole, or read in batches).
+        transactions: Accepted transactions, read in batches.
         pseudonymiser: Keyed tokens.
 
     Returns:
-        Pseudonymised transactions (batch by batch for a table read in batches).
+        Pseudonymised transactions, one batch at a time.
     """
     ids = {"account_id": IdentifierKind.ACCOUNT}
-    if isinstance(transactions, pd.DataFrame):
-        return _replace_ids(transactions, pseudonymiser, ids)
     return (_replace_ids(batch, pseudonymiser, ids) for batch in transactions.batches())
 
 
