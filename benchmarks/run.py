@@ -28,6 +28,7 @@ import monitoring_drift
 import production_stores
 import scale
 import scoring_service
+import training_cluster
 import training_on_ray
 from bankplatform.third_party import quiet_third_party_warnings
 
@@ -41,6 +42,7 @@ BENCHMARKS = {
     "features": feature_store.main,
     "snapshots": feature_snapshots.main,
     "training": training_on_ray.main,
+    "training_cluster": training_cluster.main,
     "evidence": evidence_notebooks.main,
     "scoring": scoring_service.main,
     "gpu": gpu_training.main,

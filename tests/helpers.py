@@ -288,3 +288,33 @@ def start_runs_together(
         )
         for _ in range(count)
     ]
+
+
+def append_approvals(audit: Any, count: int = 12) -> None:
+    """``count`` approval records of one actor (details ``n`` = 0, 1, ...), then
+    the head signed: the audit log tests' common history."""
+    for number in range(count):
+        audit.append(
+            "ada",
+            "model.approve",
+            f"model:credit_default_pd/{number}",
+            "allowed",
+            {"n": number},
+        )
+    audit.sign_head()
+
+
+def run_processes(
+    target: Any, arguments: list[tuple[Any, ...]], timeout: float
+) -> None:
+    """``target(*args)`` in one spawned process per entry, all at once; each must
+    exit 0."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=target, args=args) for args in arguments]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=timeout)
+        assert process.exitcode == 0

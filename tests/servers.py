@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,32 @@ class PostgresTLS:
             timeout=60,
         )
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def serve_database(folder: Path, name: str, password: str) -> Iterator[PostgresTLS]:
+    """``postgres_with_database`` for a module's fixture (``yield from``), stopped after."""
+    server = postgres_with_database(folder, name, password)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def postgres_with_database(folder: Path, name: str, password: str) -> PostgresTLS:
+    """A TLS-only PostgreSQL with its own CA in ``folder`` and a database ``name``
+    owned by a role of the same name with ``password``."""
+    from bankplatform.security.tls import issue_certificate, local_ca
+
+    ca = local_ca(folder)
+    cert, key = issue_certificate(
+        ca, folder / "pg.crt", folder / "pg.key", ["127.0.0.1"]
+    )
+    server = start_postgres(cert, key, ca.cert_file)
+    server.execute(
+        f"CREATE ROLE {name} LOGIN PASSWORD '{password}'",
+        f"CREATE DATABASE {name} OWNER {name}",
+    )
+    return server
 
 
 def start_postgres(server_cert: Path, server_key: Path, ca_cert: Path) -> PostgresTLS:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from bankplatform.security.audit import (
     encode_record,
 )
 from bankplatform.security.kms import LocalKeyring
+from tests.helpers import append_approvals, run_processes
 
 pytestmark = pytest.mark.unit
 
@@ -36,15 +36,7 @@ def log(tmp_path: Path) -> AuditLog:
         _keyring(tmp_path, secrets.token_bytes(32)),
         checkpoint_every=5,
     )
-    for number in range(12):
-        audit.append(
-            "ada",
-            "model.approve",
-            f"model:credit_default_pd/{number}",
-            "allowed",
-            {"n": number},
-        )
-    audit.sign_head()
+    append_approvals(audit)
     return audit
 
 
@@ -265,16 +257,9 @@ def _writer(folder: str, master: bytes, worker: int, count: int) -> None:
 def test_four_processes_appending_500_each_keep_one_valid_chain(tmp_path: Path) -> None:
     master = secrets.token_bytes(32)
     _keyring(tmp_path, master)
-    context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(target=_writer, args=(str(tmp_path), master, w, 500))
-        for w in range(4)
-    ]
-    for process in workers:
-        process.start()
-    for process in workers:
-        process.join(timeout=600)
-        assert process.exitcode == 0
+    run_processes(
+        _writer, [(str(tmp_path), master, w, 500) for w in range(4)], timeout=600
+    )
     audit = AuditLog(
         tmp_path / "audit.jsonl", LocalKeyring(tmp_path / "keyring.json", master)
     )

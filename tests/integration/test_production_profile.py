@@ -40,7 +40,7 @@ pytestmark = [
 CUSTOMERS = 2_000
 SECRETS = {
     name: secrets.token_urlsafe(18)
-    for name in ("mlflow", "feast", "locks", "admin", "client", "flask")
+    for name in ("mlflow", "feast", "locks", "audit", "admin", "client", "flask")
 }
 CLIENT = "svc-bankplatform"
 
@@ -96,6 +96,25 @@ def _with_ports(
     )
     # The bank's extract stands in: this workspace may generate one (prod refuses).
     _yaml(prod / "parameters_data.yml", {"synthetic_extract": {"enabled": True}})
+
+
+def _audit_in_postgres(root: Path, postgres: PostgresTLS) -> None:
+    """conf/prod/security.yml with its `audit_store` example switched on (this
+    machine's port); the store's password in the key service's private folder."""
+    path = root / "conf" / "prod" / "security.yml"
+    text = path.read_text()
+    example = "  # audit_store: postgresql://audit@127.0.0.1:5432/audit"
+    assert example in text
+    path.write_text(
+        text.replace(
+            example,
+            f"  audit_store: postgresql://audit@127.0.0.1:{postgres.port}/audit",
+        )
+    )
+    secret = root / ".bankplatform-prod" / "audit-store.password"
+    secret.parent.mkdir(mode=0o700, exist_ok=True)
+    secret.write_text(SECRETS["audit"])
+    secret.chmod(0o600)
 
 
 def _credentials(root: Path, store: RedisTLS) -> None:
@@ -160,7 +179,6 @@ def _ok(done: subprocess.CompletedProcess[str]) -> str:
 def profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Profile]:
     root = make_workspace(tmp_path_factory.mktemp("prod") / "workspace")
     hosts = ["127.0.0.1", "localhost", node_ip_address()]
-    _ok(run_command(["bankplatform", "keys", "init", "--env", "prod"], root))
     _ok(
         run_command(
             ["bankplatform", "tls", "init", "--env", "prod"]
@@ -168,7 +186,6 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Profile]:
             root,
         )
     )
-    token = _prod_token(root, "scheduler", "data_scientist", "data_engineer")
     tls = root / ".bankplatform-tls"
     postgres = start_postgres(
         tls / "postgres.crt", tls / "postgres.key", tls / "ca.crt"
@@ -179,6 +196,14 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Profile]:
     started: list[Any] = [postgres, store]
     server = None
     try:
+        # The audit log lives in PostgreSQL from the first record (the key init's).
+        postgres.execute(
+            f"CREATE ROLE audit LOGIN PASSWORD '{SECRETS['audit']}'",
+            "CREATE DATABASE audit OWNER audit",
+        )
+        _audit_in_postgres(root, postgres)
+        _ok(run_command(["bankplatform", "keys", "init", "--env", "prod"], root))
+        token = _prod_token(root, "scheduler", "data_scientist", "data_engineer")
         postgres.execute(
             f"CREATE ROLE mlflow LOGIN PASSWORD '{SECRETS['mlflow']}'",
             "CREATE DATABASE mlflow OWNER mlflow",
@@ -304,6 +329,24 @@ def test_the_whole_default_pipeline_runs_on_the_production_servers(
     )
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.startswith("audit log intact: ")
+    # ... and it is the log in PostgreSQL: every record there, none in a file.
+    audit: Any = profile.postgres.connect("audit")
+    with audit.cursor() as cursor:
+        cursor.execute(
+            "SELECT log, count(*), max(seq) FROM bankplatform_audit_records GROUP BY log"
+        )
+        ((log, count, last),) = cursor.fetchall()
+        cursor.execute(
+            "SELECT line FROM bankplatform_audit_records WHERE seq IN (1, %s) ORDER BY seq",
+            (last,),
+        )
+        first, read = (json.loads(bytes(row[0])) for row in cursor.fetchall())
+    audit.close()
+    assert (log, count) == (f"prod@{root.resolve()}", last)
+    # Verified: all but the record of the verification itself, written after it.
+    assert count >= 50 and f"{count - 1} records" in verified.stdout
+    assert (first["action"], read["actor"]) == ("keys.init", "audrey.auditor")
+    assert not (root / ".bankplatform-prod/audit/audit.jsonl").exists()
     # No secret in anything the run printed.
     everything = profile.run.stdout + profile.run.stderr
     assert not any(secret in everything for secret in SECRETS.values())

@@ -15,9 +15,8 @@ import yaml
 
 from bankplatform.runs.lock import Holder, Mode, WorkspaceBusy, acquire
 from bankplatform.runs.postgres_locks import PostgresRunLocks
-from bankplatform.security.tls import issue_certificate, local_ca
 from tests.helpers import start_runs_together
-from tests.servers import PostgresTLS, start_postgres
+from tests.servers import PostgresTLS, serve_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ingested")]
 ALICE = Holder("alice", "features", 101, "host-a", "2026-11-29T19:00:00Z")
@@ -27,18 +26,7 @@ SECRET = secrets.token_urlsafe(18)
 
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresTLS]:
-    folder = tmp_path_factory.mktemp("locks_tls")
-    ca = local_ca(folder)
-    cert, key = issue_certificate(
-        ca, folder / "pg.crt", folder / "pg.key", ["127.0.0.1"]
-    )
-    server = start_postgres(cert, key, ca.cert_file)
-    server.execute(
-        f"CREATE ROLE locks LOGIN PASSWORD '{SECRET}'",
-        "CREATE DATABASE locks OWNER locks",
-    )
-    yield server
-    server.stop()
+    yield from serve_database(tmp_path_factory.mktemp("locks_tls"), "locks", SECRET)
 
 
 def _dsn(postgres: PostgresTLS) -> str:

@@ -33,6 +33,7 @@ from bankplatform.security.audit import (
     Verdict,
     Witness,
 )
+from bankplatform.security.audit_store import PostgresAuditStore
 from bankplatform.security.envelope import key_context
 from bankplatform.security.policy import (
     AccessDenied,
@@ -112,7 +113,7 @@ class KeyAuthority:
         if self.settings.audit_witness_mlflow:
             witnesses.append(MlflowWitness(load_settings(loader, root)[1]))
         self.audit = AuditLog(
-            self.settings.audit_log,
+            self._audit_store(),
             self.keyring,
             self.settings.audit_checkpoint_every,
             tuple(witnesses),
@@ -129,6 +130,17 @@ class KeyAuthority:
         self._pseudonymiser: Pseudonymiser | None = None
         self._last_append = 0.0
         self._lock = threading.Lock()
+
+    def _audit_store(self) -> Path | PostgresAuditStore:
+        """The audit log's file, or its PostgreSQL store when ``audit_store`` is set
+        (one log per workspace and env in a shared database)."""
+        if not self.settings.audit_store:
+            return self.settings.audit_log
+        return PostgresAuditStore(
+            self.settings.audit_store,
+            log=f"{self.env}@{self.root.resolve()}",
+            password=self.settings.audit_store_password(),
+        )
 
     # Identity -------------------------------------------------------------
 

@@ -11,13 +11,17 @@ the KMS signing key (its ``key_version`` is the key id) into
 stops (``sign_head``). The latest signed head is copied to **witnesses** outside the
 log's folder (a file, and in production the MLflow tracking store).
 
+The records and checkpoints live in an ``AuditStore``
+(``audit_store.py``): a file by default, PostgreSQL in production; the chain and
+its checks are the same on both.
+
 ``verify`` requires: every record intact and chained; checkpoints signed and
 strictly increasing; the log covered by them (a non-empty log has at least one,
 and no more than ``checkpoint_every`` records follow the last); and every
 witness's signed head present in the log. So an edited, deleted, reordered or
 forged record, a chain rebuilt with plain SHA-256, deleted checkpoints, and a
 cut tail are all named. Records hold pseudonymous references only, so erasing a
-customer never breaks the chain. Appends are serialised with a file lock. A
+customer never breaks the chain. Appends are serialised by the store. A
 record that cannot be written raises: the action that needed it must fail. A
 malformed line (a crash mid-write, or vandalism) does not stop appends: the
 next record chains to the last intact one, and ``verify`` names the line.
@@ -29,15 +33,17 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from filelock import FileLock
-
 from bankplatform.errors import BankplatformError
+from bankplatform.security.audit_store import (
+    AuditStore,
+    FileAuditStore,
+)
 from bankplatform.security.kms import KeyManagementService
 
 GENESIS = "0" * 64
@@ -46,7 +52,6 @@ _PREFIX = b'{"seq":'
 _PREV = b',"prev_hash":"'
 _HASH = b',"hash":"'
 _SUFFIX_LENGTH = len(_HASH) + 64 + 2  # ,"hash":"<64 hex>"}
-_CHUNK = 1 << 22
 
 
 class AuditWriteError(BankplatformError):
@@ -172,21 +177,21 @@ def encode_record(record: dict[str, Any]) -> bytes:
 
 
 class AuditLog:
-    """Appends to and verifies one audit log file."""
+    """Appends to and verifies one audit log (a file, or an ``AuditStore``)."""
 
     def __init__(
         self,
-        path: Path,
+        store: Path | AuditStore,
         kms: KeyManagementService,
         checkpoint_every: int = 100,
         witnesses: tuple[Witness, ...] = (),
     ) -> None:
-        self._path = path
-        self._checkpoints = path.with_name(path.name + ".checkpoints")
+        self._store: AuditStore = (
+            FileAuditStore(store) if isinstance(store, Path) else store
+        )
         self._kms = kms
         self._every = checkpoint_every
         self._witnesses = witnesses
-        self._lock_path = f"{path}.lock"
 
     def append(
         self,
@@ -233,7 +238,7 @@ class AuditLog:
         """
         written: list[dict[str, Any]] = []
         try:
-            with self._lock():
+            with self._store.transaction():
                 seq, prev_hash = self._head()
                 lines: list[bytes] = []
                 due: list[tuple[int, str]] = []
@@ -256,34 +261,25 @@ class AuditLog:
                     if seq % self._every == 0 or seq == 1:
                         due.append((seq, prev_hash))
                 if lines:
-                    _append_line(self._path, b"\n".join(lines))
+                    self._store.append_records(lines)
                 for checkpoint_seq, head in due:
                     self._checkpoint(checkpoint_seq, head)
         except OSError as error:
-            msg = (
-                f"audit log {self._path} cannot be written ({error.strerror or error})"
-            )
+            msg = f"audit log {self._store.name} cannot be written ({error.strerror or error})"
             raise AuditWriteError(msg) from None
         return written
 
-    def _lock(self) -> FileLock:
-        # A new lock object each time: one inherited across fork (ParallelRunner's
-        # workers) refuses to work.
-        return FileLock(self._lock_path)
-
     def sign_head(self) -> None:
         """Checkpoint the chain head unless the last checkpoint already covers it."""
-        with self._lock():
+        with self._store.transaction():
             seq, head = self._head()
             if seq and self._last_checkpoint_seq() != seq:
                 self._checkpoint(seq, head)
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every readable record, oldest first (a malformed line is skipped)."""
-        if not self._path.is_file():
-            return
-        with self._path.open(encoding="utf-8") as stream:
-            for line in stream:
+        for block in self._store.record_blocks():
+            for line in block:
                 if line.strip():
                     try:
                         record = json.loads(line)
@@ -294,11 +290,15 @@ class AuditLog:
 
     def verify(self) -> Verdict:
         """Check the chain, its checkpoints and witnesses; stop at the first problem."""
-        checkpoints, problem = self._signed_checkpoints()
-        if problem:
-            return Verdict(False, 0, len(checkpoints), problem)
-        heads = {int(c["seq"]): str(c["head_hash"]) for c in checkpoints}
-        count, problem = _verify_chain(self._path, heads)
+        try:
+            checkpoints, problem = self._signed_checkpoints()
+            if problem:
+                return Verdict(False, 0, len(checkpoints), problem)
+            heads = {int(c["seq"]): str(c["head_hash"]) for c in checkpoints}
+            count, problem = _verify_chain(self._store.record_blocks(), heads)
+        except OSError as error:
+            problem = f"audit log {self._store.name} cannot be read ({error.strerror or error})"
+            return Verdict(False, 0, 0, problem)
         if problem:
             return Verdict(False, count, len(checkpoints), problem)
         problem = self._coverage(checkpoints, count) or self._witnessed(heads, count)
@@ -361,7 +361,7 @@ class AuditLog:
         return ""
 
     def _head(self) -> tuple[int, str]:
-        last = _last_record(self._path)
+        last = self._store.last_record()
         if last is None:
             return 0, GENESIS
         return int(last["seq"]), str(last["hash"])
@@ -374,7 +374,7 @@ class AuditLog:
         }
         version, signature = self._kms.sign(canonical(body))
         checkpoint = {**body, "key_version": version, "signature": signature.hex()}
-        _append_line(self._checkpoints, canonical(checkpoint))
+        self._store.append_checkpoint(canonical(checkpoint))
         for witness in self._witnesses:
             # The log and its checkpoints are the record; a witness that cannot
             # be written now is written at the next checkpoint (verify accepts an
@@ -393,14 +393,12 @@ class AuditLog:
         return int(checkpoint["seq"]) if checkpoint else 0
 
     def _checkpoint_lines(self) -> list[str]:
-        if not self._checkpoints.is_file():
-            return []
-        return [
-            line for line in self._checkpoints.read_text().splitlines() if line.strip()
-        ]
+        return self._store.checkpoint_lines()
 
 
-def _verify_chain(path: Path, heads: dict[int, str]) -> tuple[int, str]:
+def _verify_chain(
+    blocks: Iterable[list[bytes]], heads: dict[int, str]
+) -> tuple[int, str]:
     """Check every line's hash, seq and link, and the signed heads on the way.
 
     Works on the stored bytes only (no JSON parsing): the hash field is the last
@@ -410,38 +408,31 @@ def _verify_chain(path: Path, heads: dict[int, str]) -> tuple[int, str]:
     Returns:
         The records checked and the first problem ("" when none).
     """
-    if not path.is_file():
-        return 0, ""
-    expected, prev, number, rest = 1, GENESIS.encode(), 0, b""
+    expected, prev, number = 1, GENESIS.encode(), 0
     sha256, prefix, hash_field = hashlib.sha256, _PREFIX, _HASH
     start, cut = len(_PREFIX), -_SUFFIX_LENGTH
     marks = {seq: head.encode() for seq, head in heads.items()}
-    with path.open("rb") as stream:
-        while block := stream.read(_CHUNK):
-            lines = (rest + block).split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                number += 1
-                link = line.find(_PREV, start, start + 24)
-                stated = line[-66:-2]
-                if (
-                    link < 0
-                    or line[start:link] != b"%d" % expected
-                    or line[link + 14 : link + 78] != prev
-                    or sha256(line[:cut] + b"}").hexdigest().encode() != stated
-                    or line[cut : cut + 9] != hash_field
-                    or not line.startswith(prefix)
-                ):
-                    return expected - 1, _line_problem(line, number, expected, prev)
-                if expected in marks and marks[expected] != stated:
-                    return (
-                        expected,
-                        f"record seq {expected}: differs from its signed checkpoint",
-                    )
-                prev = stated
-                expected += 1
-        if rest.strip():
-            return expected - 1, f"line {number + 1}: not an audit record (cut short)"
+    for lines in blocks:
+        for line in lines:
+            number += 1
+            link = line.find(_PREV, start, start + 24)
+            stated = line[-66:-2]
+            if (
+                link < 0
+                or line[start:link] != b"%d" % expected
+                or line[link + 14 : link + 78] != prev
+                or sha256(line[:cut] + b"}").hexdigest().encode() != stated
+                or line[cut : cut + 9] != hash_field
+                or not line.startswith(prefix)
+            ):
+                return expected - 1, _line_problem(line, number, expected, prev)
+            if expected in marks and marks[expected] != stated:
+                return (
+                    expected,
+                    f"record seq {expected}: differs from its signed checkpoint",
+                )
+            prev = stated
+            expected += 1
     return expected - 1, ""
 
 
@@ -476,44 +467,3 @@ def _parse_checkpoint(line: str) -> dict[str, Any] | None:
     except (ValueError, KeyError, TypeError):
         return None
     return checkpoint if isinstance(checkpoint, dict) else None
-
-
-def _append_line(path: Path, line: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.write(descriptor, line + b"\n")
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _last_record(path: Path) -> dict[str, Any] | None:
-    """The last line that is a record (seq and hash), scanning back past damage."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return None
-    with path.open("rb") as stream:
-        position = stream.seek(0, os.SEEK_END)
-        block = b""
-        while True:
-            for line in reversed(
-                block.splitlines()[1:] if position else block.splitlines()
-            ):
-                record = _record_or_none(line)
-                if record is not None:
-                    return record
-            if position == 0:
-                return None
-            step = min(1 << 16, position)
-            position -= step
-            stream.seek(position)
-            block = stream.read(step) + block
-
-
-def _record_or_none(line: bytes) -> dict[str, Any] | None:
-    try:
-        record = json.loads(line)
-        int(record["seq"]), str(record["hash"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    return record if isinstance(record, dict) else None

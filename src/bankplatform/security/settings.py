@@ -15,6 +15,7 @@ from bankplatform.security.kms import LocalKeyring, load_master_key
 from bankplatform.security.policy import AccessPolicy
 
 _SOCKET_PATH_LIMIT = 100
+AUDIT_STORE_PASSWORD_ENV_VAR = "BANKPLATFORM_AUDIT_STORE_PASSWORD"  # noqa: S105  # pragma: allowlist secret
 
 
 class SecuritySettings(BaseModel):
@@ -27,6 +28,11 @@ class SecuritySettings(BaseModel):
         master_key_file: The master key, when ``$BANKPLATFORM_MASTER_KEY`` is not set.
         audit_log: The audit log (its checkpoints go beside it).
         audit_checkpoint_every: Records between two signed checkpoints.
+        audit_store: A PostgreSQL URL (``postgresql://user@host:port/db?sslmode=
+            verify-full&sslrootcert=...``) to keep the audit records and
+            checkpoints in; unset, the ``audit_log`` file.
+        audit_store_password_file: The store's password (the key service's OS
+            user only; ``$BANKPLATFORM_AUDIT_STORE_PASSWORD`` wins).
         revocation_list: Revoked token ids.
         token_issuer: ``iss`` of issued tokens (and the only one accepted).
         token_audience: ``aud`` of issued tokens (and the only one accepted).
@@ -48,6 +54,8 @@ class SecuritySettings(BaseModel):
     master_key_file: Path = Path(".bankplatform/master.key")
     audit_log: Path = Path(".bankplatform/audit/audit.jsonl")
     audit_checkpoint_every: int = Field(default=100, ge=1)
+    audit_store: str | None = Field(default=None, pattern=r"^postgresql://")
+    audit_store_password_file: Path = Path(".bankplatform/audit-store.password")
     revocation_list: Path = Path(".bankplatform/revoked_tokens.json")
     token_issuer: str = "bankplatform"  # noqa: S105 - a name, not a secret
     token_audience: str = "bankplatform"  # noqa: S105 - a name, not a secret
@@ -71,6 +79,12 @@ class SecuritySettings(BaseModel):
                 "keyring": root / self.keyring,
                 "master_key_file": root / self.master_key_file,
                 "audit_log": root / self.audit_log,
+                "audit_store": (
+                    self.audit_store.replace("sslrootcert=.", f"sslrootcert={root}/.")
+                    if self.audit_store
+                    else None
+                ),
+                "audit_store_password_file": root / self.audit_store_password_file,
                 "revocation_list": root / self.revocation_list,
                 "keyservice_socket": socket,
                 "audit_witness": root / self.audit_witness,
@@ -84,6 +98,16 @@ class SecuritySettings(BaseModel):
     def session_file(self) -> Path:
         """The developer-domain service's local session credential (mode 600)."""
         return self.keyring.parent / f"keyservice-{self.env}.session"
+
+    def audit_store_password(self) -> str | None:
+        """The audit store's password: the environment's, else its file's, else none
+        (a server that trusts the connection's certificate or host)."""
+        if password := os.environ.get(AUDIT_STORE_PASSWORD_ENV_VAR):
+            return password
+        try:
+            return self.audit_store_password_file.read_text().strip() or None
+        except FileNotFoundError:
+            return None
 
     def keyring_service(self) -> LocalKeyring:
         """The local keyring, opened with the master key."""
