@@ -32,12 +32,14 @@ BIN = Path(sys.executable).parent
 
 
 def _cluster_environment(folder: Path) -> dict[str, str]:
+    from ray._private import services
+
     from bankplatform.security.tls import issue_certificate, local_ca
 
+    # Ray's command line advertises this host's address: the certificate names it.
+    hosts = ["127.0.0.1", "localhost", str(services.get_node_ip_address())]
     ca = local_ca(folder)
-    cert, key = issue_certificate(
-        ca, folder / "ray.crt", folder / "ray.key", ["127.0.0.1", "localhost"]
-    )
+    cert, key = issue_certificate(ca, folder / "ray.crt", folder / "ray.key", hosts)
     return {
         **os.environ,
         "PYTHONOPTIMIZE": "1",
@@ -104,12 +106,11 @@ def main(quick: bool = False) -> None:
     folder = Path(tempfile.mkdtemp(prefix="ray-bench-"))
     environment = _cluster_environment(folder)
     port = _free_port()
-    environment["RAY_ADDRESS"] = f"127.0.0.1:{port}"
     try:
-        _start(environment, folder / "ray", port)
+        _start(environment, folder / "ray", port)  # before RAY_ADDRESS is set
         done = subprocess.run(
             [sys.executable, __file__, "--child", str(rows), str(rounds)],
-            env=environment,
+            env={**environment, "RAY_ADDRESS": f"127.0.0.1:{port}"},
             capture_output=True,
             text=True,
             check=False,

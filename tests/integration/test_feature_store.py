@@ -12,6 +12,7 @@ import pytest
 from feast import FeatureService, FeatureStore
 
 from bankplatform.datasets import FeatureStoreDataset
+from bankplatform.datasets.table_batches import ParquetBatches
 from bankplatform.feature_repo.definitions import (
     CUSTOMER_FEATURE_VIEWS,
     FEATURE_REPOSITORY,
@@ -21,13 +22,16 @@ from bankplatform.features.customer_features import build_customer_snapshots
 from bankplatform.features.store import (
     FeatureStoreError,
     feature_names,
-    materialize,
     online_customer_features,
     register_definitions,
     service_features,
     training_set,
+    write_online,
 )
-from bankplatform.pipelines.features.nodes import build_application_features
+from bankplatform.pipelines.features.nodes import (
+    build_application_features,
+    materialize_online_store,
+)
 from tests.conftest import tiny_book
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("workspace_security")]
@@ -147,8 +151,11 @@ def test_online_values_equal_the_latest_offline_ones(
     store_and_snapshots: tuple[FeatureStore, pd.DataFrame],
 ) -> None:
     store, snapshots = store_and_snapshots
-    end = snapshots["event_timestamp"].max().to_pydatetime()
-    materialize(store, [v.name for v in CUSTOMER_FEATURE_VIEWS], end)
+    latest = snapshots.sort_values("event_timestamp").groupby("customer_token").tail(1)
+    written = write_online(
+        store, [v.name for v in CUSTOMER_FEATURE_VIEWS], [latest], batch_rows=1
+    )
+    assert written == 2
     refs = [
         ref
         for ref in service_features(credit_default_v1)
@@ -157,7 +164,6 @@ def test_online_values_equal_the_latest_offline_ones(
     online = online_customer_features(store, ["cus_a", "cus_b"], refs).set_index(
         "customer_token"
     )
-    latest = snapshots.sort_values("event_timestamp").groupby("customer_token").tail(1)
     for _, row in latest.iterrows():
         for ref in refs:
             name = ref.partition(":")[2]
@@ -173,11 +179,8 @@ def test_unknown_features_customers_and_missing_keys_are_clear_errors(
     store_and_snapshots: tuple[FeatureStore, pd.DataFrame],
 ) -> None:
     store, snapshots = store_and_snapshots
-    materialize(
-        store,
-        [v.name for v in CUSTOMER_FEATURE_VIEWS],
-        snapshots["event_timestamp"].max().to_pydatetime(),
-    )
+    latest = snapshots.sort_values("event_timestamp").groupby("customer_token").tail(1)
+    write_online(store, [v.name for v in CUSTOMER_FEATURE_VIEWS], [latest])
     with pytest.raises(FeatureStoreError) as caught:
         online_customer_features(store, ["cus_a"], ["customer_balances:salary"])
     assert str(caught.value).startswith(
@@ -229,3 +232,44 @@ def test_a_feature_service_cannot_change_silently(
     )
     both = register_definitions(store, [*FEATURE_REPOSITORY, successor])
     assert set(both["feature_services"]) == {"credit_default_v1", "credit_default_v2"}
+
+
+def test_the_node_loads_the_latest_snapshot_and_refuses_a_customer_missing_there(
+    store_and_snapshots: tuple[FeatureStore, pd.DataFrame], tmp_path: Path
+) -> None:
+    store, snapshots = store_and_snapshots
+    latest = snapshots["event_timestamp"].max()
+    registration = {
+        "project": "testbank",
+        "customer_table": {
+            "latest_snapshot": latest.isoformat(),
+            "customers": snapshots["customer_token"].nunique(),
+        },
+    }
+
+    def table(frame: pd.DataFrame) -> ParquetBatches:
+        path = tmp_path / f"snapshots-{len(frame)}.parquet"
+        frame.to_parquet(path, row_group_size=3)  # several batches
+        return ParquetBatches("customer_features", lambda: path.open("rb"))
+
+    report = materialize_online_store(store, table(snapshots), registration)
+    assert report["customers"] == 2
+    assert report["materialized_until"] == latest.isoformat()
+    refs = ["customer_balances:current_balance", "customer_profile:income"]
+    online = online_customer_features(store, ["cus_a", "cus_b"], refs)
+    at_latest = snapshots[snapshots["event_timestamp"] == latest]
+    assert online.set_index("customer_token")[["current_balance", "income"]].to_dict(
+        "index"
+    ) == at_latest.set_index("customer_token")[["current_balance", "income"]].to_dict(
+        "index"
+    )
+    cus_b_latest = snapshots["customer_token"].eq("cus_b") & (
+        snapshots["event_timestamp"] == latest
+    )
+    gap = snapshots[~cus_b_latest]
+    with pytest.raises(FeatureStoreError) as refused:
+        materialize_online_store(store, table(gap), registration)
+    assert str(refused.value) == (
+        f"customer_features: 1 customers at the latest snapshot {latest.isoformat()}, "
+        "2 in the table"
+    )

@@ -3,13 +3,9 @@ online lookups, each failure a one-line ``FeatureStoreError``."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
-import logging
 import weakref
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +15,9 @@ from feast.errors import FeastObjectNotFoundException
 
 from bankplatform.errors import BankplatformError
 
-_log = logging.getLogger(__name__)
-
 ROW_ID = "_row_id"
+# Rows per online write (each becomes protobuf values in memory at once).
+ONLINE_WRITE_ROWS = 10_000
 
 
 class FeatureStoreError(BankplatformError):
@@ -199,22 +195,30 @@ def online_customer_features(
     return pd.DataFrame(response)
 
 
-def materialize(
+def write_online(
     store: FeatureStore,
     views: Sequence[str],
-    end: datetime,
-    start: datetime = datetime(1970, 1, 2),
-) -> None:
-    """Load the latest value per customer between ``start`` and ``end`` into the
-    online store.
+    rows: Iterable[pd.DataFrame],
+    batch_rows: int = ONLINE_WRITE_ROWS,
+) -> int:
+    """Write rows (one per entity, its latest values) into the online store, view by
+    view, in the order given, ``batch_rows`` at a time.
 
-    Feast's offline store finds each entity's latest row among the rows in the
-    range, so the range bounds its work: a table where every customer has a row at
-    the latest snapshot needs only that instant (what the features pipeline does).
-    Feast prints its progress (coloured, one line per view) to stdout; it goes to
-    the debug log instead, and the run's report says what was materialised.
+    Feast's ``materialize`` hands its offline query's rows over in no particular
+    order; on the SQLite online store each upsert then lands at a random place in
+    the (entity key, feature) index, and once the index outgrows SQLite's page
+    cache the time grows faster than the entities (measured: 55 s at 100k
+    customers, 800 s at 1M). Rows in key order (the snapshot table is sorted by
+    customer token) extend the index at its end instead.
+
+    Returns:
+        The rows written (per view).
     """
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        store.materialize(start_date=start, end_date=end, feature_views=list(views))
-    _log.debug("feast materialize: %s", printed.getvalue().strip())
+    written = 0
+    for frame in rows:
+        for start in range(0, len(frame), batch_rows):
+            part = frame.iloc[start : start + batch_rows]
+            for view in views:
+                store.write_to_online_store(view, part)
+        written += len(frame)
+    return written

@@ -47,7 +47,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
             ),
             Node(
                 materialize_online_store,
-                inputs=["feature_store", "feature_registration"],
+                inputs=["feature_store", "customer_features", "feature_registration"],
                 outputs="online_store_materialization",
                 name="materialize_online_store_node",
             ),
