@@ -45,17 +45,17 @@ from bankplatform.feature_repo.definitions import (
     credit_default_v1,
 )
 from bankplatform.features.store import (
-    materialize,
     online_customer_features,
     register_definitions,
     service_features,
+    write_online,
 )
 from bankplatform.lineage.tracking_server import (
     TrackingServerSettings,
     server_launch,
 )
 from bankplatform.security.tls import issue_certificate, local_ca
-from feature_store import _customer_table, _percentiles
+from feature_store import _customer_table, _percentiles, latest_rows
 
 RUNS = 30
 
@@ -70,8 +70,7 @@ def _online(
         filepath=str(repo), project="bench", **store_options
     ).load()  # type: ignore[arg-type]
     register_definitions(store, FEATURE_REPOSITORY)
-    end = pd.Timestamp("2026-02-01", tz="UTC").to_pydatetime()
-    materialize(store, [v.name for v in CUSTOMER_FEATURE_VIEWS], end)
+    write_online(store, [v.name for v in CUSTOMER_FEATURE_VIEWS], [latest_rows(table)])
     refs = [
         r
         for r in service_features(credit_default_v1)
