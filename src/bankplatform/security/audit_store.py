@@ -197,6 +197,7 @@ class PostgresAuditStore:
         commit together at the end, or roll back together on an error."""
         with self._errors():
             connection = self._connect()
+            self._local.appending = True
             try:
                 with connection.cursor() as cursor:
                     cursor.execute(
@@ -207,6 +208,8 @@ class PostgresAuditStore:
             except BaseException:
                 self._abandon()
                 raise
+            finally:
+                self._local.appending = False
 
     def last_record(self) -> dict[str, Any] | None:
         """The record with the highest seq."""
@@ -289,7 +292,10 @@ class PostgresAuditStore:
             ) from None
 
     def _end_read(self) -> None:
-        """End a read outside an append (no transaction left open between calls)."""
+        """End a read outside an append (no transaction left open between calls);
+        inside one, the transaction and its lock stay until it commits."""
+        if getattr(self._local, "appending", False):
+            return
         if self._connection is not None and not self._connection.closed:
             self._connection.rollback()
 
