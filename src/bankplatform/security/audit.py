@@ -40,10 +40,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from bankplatform.errors import BankplatformError
-from bankplatform.security.audit_store import (
-    AuditStore,
-    FileAuditStore,
-)
+from bankplatform.security.audit_store import AuditStore, FileAuditStore
 from bankplatform.security.kms import KeyManagementService
 
 GENESIS = "0" * 64
