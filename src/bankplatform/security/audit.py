@@ -237,7 +237,7 @@ class AuditLog:
         try:
             with self._store.transaction():
                 seq, prev_hash = self._head()
-                lines: list[bytes] = []
+                lines: list[tuple[int, bytes]] = []
                 due: list[tuple[int, str]] = []
                 for action, resource, outcome, details in entries:
                     seq += 1
@@ -252,7 +252,7 @@ class AuditLog:
                         "outcome": outcome,
                         "details": details or {},
                     }
-                    lines.append(encode_record(record))
+                    lines.append((seq, encode_record(record)))
                     prev_hash = record["hash"]
                     written.append(record)
                     if seq % self._every == 0 or seq == 1:

@@ -54,8 +54,8 @@ class AuditStore(Protocol):
         """The last intact record (``seq`` and ``hash`` at least), or ``None``."""
         ...
 
-    def append_records(self, lines: list[bytes]) -> None:
-        """Store records' lines (each without its newline), in order."""
+    def append_records(self, records: list[tuple[int, bytes]]) -> None:
+        """Store records' ``(seq, line)`` (each line without its newline), in order."""
         ...
 
     def record_blocks(self) -> Iterator[list[bytes]]:
@@ -110,9 +110,9 @@ class FileAuditStore:
                 stream.seek(position)
                 block = stream.read(step) + block
 
-    def append_records(self, lines: list[bytes]) -> None:
+    def append_records(self, records: list[tuple[int, bytes]]) -> None:
         """One write of all the lines."""
-        _append_line(self.path, b"\n".join(lines))
+        _append_line(self.path, b"\n".join(line for _, line in records))
 
     def record_blocks(self) -> Iterator[list[bytes]]:
         """The file's lines as read in 4 MiB blocks; an unterminated last line
@@ -222,15 +222,9 @@ class PostgresAuditStore:
             row = cursor.fetchone()
         return None if row is None else record_or_none(bytes(row[0]))
 
-    def append_records(self, lines: list[bytes]) -> None:
-        """One row per line, keyed by the seq the line states."""
-        rows = []
-        for line in lines:
-            record = record_or_none(line)
-            if record is None:
-                msg = "not an audit record"
-                raise ValueError(msg)
-            rows.append((self._log, int(record["seq"]), line))
+    def append_records(self, records: list[tuple[int, bytes]]) -> None:
+        """One row per record, keyed by its seq."""
+        rows = [(self._log, seq, line) for seq, line in records]
         with self._errors(), self._connect().cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO bankplatform_audit_records (log, seq, line) VALUES (%s, %s, %s)",
