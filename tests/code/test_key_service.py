@@ -29,8 +29,14 @@ from tests.conftest import make_workspace
 pytestmark = pytest.mark.unit
 
 
+def _service_up(security: WorkspaceSecurity) -> None:
+    """Start the service if it went idle: an uncached call (``starter()`` caches the
+    identity, so it would not notice a service that stopped after its idle time)."""
+    assert security.service().call("GET", "/v1/whoami")["name"] == "local-developer"
+
+
 def _raw(security: WorkspaceSecurity) -> httpx.Client:
-    security.starter()  # the service is up
+    _service_up(security)
     return httpx.Client(
         transport=httpx.HTTPTransport(uds=str(security.settings.keyservice_socket)),
         base_url="http://keyservice",
@@ -65,7 +71,7 @@ def test_every_route_but_healthz_needs_a_credential(
 def test_the_socket_and_the_session_credential_are_the_owners_only(
     workspace_security: WorkspaceSecurity,
 ) -> None:
-    workspace_security.starter()
+    _service_up(workspace_security)
     for path in (
         workspace_security.settings.keyservice_socket,
         workspace_security.settings.session_file,
