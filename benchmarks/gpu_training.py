@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bankplatform.training.on_ray import ray_connection
+from bankplatform.ray_cluster import ray_connection
 from bankplatform.training.settings import TrainingParameters
 from bankplatform.training.train import train_credit_model
 from training_on_ray import ANY_AUC, FEATURES, synthetic_frame

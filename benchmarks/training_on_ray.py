@@ -24,8 +24,8 @@ import pandas as pd
 import ray
 import xgboost as xgb
 
+from bankplatform.ray_cluster import ray_connection
 from bankplatform.training.boosting import booster_params
-from bankplatform.training.on_ray import ray_connection
 from bankplatform.training.settings import QualityGate, TrainingParameters
 from bankplatform.training.train import split_out_of_time, train_credit_model
 

@@ -127,9 +127,9 @@ def test_chunking_does_not_change_the_result() -> None:
     pd.testing.assert_frame_equal(whole, split)
 
 
-def test_batches_and_chunks_do_not_change_the_result_on_a_busy_book() -> None:
-    """500 customers, 40k bookings (ties in time, an unknown account, a customer
-    without bookings): read in uneven batches and chunked, the same table."""
+def busy_book() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """500 customers, 1,000 accounts, 40k bookings: ties in time, an unknown account,
+    a customer whose accounts hold no booking (the first token)."""
     rng = np.random.default_rng(8)
     tokens = np.array([f"cus_{i:04d}" for i in rng.permutation(500)])
     customers = pd.DataFrame(
@@ -172,6 +172,16 @@ def test_batches_and_chunks_do_not_change_the_result_on_a_busy_book() -> None:
             "balance_after": rng.normal(1_000, 2_000, rows).round(2),
         }
     )
+    return customers, accounts, transactions
+
+
+def test_batches_and_chunks_do_not_change_the_result_on_a_busy_book() -> None:
+    """500 customers, 40k bookings (ties in time, an unknown account, a customer
+    without bookings): read in uneven batches and chunked, the same table."""
+    customers, accounts, transactions = busy_book()
+    tokens = customers["customer_token"].to_numpy()
+    rng = np.random.default_rng(9)
+    rows = len(transactions)
     whole = build_customer_snapshots(
         customers, accounts, transactions, chunk_customers=500
     )

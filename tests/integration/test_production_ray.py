@@ -102,6 +102,6 @@ def test_without_a_cluster_the_env_refuses_a_local_ray(cluster: Cluster) -> None
     )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
-        "Error: run failed: this env trains on a Ray cluster only "
+        "Error: run failed: this env computes on a Ray cluster only "
         "(training.require_cluster): set RAY_ADDRESS to the cluster's head"
     )

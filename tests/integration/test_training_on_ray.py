@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import ray
 
+from bankplatform.ray_cluster import ray_connection
 from bankplatform.training.boosting import (
     auc,
     load_booster,
@@ -21,7 +22,6 @@ from bankplatform.training.boosting import (
 )
 from bankplatform.training.on_ray import (
     WORKER_PID_FILE,
-    ray_connection,
     train_in_task,
     train_with_ray_train,
 )

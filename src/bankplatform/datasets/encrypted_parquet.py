@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
@@ -138,8 +139,7 @@ class EncryptedParquetDataset(
             raise DatasetError(msg)
         if self._lazy:
             return ParquetBatches(
-                self._dataset,
-                lambda: DecryptingReader(path, self._dataset, self._keys()),
+                self._dataset, EncryptedFile(path, self._dataset, self._key_service)
             )
         try:
             plain = decrypt(path.read_bytes(), self._dataset, self._keys())
@@ -174,3 +174,22 @@ class EncryptedParquetDataset(
 
     def _keys(self) -> DataKeySource:
         return self._key_service or active_key_service()
+
+
+@dataclass(frozen=True)
+class EncryptedFile:
+    """Opens an encrypted table file's plaintext (a ``ParquetBatches`` opener).
+
+    Picklable, so a Ray task can open the same file itself: the data key is asked
+    for when the file is opened, from ``key_service`` or else the key service
+    active in the process that opens it (a worker's, acting for the same node).
+    """
+
+    path: Path
+    dataset: str
+    key_service: DataKeySource | None = None
+
+    def __call__(self) -> DecryptingReader:
+        """The file's plaintext, decrypted a segment at a time."""
+        keys = self.key_service or active_key_service()
+        return DecryptingReader(self.path, self.dataset, keys)

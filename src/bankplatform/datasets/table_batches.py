@@ -49,15 +49,64 @@ class ParquetBatches:
         with self._opened() as table:
             return table.schema_arrow
 
+    @property
+    def name(self) -> str:
+        """The catalog name."""
+        return self._name
+
     def num_rows(self) -> int:
         """Rows in the table (read from the footer only)."""
         with self._opened() as table:
             return int(table.metadata.num_rows)
 
+    def metadata(self) -> pq.FileMetaData:
+        """The parquet footer: row groups, their sizes and statistics."""
+        with self._opened() as table:
+            return table.metadata
+
+    def column_range(
+        self, column: str, metadata: pq.FileMetaData | None = None
+    ) -> tuple[Any, Any]:
+        """The smallest and largest value of ``column``, from the row groups'
+        statistics in the footer (``metadata`` if already read; nothing else is).
+
+        Raises:
+            DatasetError: No such column, no rows, or a row group without
+                statistics for it.
+        """
+        footer = metadata if metadata is not None else self.metadata()
+        if column not in footer.schema.names:
+            msg = f"{self._name}: no column {column}"
+            raise DatasetError(msg)
+        low: Any = None
+        high: Any = None
+        for number in range(footer.num_row_groups):
+            group = footer.row_group(number)
+            if group.num_rows == 0:
+                continue
+            stats = next(
+                group.column(i).statistics
+                for i in range(group.num_columns)
+                if group.column(i).path_in_schema == column
+            )
+            if stats is None or not stats.has_min_max:
+                msg = f"{self._name}: row group {number} has no statistics of {column}"
+                raise DatasetError(msg)
+            low = stats.min if low is None else min(low, stats.min)
+            high = stats.max if high is None else max(high, stats.max)
+        if low is None:
+            msg = f"{self._name}: no rows, so no range of {column}"
+            raise DatasetError(msg)
+        return low, high
+
     def batches(
-        self, columns: list[str] | None = None, rows: int = DEFAULT_BATCH_ROWS
+        self,
+        columns: list[str] | None = None,
+        rows: int = DEFAULT_BATCH_ROWS,
+        row_groups: list[int] | None = None,
     ) -> Iterator[pd.DataFrame]:
-        """The table's rows in order, ``rows`` at most per DataFrame.
+        """The table's rows in order (only ``row_groups``, if given), ``rows`` at
+        most per DataFrame.
 
         Raises:
             DatasetError: A column is missing, or the file does not open or is
@@ -72,7 +121,9 @@ class ParquetBatches:
                 )
                 return
             try:
-                for batch in table.iter_batches(batch_size=rows, columns=columns):
+                for batch in table.iter_batches(
+                    batch_size=rows, columns=columns, row_groups=row_groups
+                ):
                     yield batch.to_pandas(types_mapper=TEXT_TYPES.get)
             except (EnvelopeError, OSError) as error:
                 msg = f"{self._name}: cannot read: {error}"

@@ -63,10 +63,11 @@ def snapshot_times(booked_at: pd.Series) -> pd.DatetimeIndex:
 
     Times are UTC, kept naive inside the computation (bookings are naive UTC).
     """
-    return _month_starts(booked_at.min(), booked_at.max())
+    return snapshot_months(booked_at.min(), booked_at.max())
 
 
-def _month_starts(first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
+def snapshot_months(first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeIndex:
+    """Month starts from the month after ``first`` to the month after ``last``."""
     return pd.period_range(
         first.to_period("M") + 1, last.to_period("M") + 1, freq="M"
     ).to_timestamp()
@@ -116,25 +117,101 @@ def customer_snapshot_chunks(
         Each chunk's rows, sorted by ``customer_token`` and ``event_timestamp``;
         chunk after chunk, the whole table is sorted the same way.
     """
-    tokens = np.sort(customers["customer_token"].astype(str).to_numpy())
-    owners = _Owners.of(accounts, tokens)
-    book = _CompactBook.read(bookings, owners, chunk_customers)
-    snapshots = _month_starts(book.first, book.last)
-    # In token order, so a chunk joins its own slice, not the whole table.
-    profile = customers.set_index(customers["customer_token"].astype(str))[
-        _PROFILE
-    ].reindex(tokens)
-    for number, start in enumerate(range(0, len(tokens), chunk_customers)):
-        positions = np.arange(start, min(start + chunk_customers, len(tokens)))
-        part = _chunk_features(positions, book.take(number, owners), snapshots)
+    population = Population.of(customers, accounts, chunk_customers)
+    book = _CompactBook.read(bookings, population)
+    snapshots = snapshot_months(book.first, book.last)
+    for number in range(population.chunks):
+        yield population.chunk_snapshots(number, book.take(number), snapshots)
+
+
+@dataclass(frozen=True)
+class Population:
+    """The customers in token order, their accounts and profile, cut into chunks of
+    ``chunk_customers``: what computing a chunk's snapshots needs besides its
+    bookings (small enough to ship to every worker of a cluster)."""
+
+    owners: _Owners
+    profile: pd.DataFrame
+    chunk_customers: int
+
+    @classmethod
+    def of(
+        cls, customers: pd.DataFrame, accounts: pd.DataFrame, chunk_customers: int
+    ) -> Population:
+        tokens = np.sort(customers["customer_token"].astype(str).to_numpy())
+        # In token order, so a chunk joins its own slice, not the whole table.
+        profile = customers.set_index(customers["customer_token"].astype(str))[
+            _PROFILE
+        ].reindex(tokens)
+        return cls(_Owners.of(accounts, tokens), profile, chunk_customers)
+
+    @property
+    def chunks(self) -> int:
+        """How many chunks the customers make."""
+        return -(-len(self.owners.customers) // self.chunk_customers)
+
+    def file_bookings(
+        self, batch: pd.DataFrame
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """A batch of bookings as compact columns, the chunk of each booking's
+        customer, and which rows of the batch they are (bookings of unknown
+        accounts or customers are dropped)."""
+        owners = self.owners
+        booked_at = pd.to_datetime(batch["booked_at"]).astype("datetime64[ns]")
+        account = owners.index.get_indexer(pd.Index(batch["account_token"].astype(str)))
+        kept = account >= 0
+        kept[kept] = owners.owner[account[kept]] >= 0
+        columns = {
+            "account": account[kept].astype("int32"),
+            "booked_at": booked_at.to_numpy()[kept],
+            "amount": batch["amount"].to_numpy("float64")[kept],
+            "balance_after": batch["balance_after"].to_numpy("float64")[kept],
+            "channel": _codes(batch["channel"], _CHANNELS)[kept],
+            "mcc": _codes(batch["mcc"], _MCCS)[kept],
+        }
+        chunk = owners.owner[columns["account"]] // self.chunk_customers
+        return columns, chunk, kept
+
+    def bookings_frame(self, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+        """Compact bookings joined to their accounts' owner, product and limit.
+        Accounts and customers are their positions (integers), not their tokens:
+        joins on integers hash an order of magnitude faster than on strings
+        scattered over a million-customer heap."""
+        owners, account = self.owners, columns["account"]
+        return pd.DataFrame(
+            {
+                "account": account.astype("int64"),
+                "booked_at": columns["booked_at"],
+                "amount": columns["amount"],
+                "channel": _categories(columns["channel"], _CHANNELS),
+                "mcc": _categories(columns["mcc"], _MCCS),
+                "balance_after": columns["balance_after"],
+                "customer": owners.owner[account].astype("int64"),
+                "product": owners.product[account],
+                "credit_limit": owners.credit_limit[account],
+            }
+        )
+
+    def chunk_snapshots(
+        self, number: int, booked: pd.DataFrame, snapshots: pd.DatetimeIndex
+    ) -> pd.DataFrame:
+        """Chunk ``number``'s rows from its bookings (``bookings_frame``), sorted by
+        ``customer_token`` and ``event_timestamp``."""
+        start = number * self.chunk_customers
+        positions = np.arange(
+            start, min(start + self.chunk_customers, len(self.owners.customers))
+        )
+        part = _chunk_features(positions, booked, snapshots)
         # The grid runs customer by customer (positions ascend, so tokens do),
         # snapshot by snapshot: already in the promised order.
-        part.insert(0, "customer_token", tokens[part.pop("customer").to_numpy()])
+        tokens = self.owners.customers[part.pop("customer").to_numpy()]
+        part.insert(0, "customer_token", tokens)
         for name in _PROFILE:
-            part[name] = np.repeat(profile[name].to_numpy()[positions], len(snapshots))
+            values = self.profile[name].to_numpy()[positions]
+            part[name] = np.repeat(values, len(snapshots))
         part["tenure_months"] = part["tenure_months"].astype("int64")
         part["event_timestamp"] = part["event_timestamp"].dt.tz_localize("UTC")
-        yield part
+        return part
 
 
 @dataclass(frozen=True)
@@ -167,7 +244,8 @@ class _Owners:
         )
 
 
-_BOOK_COLUMNS = ("account", "booked_at", "amount", "balance_after", "channel", "mcc")
+BOOK_COLUMNS = ("account", "booked_at", "amount", "balance_after", "channel", "mcc")
+NO_BOOKING = "transactions: no booking at all, so no snapshot can be placed"
 
 
 @dataclass
@@ -176,75 +254,50 @@ class _CompactBook:
     customers as the batches are read: a chunk's pieces are joined only when the
     chunk is computed, and dropped then, so no sort of the whole book is needed."""
 
+    population: Population
     pieces: list[list[dict[str, np.ndarray]]]
     first: pd.Timestamp
     last: pd.Timestamp
 
     @classmethod
     def read(
-        cls, batches: Iterable[pd.DataFrame], owners: _Owners, chunk_customers: int
+        cls, batches: Iterable[pd.DataFrame], population: Population
     ) -> _CompactBook:
-        chunks = -(-len(owners.customers) // chunk_customers)
+        chunks = population.chunks
         pieces: list[list[dict[str, np.ndarray]]] = [[] for _ in range(chunks)]
         first: pd.Timestamp | None = None
         last: pd.Timestamp | None = None
         for batch in batches:
-            booked_at = pd.to_datetime(batch["booked_at"]).astype("datetime64[ns]")
             if len(batch):
+                booked_at = pd.to_datetime(batch["booked_at"]).astype("datetime64[ns]")
                 low, high = booked_at.min(), booked_at.max()
                 first = low if first is None else min(first, low)
                 last = high if last is None else max(last, high)
-            account = owners.index.get_indexer(
-                pd.Index(batch["account_token"].astype(str))
-            )
-            # Bookings of unknown accounts or customers are skipped.
-            kept = account >= 0
-            kept[kept] = owners.owner[account[kept]] >= 0
-            columns = {
-                "account": account[kept].astype("int32"),
-                "booked_at": booked_at.to_numpy()[kept],
-                "amount": batch["amount"].to_numpy("float64")[kept],
-                "balance_after": batch["balance_after"].to_numpy("float64")[kept],
-                "channel": _codes(batch["channel"], _CHANNELS)[kept],
-                "mcc": _codes(batch["mcc"], _MCCS)[kept],
-            }
-            chunk = owners.owner[columns["account"]] // chunk_customers
+            columns, chunk, _ = population.file_bookings(batch)
             order = np.argsort(chunk, kind="stable")  # file order within a chunk
             bounds = np.searchsorted(chunk[order], np.arange(chunks + 1))
             for number in np.flatnonzero(np.diff(bounds)):
                 rows = order[bounds[number] : bounds[number + 1]]
                 pieces[number].append({k: v[rows] for k, v in columns.items()})
         if first is None or last is None:
-            msg = "transactions: no booking at all, so no snapshot can be placed"
-            raise ValueError(msg)
-        return cls(pieces, first, last)
+            raise ValueError(NO_BOOKING)
+        return cls(population, pieces, first, last)
 
-    def take(self, number: int, owners: _Owners) -> pd.DataFrame:
-        """Chunk ``number``'s bookings, joined to their accounts' owner, product and
-        limit; the chunk's pieces are released. Accounts and customers are their
-        positions (integers), not their tokens: joins on integers hash an order of
-        magnitude faster than on strings scattered over a million-customer heap."""
+    def take(self, number: int) -> pd.DataFrame:
+        """Chunk ``number``'s bookings (``Population.bookings_frame``); the chunk's
+        pieces are released."""
         pieces, self.pieces[number] = self.pieces[number], []
-        joined = {
-            name: np.concatenate(
-                [piece[name] for piece in pieces] or [np.empty(0, _EMPTY_TYPES[name])]
-            )
-            for name in _BOOK_COLUMNS
-        }
-        account = joined["account"]
-        return pd.DataFrame(
-            {
-                "account": account.astype("int64"),
-                "booked_at": joined["booked_at"],
-                "amount": joined["amount"],
-                "channel": _categories(joined["channel"], _CHANNELS),
-                "mcc": _categories(joined["mcc"], _MCCS),
-                "balance_after": joined["balance_after"],
-                "customer": owners.owner[account].astype("int64"),
-                "product": owners.product[account],
-                "credit_limit": owners.credit_limit[account],
-            }
+        return self.population.bookings_frame(join_pieces(pieces))
+
+
+def join_pieces(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Compact booking columns of several pieces, one after the other."""
+    return {
+        name: np.concatenate(
+            [piece[name] for piece in pieces] or [np.empty(0, _EMPTY_TYPES[name])]
         )
+        for name in BOOK_COLUMNS
+    }
 
 
 _EMPTY_TYPES = {

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from bankplatform.errors import BankplatformError
 from bankplatform.manifest import load_manifest
 from bankplatform.project import env_config_loader, find_project_root, resolve_env
 from bankplatform.security.client import (
+    TOKEN_ENV_VAR,
     USER_ENV_VAR,
     KeyServiceClient,
     ServiceAuditLog,
@@ -39,6 +42,7 @@ from bankplatform.security.policy import Action, Principal
 from bankplatform.security.settings import SecuritySettings, load_security_settings
 
 __all__ = [
+    "DelegatedCaller",
     "WorkspaceSecurity",
     "act_for_node",
     "activate",
@@ -196,3 +200,69 @@ def guard_dataset(name: str, operation: str) -> None:
     active_security().service().call(
         "POST", "/v1/datasets/access", {"dataset": name, "operation": operation}
     )
+
+
+@dataclass(frozen=True)
+class DelegatedCaller:
+    """What a task in another process (a Ray worker, maybe on another node) needs to
+    ask this workspace's key service as the node that handed it the work: the
+    workspace, the env, the acting pipeline and the caller's own credential.
+
+    The worker holds a credential, never a key: each file it opens is its own key
+    request, decided and audited by the service for the same identity as the node.
+    The token travels inside the task's arguments (Ray's channels are TLS and token
+    authenticated in prod); it never appears in a repr or a log.
+    """
+
+    root: Path
+    env: str
+    pipeline: str
+    user: str | None
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def of_this_process(cls) -> DelegatedCaller:
+        """The active workspace, as the current node asks."""
+        security = active_security()
+        return cls(
+            root=security.root,
+            env=security.env,
+            pipeline=acting_pipeline(),
+            user=os.environ.get(USER_ENV_VAR),
+            token=os.environ.get(TOKEN_ENV_VAR),
+        )
+
+    @contextmanager
+    def acting(self) -> Iterator[None]:
+        """Inside the block this process asks this workspace's service as the caller
+        (the worker's own credential variables are put back afterwards)."""
+        global _active  # noqa: PLW0603 - a worker process acts for one task at a time
+        previous = (
+            _active,
+            {name: os.environ.get(name) for name in (TOKEN_ENV_VAR, USER_ENV_VAR)},
+        )
+        where = (self.root, self.env)
+        if where not in _delegated:  # one client per worker process and workspace
+            _delegated[where] = open_security(
+                env_config_loader(self.root, self.env), self.root, self.env
+            )
+        _active = _delegated[where]
+        for name, value in ((TOKEN_ENV_VAR, self.token), (USER_ENV_VAR, self.user)):
+            _set_or_remove(name, value)
+        try:
+            with acting_for(self.pipeline):
+                yield
+        finally:
+            _active = previous[0]
+            for name, value in previous[1].items():
+                _set_or_remove(name, value)
+
+
+_delegated: dict[tuple[Path, str], WorkspaceSecurity] = {}
+
+
+def _set_or_remove(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value

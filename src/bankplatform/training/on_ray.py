@@ -15,74 +15,19 @@ Measured on a 2-core machine (Ray 2.60): every ``ray.train.report()`` costs abou
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import ray
 
-from bankplatform.errors import BankplatformError
 from bankplatform.training.boosting import BoostingConfig, FitResult, fit
 
 TASK_RETRIES = 3
 WORKER_PID_FILE = "worker.pid"
 MODEL_FILE = "model.ubj"
-
-
-class RayClusterRequired(BankplatformError):
-    """The env trains on a Ray cluster only and none was named."""
-
-
-@contextmanager
-def ray_connection(
-    num_cpus: int, require_cluster: bool = False
-) -> Iterator[dict[str, float]]:
-    """Connect to Ray: reuse a running one (a notebook's), ``$RAY_ADDRESS``, or start
-    a local one (token authentication on, no dashboard) unless ``require_cluster``.
-    Only what was started here is shut down. A cluster with TLS needs
-    ``RAY_USE_TLS`` and its certificates in the environment (Ray reads them).
-
-    Yields:
-        The cluster's resources.
-
-    Raises:
-        RayClusterRequired: ``require_cluster`` and no ``$RAY_ADDRESS``.
-    """
-    started = False
-    if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS")
-        if require_cluster and not address:
-            msg = "this env trains on a Ray cluster only (training.require_cluster): set RAY_ADDRESS to the cluster's head"
-            raise RayClusterRequired(msg)
-        if address:
-            # Ray's "Connecting to existing Ray cluster" lines are INFO.
-            ray.init(
-                address=address, log_to_driver=False, logging_level=logging.WARNING
-            )
-        else:
-            ray.init(
-                num_cpus=num_cpus,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-        started = True
-    try:
-        yield dict(ray.cluster_resources())  # type: ignore[no-untyped-call]
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def alive_nodes() -> int:
-    """How many nodes of the connected cluster are alive."""
-    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
-    return len([node for node in nodes if node.get("Alive")])
 
 
 def wants_gpu(use_gpu: str | bool, resources: dict[str, float]) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from bankplatform.errors import BankplatformError
+from bankplatform.ray_cluster import alive_nodes, ray_connection
 from bankplatform.training.boosting import (
     LABEL,
     BoostingConfig,
@@ -19,8 +20,6 @@ from bankplatform.training.boosting import (
     predict,
 )
 from bankplatform.training.on_ray import (
-    alive_nodes,
-    ray_connection,
     train_in_task,
     train_with_ray_train,
     wants_gpu,
@@ -101,7 +100,9 @@ def train_credit_model(
     }
     started = time.perf_counter()
     with ray_connection(
-        parameters.workers * parameters.cpus_per_worker, parameters.require_cluster
+        parameters.workers * parameters.cpus_per_worker,
+        parameters.require_cluster,
+        "training.require_cluster",
     ) as resources:
         nodes = alive_nodes()
         gpu = wants_gpu(parameters.use_gpu, resources)

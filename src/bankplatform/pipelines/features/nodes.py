@@ -3,6 +3,7 @@ materialisation, and the point-in-time training set."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,8 +18,10 @@ from bankplatform.feature_repo.definitions import (
 )
 from bankplatform.features.customer_features import (
     BOOKING_COLUMNS,
+    Population,
     customer_snapshot_chunks,
 )
+from bankplatform.features.on_ray import customer_snapshot_chunks_on_ray
 from bankplatform.features.settings import FeaturesParameters
 from bankplatform.features.store import (
     FeatureStoreError,
@@ -27,6 +30,8 @@ from bankplatform.features.store import (
     training_set,
     write_online,
 )
+from bankplatform.ray_cluster import ray_connection
+from bankplatform.security.runtime import DelegatedCaller
 
 LABEL = "defaulted"
 PROTECTED_ATTRIBUTES = ("gender", "age_band")
@@ -53,12 +58,31 @@ def build_customer_features(
         and ``event_timestamp``.
     """
     parameters = FeaturesParameters.model_validate(features)
+    if parameters.engine == "ray":
+        return _snapshots_on_ray(
+            Population.of(
+                customers_primary, accounts_primary, parameters.chunk_customers
+            ),
+            transactions_primary,
+            parameters.require_cluster,
+        )
     return customer_snapshot_chunks(
         customers_primary,
         accounts_primary,
         transactions_primary.batches(BOOKING_COLUMNS),
         parameters.chunk_customers,
     )
+
+
+def _snapshots_on_ray(
+    population: Population, transactions: ParquetBatches, require_cluster: bool
+) -> Iterator[pd.DataFrame]:
+    """The Ray Data path, connected for as long as the dataset draws chunks."""
+    caller = DelegatedCaller.of_this_process()  # the node's identity, now
+    with ray_connection(
+        os.cpu_count() or 1, require_cluster, "features.require_cluster"
+    ):
+        yield from customer_snapshot_chunks_on_ray(population, transactions, caller)
 
 
 def build_application_features(loan_applications_primary: pd.DataFrame) -> pd.DataFrame:
