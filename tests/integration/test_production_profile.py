@@ -341,7 +341,20 @@ def test_the_whole_default_pipeline_runs_on_the_production_servers(
             (last,),
         )
         first, read = (json.loads(bytes(row[0])) for row in cursor.fetchall())
+        cursor.execute("SELECT line FROM bankplatform_audit_records ORDER BY seq")
+        records = [json.loads(bytes(row[0])) for row in cursor.fetchall()]
     audit.close()
+    # The snapshots ran as Ray Data tasks (features.engine: ray in conf/prod): the
+    # transactions file opened once on the driver for its footer and once by the
+    # read task of its one row group, each a decision of the key service for the
+    # node's service identity on behalf of the run's token holder.
+    opened = [
+        (r["actor"], r["on_behalf_of"], r["outcome"])
+        for r in records
+        if (r["action"], r["resource"])
+        == ("read_confidential", "dataset:transactions_primary")
+    ]
+    assert opened == [("svc-features", "scheduler", "allowed")] * 2
     assert (log, count) == (f"prod@{root.resolve()}", last)
     # Verified: all but the record of the verification itself, written after it.
     assert count >= 50 and f"{count - 1} records" in verified.stdout

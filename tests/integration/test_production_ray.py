@@ -1,7 +1,8 @@
-"""Training through a real two-node Ray cluster with token authentication and TLS
-on every link (`ray start --head` plus a second `ray start --address`, each with
-one CPU): two Ray Train workers land on the two nodes; an env that requires a
-cluster refuses to start a local Ray."""
+"""Training and the features step through a real two-node Ray cluster with token
+authentication and TLS on every link (`ray start --head` plus a second `ray start
+--address`, each with one CPU): two Ray Train workers land on the two nodes; the
+snapshots computed by Ray Data tasks equal the local path's; an env that requires
+a cluster refuses to start a local Ray."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -50,6 +52,11 @@ def cluster(
     training = yaml.safe_load(parameters.read_text())
     training["training"].update(workers=2, cpus_per_worker=1, require_cluster=True)
     parameters.write_text(yaml.safe_dump(training))
+    # Snapshots as Ray Data tasks on the same cluster, never on a local Ray.
+    features_file = root / "conf/test/parameters_features.yml"
+    features = yaml.safe_load(features_file.read_text())
+    features["features"].update(engine="ray", require_cluster=True)
+    features_file.write_text(yaml.safe_dump(features))
     tls = root / ".bankplatform-tls"
     ray = start_ray_cluster(
         tls / "ray.crt", tls / "ray.key", tls / "ca.crt", command_env()
@@ -105,3 +112,25 @@ def test_without_a_cluster_the_env_refuses_a_local_ray(cluster: Cluster) -> None
         "Error: run failed: this env computes on a Ray cluster only "
         "(training.require_cluster): set RAY_ADDRESS to the cluster's head"
     )
+
+
+def test_the_features_step_runs_as_ray_data_tasks_on_the_cluster(
+    cluster: Cluster,
+) -> None:
+    """The featured workspace computed its snapshots locally; recomputed by Ray
+    Data tasks on the cluster (each opening the encrypted transactions itself,
+    through the key service), the table written is the same."""
+    table = cluster.root / "data/04_feature/customer_features.parquet"
+    local = pq.read_table(table)
+    done = run_command(
+        ["kedro", "run", "--pipelines", "features", "--env", "test"]
+        + ["--nodes", "build_customer_features_node"],
+        cluster.root,
+        timeout=600,
+        extra_env={**cluster.ray.environment, "RAY_ADDRESS": cluster.ray.address},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    on_ray = pq.read_table(table)
+    assert on_ray.num_rows == local.num_rows > 0
+    assert on_ray.equals(local)
+    assert "Traceback" not in done.stderr

@@ -22,6 +22,7 @@ training set does when training runs on Ray.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -142,33 +143,11 @@ def customer_snapshot_chunks_on_ray(
         DatasetError: The table has no rows, or no statistics of ``booked_at``.
         RuntimeError: Ray returned the chunks out of customer order.
     """
-    footer = transactions.metadata()  # one opening (one key request) on the driver
-    first, last = transactions.column_range("booked_at", footer)
-    snapshots = snapshot_months(_naive(first), _naive(last))
-    shared = ray.put(population)
-    source = EncryptedTableSource(
-        transactions, footer, BOOKING_COLUMNS, caller, row_groups_per_task
-    )
-    bookings = ray.data.read_datasource(source)
-    # The dataset's own copy of Ray Data's context: sort shuffle (chunks come out
-    # in key order), blocks kept in order, no progress bars on a node's stderr.
-    context = bookings.context
-    context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    context.execution_options.preserve_order = True
-    context.enable_progress_bars = False
-    compact = bookings.map_batches(
-        _file_by_chunk,
-        fn_kwargs={"shared": shared},
-        batch_format="pandas",
-        batch_size=None,
-    ).union(ray.data.from_arrow(_placeholders(population.chunks)))
-    computed = compact.groupby(_CHUNK).map_groups(
-        _chunk_snapshots,
-        fn_kwargs={"shared": shared, "snapshots": snapshots},
-        batch_format="pandas",
-    )
     last_token: str | None = None
     with _ray_data_quiet():
+        computed = _snapshots_dataset(
+            population, transactions, caller, row_groups_per_task
+        )
         try:
             for frame in computed.iter_batches(batch_size=None, batch_format="pandas"):
                 if not len(frame):
@@ -198,9 +177,49 @@ def _ray_data_quiet() -> Iterator[None]:
     level = logger.level
     logger.setLevel(logging.CRITICAL)
     try:
-        yield
+        with warnings.catch_warnings():
+            # Ray Data's own deprecated settings, read each time it copies its context.
+            warnings.filterwarnings(
+                "ignore", category=DeprecationWarning, module="ray.data.context"
+            )
+            yield
     finally:
         logger.setLevel(level)
+
+
+def _snapshots_dataset(
+    population: Population,
+    transactions: ParquetBatches,
+    caller: DelegatedCaller,
+    row_groups_per_task: int,
+) -> ray.data.Dataset:
+    """read -> file by chunk (+ one placeholder a chunk) -> sort by chunk -> snapshots."""
+    footer = transactions.metadata()  # one opening (one key request) on the driver
+    first, last = transactions.column_range("booked_at", footer)
+    snapshots = snapshot_months(_naive(first), _naive(last))
+    shared = ray.put(population)
+    source = EncryptedTableSource(
+        transactions, footer, BOOKING_COLUMNS, caller, row_groups_per_task
+    )
+    bookings = ray.data.read_datasource(source)
+    # The dataset's own copy of Ray Data's context: sort shuffle (chunks come out
+    # in key order), blocks kept in order, no progress bars on a node's stderr.
+    context = bookings.context
+    context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+    compact = bookings.map_batches(
+        _file_by_chunk,
+        fn_kwargs={"shared": shared},
+        batch_format="pandas",
+        batch_size=None,
+    ).union(ray.data.from_arrow(_placeholders(population.chunks)))
+    computed = compact.groupby(_CHUNK).map_groups(
+        _chunk_snapshots,
+        fn_kwargs={"shared": shared, "snapshots": snapshots},
+        batch_format="pandas",
+    )
+    return computed
 
 
 def _file_by_chunk(batch: pd.DataFrame, shared: Any) -> pa.Table:
