@@ -123,8 +123,10 @@ def test_the_features_step_runs_as_ray_data_tasks_on_the_cluster(
     table = cluster.root / "data/04_feature/customer_features.parquet"
     local = pq.read_table(table)
     done = run_command(
-        ["kedro", "run", "--pipelines", "features", "--env", "test"]
-        + ["--nodes", "build_customer_features_node"],
+        [
+            *("kedro", "run", "--pipelines", "features", "--env", "test"),
+            *("--nodes", "build_customer_features_node"),
+        ],
         cluster.root,
         timeout=600,
         extra_env={**cluster.ray.environment, "RAY_ADDRESS": cluster.ray.address},

@@ -25,7 +25,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -149,7 +149,8 @@ def customer_snapshot_chunks_on_ray(
             population, transactions, caller, row_groups_per_task
         )
         try:
-            for frame in computed.iter_batches(batch_size=None, batch_format="pandas"):
+            for batch in computed.iter_batches(batch_size=None, batch_format="pandas"):
+                frame = cast(pd.DataFrame, batch)
                 if not len(frame):
                     continue
                 first_token = str(frame["customer_token"].iloc[0])
