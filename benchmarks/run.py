@@ -19,6 +19,7 @@ import encrypted_parquet
 import evidence_notebooks
 import feature_snapshots
 import feature_store
+import features_cluster
 import generation
 import gpu_training
 import ingestion
@@ -41,6 +42,7 @@ BENCHMARKS = {
     "keyservice": key_service.main,
     "features": feature_store.main,
     "snapshots": feature_snapshots.main,
+    "features_cluster": features_cluster.main,
     "training": training_on_ray.main,
     "training_cluster": training_cluster.main,
     "evidence": evidence_notebooks.main,

@@ -42,9 +42,15 @@ def _workspace(folder: Path, customers: int) -> dict[str, float]:
     return {"generate_s": generated[0], "transactions": summary["rows"]["transactions"]}
 
 
-def _run(folder: Path, args: list[str]) -> tuple[float, float]:
+def _run(
+    folder: Path, args: list[str], environment: dict[str, str] | None = None
+) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one command in its own process."""
-    env = {**os.environ, "PYTHONOPTIMIZE": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
+    env = {
+        **(environment or os.environ),
+        "PYTHONOPTIMIZE": "1",
+        "KEDRO_DISABLE_TELEMETRY": "true",
+    }
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, __file__, "--measure", str(BIN / args[0]), *args[1:]],
