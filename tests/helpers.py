@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -58,10 +59,19 @@ class RunningService:
             self.process.kill()
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def start_service(
-    root: Path, *args: str, scheme: str = "http", verify: Any = True
+    root: Path,
+    *args: str,
+    scheme: str = "http",
+    verify: Any = True,
+    sigint_ignored: bool = False,
 ) -> RunningService:
-    """Start ``bankplatform serve --env test`` on a free port and wait for ``/healthz``."""
+    """Start ``bankplatform serve --env test`` on a free port and wait for ``/healthz``
+    (``sigint_ignored``: as a script's ``bankplatform serve ... &`` starts it)."""
     port = free_port()
     log = root / f"serve-{port}.log"
     with log.open("wb") as stream:
@@ -79,6 +89,7 @@ def start_service(
             env=command_env(),
             stdout=stream,
             stderr=subprocess.STDOUT,
+            preexec_fn=_ignore_sigint if sigint_ignored else None,  # noqa: PLW1509
         )
     url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

@@ -49,10 +49,10 @@ def test_the_app_serves_under_ray_serve(
         with service.client() as anonymous:
             refused = anonymous.post("/v1/score", json={})
     finally:
-        service.process.send_signal(
-            signal.SIGINT
-        )  # Serve shuts down and stops its local Ray
+        service.process.send_signal(signal.SIGINT)
         service.process.wait(timeout=120)
+    # The app removed and the Ray started here stopped, then a normal exit.
+    assert service.process.returncode == 0, service.log.read_text()[-2000:]
     assert answer.status_code == 200, answer.text
     assert (answer.json()["model_version"], answer.json()["variant"]) == (1, "champion")
     assert refused.status_code == 401

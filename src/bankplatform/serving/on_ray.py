@@ -10,6 +10,8 @@ holds every request.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,7 +49,8 @@ def build_app(root: str, env: str | None) -> FastAPI:
 
 
 def serve_ray(options: ServeOptions, *, blocking: bool = True) -> None:
-    """Deploy one replica of the scoring app on Ray Serve (``RAY_ADDRESS`` or a local Ray).
+    """Deploy one replica of the scoring app on Ray Serve (``RAY_ADDRESS`` or a local
+    Ray); ``blocking``: serve until SIGINT or SIGTERM, then remove it.
 
     Raises:
         ServingError: ``--tls`` (terminate TLS at the cluster's ingress instead).
@@ -63,6 +66,10 @@ def serve_ray(options: ServeOptions, *, blocking: bool = True) -> None:
         log_to_driver=False,
         include_dashboard=False,
     )
+    stop = threading.Event()
+    if blocking:  # after ray.init, which sets its own SIGTERM handler
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, lambda *_: stop.set())
     serve.start(http_options=HTTPOptions(host=settings.host, port=settings.port))
     root, env = str(options.root), options.env
 
@@ -77,4 +84,23 @@ def serve_ray(options: ServeOptions, *, blocking: bool = True) -> None:
         logging_config=LoggingConfig(enable_access_log=False),
     )
     application = deployment.bind()  # type: ignore[attr-defined]  # a Deployment: serve.deployment's overloads hide it
-    serve.run(application, name="scoring", route_prefix="/", blocking=blocking)
+    serve.run(application, name="scoring", route_prefix="/")
+    if blocking:
+        _serve_until(stop)
+
+
+def _serve_until(stop: threading.Event) -> None:
+    """Serve until SIGINT or SIGTERM, then remove the app and leave Ray (a Ray
+    started here stops with it; a cluster keeps its other Serve apps).
+
+    The handlers are our own: a service started in the background by a script
+    (``bankplatform serve ... &``) inherits SIGINT ignored, and Serve's own wait
+    only reacts to Python's ``KeyboardInterrupt``, so Ctrl-C or ``kill -INT``
+    would never reach it.
+    """
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        serve.delete("scoring")
+        ray.shutdown()
