@@ -85,6 +85,10 @@ class EncryptedTableSource(Datasource):
         """Rows times the bytes a booking takes as read."""
         return sum(self._rows) * _READ_BYTES_PER_ROW
 
+    def task_count(self) -> int:
+        """Read tasks (at least one, so Ray has a block to plan with)."""
+        return max(1, -(-len(self._rows) // self._per_task))
+
     def get_read_tasks(
         self,
         parallelism: int,
@@ -202,7 +206,9 @@ def _snapshots_dataset(
     source = EncryptedTableSource(
         transactions, footer, BOOKING_COLUMNS, caller, row_groups_per_task
     )
-    bookings = ray.data.read_datasource(source)
+    # One block per read task: Ray would otherwise split each row group's output
+    # into small blocks, and every block is a task of the steps after it.
+    bookings = ray.data.read_datasource(source, override_num_blocks=source.task_count())
     # The dataset's own copy of Ray Data's context: sort shuffle (chunks come out
     # in key order), blocks kept in order, no progress bars on a node's stderr.
     context = bookings.context
@@ -225,7 +231,7 @@ def _snapshots_dataset(
 
 def _file_by_chunk(batch: pd.DataFrame, shared: Any) -> pa.Table:
     """Arrow blocks throughout: Ray's sort samples refuse a mix with pandas ones."""
-    population: Population = ray.get(shared)
+    population = _population(shared)
     columns, chunk, kept = population.file_bookings(batch)
     return pa.table(
         {
@@ -234,6 +240,19 @@ def _file_by_chunk(batch: pd.DataFrame, shared: Any) -> pa.Table:
             _POSITION: batch[_POSITION].to_numpy()[kept],
         }
     )
+
+
+_unpacked: dict[str, Population] = {}
+
+
+def _population(shared: Any) -> Population:
+    """The step's ``Population``, unpickled once per worker process (its token
+    arrays take ~80 ms to unpickle at 100k customers; a worker runs many tasks)."""
+    key = shared.hex()
+    if key not in _unpacked:
+        _unpacked.clear()  # the previous step's, if this worker served one
+        _unpacked[key] = ray.get(shared)
+    return _unpacked[key]
 
 
 def _placeholders(chunks: int) -> pa.Table:
@@ -255,7 +274,7 @@ def _placeholders(chunks: int) -> pa.Table:
 def _chunk_snapshots(
     group: pd.DataFrame, shared: Any, snapshots: pd.DatetimeIndex
 ) -> pd.DataFrame:
-    population: Population = ray.get(shared)
+    population = _population(shared)
     number = int(group[_CHUNK].iloc[0])
     group = group[group["account"].to_numpy() >= 0]
     order = np.argsort(group[_POSITION].to_numpy(), kind="stable")
