@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -48,7 +48,7 @@ from bankplatform.features.customer_features import (
 )
 from bankplatform.security.runtime import DelegatedCaller
 
-# Bytes a booking takes as read (tokens as text) and as compact columns.
+# Bytes a booking takes as read (its account token as text): Ray's size estimate.
 _READ_BYTES_PER_ROW = 120
 _CHUNK = "chunk"
 # A booking's row in the file: a chunk's bookings are put back in file order, so
@@ -110,7 +110,7 @@ class EncryptedTableSource(Datasource):
             tasks.append(ReadTask(self._reader(groups), metadata))
         return tasks
 
-    def _reader(self, groups: list[int]) -> Any:
+    def _reader(self, groups: list[int]) -> Callable[[], Iterator[pd.DataFrame]]:
         table, columns, caller = self._table, self._columns, self._caller
         start = sum(self._rows[: groups[0]])
 
