@@ -160,6 +160,34 @@ def test_batches_in_order_with_the_columns_asked_for(
         next(table.batches(["balance"]))
 
 
+def test_row_groups_and_a_column_range_read_from_the_footer(
+    tmp_path: Path, keyring: LocalKeyring
+) -> None:
+    """What the Ray read tasks rely on: any row groups alone, and a column's range
+    from the statistics; a file without them is a one-line refusal."""
+    path = tmp_path / "t.enc"
+    frames = _frames(4, 30_000)
+    _encrypted(path, keyring).save(iter(frames))
+    table = _encrypted(path, keyring, lazy=True).load()
+    assert isinstance(table, ParquetBatches)
+    footer = table.metadata()
+    assert [footer.row_group(i).num_rows for i in range(4)] == [30_000] * 4
+    alone = pd.concat(table.batches(["amount"], row_groups=[1, 3]), ignore_index=True)
+    expected = pd.concat([frames[1], frames[3]], ignore_index=True)[["amount"]]
+    pd.testing.assert_frame_equal(alone, expected)
+    whole = pd.concat(frames, ignore_index=True)["amount"]
+    assert table.column_range("amount", footer) == (whole.min(), whole.max())
+    assert table.column_range("account_token") == ("acc_0_000000", "acc_3_029999")
+    with pytest.raises(DatasetError, match="transactions_primary: no column balance"):
+        table.column_range("balance")
+    bare = tmp_path / "bare.parquet"
+    frames[0].to_parquet(bare, write_statistics=False)
+    plain = ParquetBatches("bare", lambda: bare.open("rb"))
+    with pytest.raises(DatasetError) as refused:
+        plain.column_range("amount")
+    assert str(refused.value) == "bare: row group 0 has no statistics of amount"
+
+
 def test_an_empty_table_still_gives_one_frame_with_its_columns(
     tmp_path: Path, keyring: LocalKeyring
 ) -> None:
@@ -167,6 +195,8 @@ def test_an_empty_table_still_gives_one_frame_with_its_columns(
     _encrypted(path, keyring).save(iter([_frames(1, 5)[0].head(0)]))
     (only,) = list(_encrypted(path, keyring, lazy=True).load().batches(["amount"]))
     assert list(only.columns) == ["amount"] and len(only) == 0
+    with pytest.raises(DatasetError, match="no rows, so no range of amount"):
+        _encrypted(path, keyring, lazy=True).load().column_range("amount")
 
 
 def test_a_failed_batched_save_keeps_the_previous_table(
