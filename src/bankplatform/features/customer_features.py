@@ -124,6 +124,11 @@ def customer_snapshot_chunks(
         yield population.chunk_snapshots(number, book.take(number), snapshots)
 
 
+def _booking_times(batch: pd.DataFrame) -> pd.Series:
+    """A batch's booking times as naive ``datetime64[ns]`` (bookings are naive UTC)."""
+    return pd.to_datetime(batch["booked_at"]).astype("datetime64[ns]")
+
+
 @dataclass(frozen=True)
 class Population:
     """The customers in token order, their accounts and profile, cut into chunks of
@@ -151,13 +156,15 @@ class Population:
         return -(-len(self.owners.customers) // self.chunk_customers)
 
     def file_bookings(
-        self, batch: pd.DataFrame
+        self, batch: pd.DataFrame, booked_at: pd.Series | None = None
     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """A batch of bookings as compact columns, the chunk of each booking's
         customer, and which rows of the batch they are (bookings of unknown
-        accounts or customers are dropped)."""
+        accounts or customers are dropped). ``booked_at``: the batch's times as
+        naive ``datetime64[ns]`` (``_booking_times``), if already converted."""
         owners = self.owners
-        booked_at = pd.to_datetime(batch["booked_at"]).astype("datetime64[ns]")
+        if booked_at is None:
+            booked_at = _booking_times(batch)
         account = owners.index.get_indexer(pd.Index(batch["account_token"].astype(str)))
         kept = account >= 0
         kept[kept] = owners.owner[account[kept]] >= 0
@@ -245,7 +252,7 @@ class _Owners:
 
 
 BOOK_COLUMNS = ("account", "booked_at", "amount", "balance_after", "channel", "mcc")
-NO_BOOKING = "transactions: no booking at all, so no snapshot can be placed"
+_NO_BOOKING = "transactions: no booking at all, so no snapshot can be placed"
 
 
 @dataclass
@@ -268,29 +275,29 @@ class _CompactBook:
         first: pd.Timestamp | None = None
         last: pd.Timestamp | None = None
         for batch in batches:
+            booked_at = _booking_times(batch)
             if len(batch):
-                booked_at = pd.to_datetime(batch["booked_at"]).astype("datetime64[ns]")
                 low, high = booked_at.min(), booked_at.max()
                 first = low if first is None else min(first, low)
                 last = high if last is None else max(last, high)
-            columns, chunk, _ = population.file_bookings(batch)
+            columns, chunk, _ = population.file_bookings(batch, booked_at)
             order = np.argsort(chunk, kind="stable")  # file order within a chunk
             bounds = np.searchsorted(chunk[order], np.arange(chunks + 1))
             for number in np.flatnonzero(np.diff(bounds)):
                 rows = order[bounds[number] : bounds[number + 1]]
                 pieces[number].append({k: v[rows] for k, v in columns.items()})
         if first is None or last is None:
-            raise ValueError(NO_BOOKING)
+            raise ValueError(_NO_BOOKING)
         return cls(population, pieces, first, last)
 
     def take(self, number: int) -> pd.DataFrame:
         """Chunk ``number``'s bookings (``Population.bookings_frame``); the chunk's
         pieces are released."""
         pieces, self.pieces[number] = self.pieces[number], []
-        return self.population.bookings_frame(join_pieces(pieces))
+        return self.population.bookings_frame(_join_pieces(pieces))
 
 
-def join_pieces(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def _join_pieces(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Compact booking columns of several pieces, one after the other."""
     return {
         name: np.concatenate(

@@ -1,7 +1,7 @@
 """The snapshots step as Ray Data tasks, over the same encrypted files, for a book
 too large for one machine (``features.engine: ray``).
 
-* **read**: one task per few row groups of the transactions file. Each task opens
+* **read**: one task per row group of the transactions file. Each task opens
   the file itself, asking the key service for the data key as the node that handed
   it the work (``DelegatedCaller``): a worker holds a credential, never a key, and
   every opening is decided and audited by the service. Only its row groups are
@@ -66,13 +66,11 @@ class EncryptedTableSource(Datasource):
         footer: pq.FileMetaData,
         columns: list[str],
         caller: DelegatedCaller,
-        row_groups_per_task: int,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._table = table
         self._columns = columns
         self._caller = caller
-        self._per_task = max(1, row_groups_per_task)
         self._rows = [
             footer.row_group(i).num_rows for i in range(footer.num_row_groups)
         ]
@@ -87,7 +85,7 @@ class EncryptedTableSource(Datasource):
 
     def task_count(self) -> int:
         """Read tasks (at least one, so Ray has a block to plan with)."""
-        return max(1, -(-len(self._rows) // self._per_task))
+        return max(1, len(self._rows))
 
     def get_read_tasks(
         self,
@@ -95,29 +93,29 @@ class EncryptedTableSource(Datasource):
         per_task_row_limit: int | None = None,
         data_context: Any = None,
     ) -> list[ReadTask]:
-        """One task per ``row_groups_per_task`` row groups (``parallelism`` is
-        Ray's hint; the file's row groups decide)."""
-        tasks = []
-        for start in range(0, len(self._rows), self._per_task):
-            groups = list(range(start, min(start + self._per_task, len(self._rows))))
-            rows = sum(self._rows[i] for i in groups)
-            metadata = BlockMetadata(
-                num_rows=rows,
-                size_bytes=rows * _READ_BYTES_PER_ROW,
-                input_files=None,
-                exec_stats=None,
+        """One task per row group (``parallelism`` is Ray's hint; the file's row
+        groups decide)."""
+        return [
+            ReadTask(
+                self._reader(group),
+                BlockMetadata(
+                    num_rows=rows,
+                    size_bytes=rows * _READ_BYTES_PER_ROW,
+                    input_files=None,
+                    exec_stats=None,
+                ),
             )
-            tasks.append(ReadTask(self._reader(groups), metadata))
-        return tasks
+            for group, rows in enumerate(self._rows)
+        ]
 
-    def _reader(self, groups: list[int]) -> Callable[[], Iterator[pd.DataFrame]]:
+    def _reader(self, group: int) -> Callable[[], Iterator[pd.DataFrame]]:
         table, columns, caller = self._table, self._columns, self._caller
-        start = sum(self._rows[: groups[0]])
+        start = sum(self._rows[:group])
 
         def read() -> Iterator[pd.DataFrame]:
             position = start
             with caller.acting():
-                for batch in table.batches(columns, row_groups=groups):
+                for batch in table.batches(columns, row_groups=[group]):
                     batch[_POSITION] = np.arange(position, position + len(batch))
                     position += len(batch)
                     yield batch
@@ -129,7 +127,6 @@ def customer_snapshot_chunks_on_ray(
     population: Population,
     transactions: ParquetBatches,
     caller: DelegatedCaller,
-    row_groups_per_task: int = 1,
 ) -> Iterator[pd.DataFrame]:
     """The snapshots a chunk of customers at a time, computed by Ray Data tasks on
     the connected cluster; the same rows, in the same order, as the local path.
@@ -138,7 +135,6 @@ def customer_snapshot_chunks_on_ray(
         population: The customers, accounts and profile, cut into chunks.
         transactions: The transactions table (its file is opened by the tasks).
         caller: Who the tasks ask the key service as.
-        row_groups_per_task: Row groups each read task decrypts.
 
     Yields:
         Snapshot rows, sorted by ``customer_token`` and ``event_timestamp``.
@@ -149,9 +145,7 @@ def customer_snapshot_chunks_on_ray(
     """
     last_token: str | None = None
     with _ray_data_quiet():
-        computed = _snapshots_dataset(
-            population, transactions, caller, row_groups_per_task
-        )
+        computed = _snapshots_dataset(population, transactions, caller)
         try:
             for batch in computed.iter_batches(batch_size=None, batch_format="pandas"):
                 frame = cast(pd.DataFrame, batch)
@@ -196,16 +190,13 @@ def _snapshots_dataset(
     population: Population,
     transactions: ParquetBatches,
     caller: DelegatedCaller,
-    row_groups_per_task: int,
 ) -> ray.data.Dataset:
     """read -> file by chunk (+ one placeholder a chunk) -> sort by chunk -> snapshots."""
     footer = transactions.metadata()  # one opening (one key request) on the driver
     first, last = transactions.column_range("booked_at", footer)
     snapshots = snapshot_months(_naive(first), _naive(last))
     shared = ray.put(population)
-    source = EncryptedTableSource(
-        transactions, footer, BOOKING_COLUMNS, caller, row_groups_per_task
-    )
+    source = EncryptedTableSource(transactions, footer, BOOKING_COLUMNS, caller)
     # One block per read task: Ray would otherwise split each row group's output
     # into small blocks, and every block is a task of the steps after it.
     bookings = ray.data.read_datasource(source, override_num_blocks=source.task_count())
