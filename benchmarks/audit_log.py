@@ -16,8 +16,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bankplatform.security.audit import GENESIS, AuditLog, canonical, encode_record
-from bankplatform.security.kms import LocalKeyring
+from bankplatform.keyservice.audit_log import (
+    GENESIS,
+    AuditLog,
+    canonical,
+    encode_record,
+)
+from bankplatform.keyservice.keyring import LocalKeyring
 
 REPEATS = 3
 

@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from feast import FeatureStore
 
 from bankplatform.feature_repo.definitions import credit_default_v1
-from bankplatform.features.store import service_features
+from bankplatform.feature_repo.services import service_features
 from bankplatform.serving.schemas import Application
 from bankplatform.serving.scoring import OnlineFeatures, model_input
 

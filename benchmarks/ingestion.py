@@ -27,12 +27,12 @@ from bankplatform.datasets import (
     PseudonymiserDataset,
     RawTableDataset,
 )
+from bankplatform.keyservice.keyring import LocalKeyring, load_master_key
 from bankplatform.pipelines.ingestion import create_pipeline
 from bankplatform.project import env_config_loader
 from bankplatform.security import runtime
 from bankplatform.security.client import acting_for
 from bankplatform.security.envelope import EncryptingWriter
-from bankplatform.security.kms import LocalKeyring, load_master_key
 from bankplatform.synthetic import GeneratorConfig, generate_raw_extract
 from key_service import _workspace
 

@@ -25,17 +25,17 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from bankplatform.datasets import EncryptedParquetDataset
-from bankplatform.project import env_config_loader
-from bankplatform.security import runtime
-from bankplatform.security.audit import AuditLog
-from bankplatform.security.client import acting_for
-from bankplatform.security.kms import (
+from bankplatform.keyservice.audit_log import AuditLog
+from bankplatform.keyservice.keyring import (
     LocalKeyring,
     create_master_key_file,
     load_master_key,
 )
+from bankplatform.keyservice.tokens import TokenService
+from bankplatform.project import env_config_loader
+from bankplatform.security import runtime
+from bankplatform.security.client import acting_for
 from bankplatform.security.settings import load_access_policy
-from bankplatform.security.tokens import TokenService
 from encrypted_parquet import _TEXT, _table, _timed
 
 REPEATS = 7

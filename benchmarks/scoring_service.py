@@ -125,7 +125,7 @@ def floor(root: Path, customers: list[str], calls: int) -> dict[str, float]:
     from kedro.framework.startup import bootstrap_project
 
     from bankplatform.feature_repo.definitions import credit_default_v1
-    from bankplatform.features.store import service_features
+    from bankplatform.feature_repo.services import service_features
     from bankplatform.serving.scoring import OnlineFeatures
 
     os.environ["BANKPLATFORM_USER"] = "local-developer"

@@ -20,12 +20,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from bankplatform.features.customer_features import BOOKING_COLUMNS
-from bankplatform.security.envelope import EncryptingWriter, decrypt
-from bankplatform.security.kms import (
+from bankplatform.keyservice.keyring import (
     LocalKeyring,
     create_master_key_file,
     load_master_key,
 )
+from bankplatform.security.envelope import EncryptingWriter, decrypt, sealing_with
 from bankplatform.security.runtime import WorkspaceSecurity
 from bankplatform.synthetic import ExtractSummary, GeneratorConfig, generate_raw_extract
 from bankplatform.third_party import LIBRARY_SETTINGS
@@ -248,7 +248,9 @@ def small_extract(
     kind appears in every table."""
     folder = tmp_path_factory.mktemp("extract_1k")
     config = GeneratorConfig(customers=1_000, seed=7, dirty_rate=0.02)
-    return folder, generate_raw_extract(config, folder, key_service=shared_keyring())
+    return folder, generate_raw_extract(
+        config, folder, seal=sealing_with(shared_keyring())
+    )
 
 
 @pytest.fixture(scope="session")
@@ -311,7 +313,9 @@ def governed_run(root: Path, **generator: float) -> Path:
     (ingestion, features, training, evaluation with its evidence notebooks)."""
     make_workspace(root)
     config = GeneratorConfig(customers=GOVERNED_CUSTOMERS, seed=11, **generator)
-    generate_raw_extract(config, root / "data" / "01_raw", key_service=shared_keyring())
+    generate_raw_extract(
+        config, root / "data" / "01_raw", seal=sealing_with(shared_keyring())
+    )
     result = run_command(["kedro", "run", "--env", "test"], root, timeout=1_200)
     (root / "kedro_run.log").write_text(result.stdout + result.stderr)
     assert result.returncode == 0, result.stderr[-3000:]

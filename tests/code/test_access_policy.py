@@ -9,9 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from bankplatform.errors import BankplatformError
+from bankplatform.keyservice.audit_log import AuditLog
+from bankplatform.keyservice.keyring import LocalKeyring
 from bankplatform.project import env_config_loader
-from bankplatform.security.audit import AuditLog
-from bankplatform.security.kms import LocalKeyring
 from bankplatform.security.policy import (
     AccessDenied,
     AccessPolicy,

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from bankplatform.security.audit import (
+from bankplatform.keyservice.audit_log import (
     GENESIS,
     AuditLog,
-    AuditWriteError,
     FileWitness,
     MlflowWitness,
     encode_record,
 )
-from bankplatform.security.kms import LocalKeyring
+from bankplatform.keyservice.keyring import LocalKeyring
+from bankplatform.security.audit import AuditWriteError
 from tests.helpers import append_approvals, run_processes
 
 pytestmark = pytest.mark.unit

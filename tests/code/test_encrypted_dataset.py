@@ -12,6 +12,7 @@ import pytest
 from kedro.io.core import DatasetError, Version
 
 from bankplatform.datasets import EncryptedParquetDataset
+from bankplatform.keyservice.keyring import LocalKeyring
 from bankplatform.security.envelope import (
     FORMAT_VERSION,
     MAGIC,
@@ -20,7 +21,6 @@ from bankplatform.security.envelope import (
     decrypt,
     read_header,
 )
-from bankplatform.security.kms import LocalKeyring
 
 pytestmark = pytest.mark.unit
 

@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 
 from bankplatform.datasets import EncryptedParquetDataset
+from bankplatform.keyservice.keyring import LocalKeyring
+from bankplatform.keyservice.rotation import files_per_key_version, rotate_keys
 from bankplatform.security import envelope
 from bankplatform.security.envelope import EncryptingWriter, read_header
-from bankplatform.security.kms import KeyManagementError, LocalKeyring
-from bankplatform.security.rotation import files_per_key_version, rotate_keys
+from bankplatform.security.kms import KeyManagementError
 
 pytestmark = pytest.mark.unit
 TABLES = ("customers", "accounts", "transactions")

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from bankplatform.security.kms import (
-    MASTER_KEY_ENV_VAR,
-    KeyManagementError,
+from bankplatform.keyservice.keyring import (
     LocalKeyring,
     create_master_key_file,
     load_master_key,
 )
+from bankplatform.security.kms import MASTER_KEY_ENV_VAR, KeyManagementError
 
 pytestmark = pytest.mark.unit
 

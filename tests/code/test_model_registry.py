@@ -67,6 +67,7 @@ def test_a_candidate_is_registered_pending_with_its_trials(
             trainer="dana.scientist",
             service_identity="svc-training",
             lock_file=REPO / "requirements.lock",
+            kedro_run_id="2026-12-06T08.52.44.123Z",
         )
 
     registered = register()
@@ -78,6 +79,7 @@ def test_a_candidate_is_registered_pending_with_its_trials(
         "trainer": "dana.scientist",
         "service_identity": "svc-training",
         "run_id": registered["run_id"],
+        "kedro_run_id": "2026-12-06T08.52.44.123Z",
         "feature_service": "credit_default_v1",
         "feature_service_version": "1",
         "auc_out_of_time": "0.8123",

@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bankplatform.keyservice.pseudonyms import Pseudonymiser
 from bankplatform.pipelines.ingestion.pseudonymisation import age_bands, postcode_areas
 from bankplatform.security.client import acting_for
-from bankplatform.security.pseudonyms import IdentifierKind, Pseudonymiser
+from bankplatform.security.pseudonyms import IdentifierKind
 from bankplatform.security.runtime import WorkspaceSecurity
 from tests.conftest import workspace_keyring
 

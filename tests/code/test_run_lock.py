@@ -11,14 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bankplatform.runs.lock import (
-    FileRunLocks,
-    Holder,
-    Mode,
-    WorkspaceBusy,
-    acquire,
-    lock_wants,
-)
+from bankplatform.runs.file_locks import FileRunLocks
+from bankplatform.runs.holders import Holder, Mode
+from bankplatform.runs.lock import WorkspaceBusy, acquire, lock_wants
 
 pytestmark = pytest.mark.unit
 ALICE = Holder("alice", "features", 101, "host-a", "2026-11-29T19:00:00Z")
@@ -95,7 +90,8 @@ def test_a_killed_run_leaves_no_lock_and_is_not_named(tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from bankplatform.runs.lock import FileRunLocks, Holder, Mode\n"
+        "from bankplatform.runs.file_locks import FileRunLocks\n"
+        "from bankplatform.runs.holders import Holder, Mode\n"
         "locks = FileRunLocks(Path(sys.argv[1]))\n"
         "blocked = locks.try_acquire({'a': Mode.WRITE}, Holder.now('carol', 'ingestion'))\n"
         "print(blocked or 'held', flush=True)\n"
@@ -122,7 +118,8 @@ def test_a_run_started_by_the_holder_works_under_its_locks(tmp_path: Path) -> No
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from bankplatform.runs.lock import FileRunLocks, Holder, Mode\n"
+        "from bankplatform.runs.file_locks import FileRunLocks\n"
+        "from bankplatform.runs.holders import Holder, Mode\n"
         "locks = FileRunLocks(Path(sys.argv[1]))\n"
         "wants = {'monitoring_references': Mode.WRITE, 'trained_model': Mode.WRITE}\n"
         "print(locks.try_acquire(wants, Holder.now('mona.monitoring', 'training')))\n"

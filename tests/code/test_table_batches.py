@@ -16,6 +16,7 @@ from kedro.io.core import DatasetError
 from bankplatform.datasets import EncryptedParquetDataset
 from bankplatform.datasets.classified_parquet import ClassifiedParquetDataset
 from bankplatform.datasets.table_batches import ParquetBatches
+from bankplatform.keyservice.keyring import LocalKeyring
 from bankplatform.security.envelope import (
     DecryptingReader,
     EncryptingWriter,
@@ -23,7 +24,6 @@ from bankplatform.security.envelope import (
     decrypt,
     read_header,
 )
-from bankplatform.security.kms import LocalKeyring
 
 pytestmark = pytest.mark.unit
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import jwt
 import pytest
 
-from bankplatform.security.kms import LocalKeyring
+from bankplatform.keyservice.keyring import LocalKeyring
+from bankplatform.keyservice.tokens import TokenService
 from bankplatform.security.policy import AccessPolicy, IdentityError
-from bankplatform.security.tokens import TokenService
 
 pytestmark = pytest.mark.unit
 POLICY = AccessPolicy.model_validate(

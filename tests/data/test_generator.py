@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bankplatform.contracts.raw import RAW_SCHEMAS, RAW_TABLES
-from bankplatform.security.envelope import decrypt
+from bankplatform.security.envelope import decrypt, sealing_with
 from bankplatform.synthetic import ExtractSummary, GeneratorConfig, generate_raw_extract
 from bankplatform.synthetic.extract import SUMMARY_FILE
 from tests.conftest import read_raw, shared_keyring
@@ -43,7 +43,9 @@ def test_encrypted_extract_holds_the_same_bytes_as_the_plain_one(
 ) -> None:
     config = GeneratorConfig(customers=300, seed=11, chunk_customers=128)
     generate_raw_extract(config, tmp_path / "plain")
-    generate_raw_extract(config, tmp_path / "sealed", key_service=shared_keyring())
+    generate_raw_extract(
+        config, tmp_path / "sealed", seal=sealing_with(shared_keyring())
+    )
     for table in RAW_TABLES:
         sealed = (tmp_path / "sealed" / f"{table}.parquet.enc").read_bytes()
         plain = (tmp_path / "plain" / f"{table}.parquet").read_bytes()

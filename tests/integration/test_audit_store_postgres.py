@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from bankplatform.security.audit import AuditLog, AuditWriteError
-from bankplatform.security.audit_store import FileAuditStore, PostgresAuditStore
-from bankplatform.security.kms import LocalKeyring
+from bankplatform.keyservice.audit_log import AuditLog
+from bankplatform.keyservice.audit_store import FileAuditStore, PostgresAuditStore
+from bankplatform.keyservice.keyring import LocalKeyring
+from bankplatform.security.audit import AuditWriteError
 from tests.helpers import append_approvals, free_port, run_processes
 from tests.servers import PostgresTLS, serve_database
 

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from bankplatform.governance.evaluation import model_input
 from bankplatform.governance.evidence import cdn_references, file_sha256
 from bankplatform.governance.settings import GateRules
+from bankplatform.lineage.records import lineage_run_of
 from bankplatform.training.boosting import BoostingConfig, predict
 from tests.conftest import read_encrypted
 
@@ -94,6 +95,17 @@ def test_the_audit_log_holds_the_maker_and_the_evidence_hashes(
         f"model:{MODEL}/1",
     )
     assert register["details"]["trainer"] == "local-developer"
+    # The training's Kedro run, recorded once at registration: its lineage run
+    # (the one the card and the trace read) is the run of the training pipeline.
+    kedro_run = register["details"]["kedro_run_id"]
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    assert client.get_model_version(MODEL, "1").tags["kedro_run_id"] == kedro_run
+    experiment = client.get_experiment_by_name(MODEL).experiment_id
+    lineage = lineage_run_of(client, experiment, kedro_run)
+    assert lineage is not None
+    assert lineage.data.tags["kedro.run_id"] == kedro_run
+    assert "model_registration" in lineage.data.tags["kedro.outputs"].split(",")
+    assert lineage.info.run_id != register["details"]["run_id"]
     (evaluate,) = _audit(root, "model.evaluate")
     assert (evaluate["actor"], evaluate["on_behalf_of"]) == (
         "svc-evaluation",

@@ -17,7 +17,8 @@ import redis
 import yaml
 
 from bankplatform.datasets import FeatureStoreDataset
-from bankplatform.features.store import online_customer_features, service_features
+from bankplatform.feature_repo.services import service_features
+from bankplatform.features.store import online_customer_features
 from tests.conftest import read_encrypted, run_command
 from tests.servers import PostgresTLS, RedisTLS, start_postgres, start_redis
 

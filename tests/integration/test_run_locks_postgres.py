@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bankplatform.runs.lock import Holder, Mode, WorkspaceBusy, acquire
+from bankplatform.runs.holders import Holder, Mode
+from bankplatform.runs.lock import WorkspaceBusy, acquire
 from bankplatform.runs.postgres_locks import PostgresRunLocks
 from tests.helpers import start_runs_together
 from tests.servers import PostgresTLS, serve_database
@@ -67,7 +68,7 @@ def test_readers_share_a_writer_is_refused_and_all_or_nothing(
 def test_a_killed_run_s_locks_go_with_its_connection(postgres: PostgresTLS) -> None:
     script = (
         "import sys, time\n"
-        "from bankplatform.runs.lock import Holder, Mode\n"
+        "from bankplatform.runs.holders import Holder, Mode\n"
         "from bankplatform.runs.postgres_locks import PostgresRunLocks\n"
         "locks = PostgresRunLocks(sys.argv[1], '/srv/ws', password=sys.argv[2])\n"
         "blocked = locks.try_acquire({'k': Mode.WRITE}, Holder.now('carol', 'ingestion'))\n"

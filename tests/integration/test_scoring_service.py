@@ -845,7 +845,7 @@ def test_the_online_lookup_returns_what_feast_get_online_features_returns(
     from feast import FeatureStore
 
     from bankplatform.feature_repo.definitions import credit_default_v1
-    from bankplatform.features.store import service_features
+    from bankplatform.feature_repo.services import service_features
     from bankplatform.serving.scoring import OnlineFeatures, UnknownCustomer
 
     store = FeatureStore(repo_path=str(workspace / "data" / "04_feature"))

@@ -15,9 +15,9 @@ import pytest
 from kedro.io.core import DatasetError
 
 from bankplatform.datasets import EncryptedParquetDataset
+from bankplatform.keyservice.rotation import files_per_key_version
 from bankplatform.security.policy import AccessDenied
 from bankplatform.security.pseudonyms import IdentifierKind
-from bankplatform.security.rotation import files_per_key_version
 from bankplatform.synthetic import ExtractSummary
 from bankplatform.workspace import open_workspace
 from tests.conftest import (

@@ -44,6 +44,7 @@ def generate(output: Path | None, env: str | None, **options: Any) -> None:
     loan applications, loan outcomes) as envelope-encrypted parquet."""
     from bankplatform.cli.access import authorised
     from bankplatform.security.client import acting_for
+    from bankplatform.security.envelope import sealing_with
     from bankplatform.security.policy import Action
     from bankplatform.synthetic import (
         GeneratorConfig,
@@ -69,7 +70,7 @@ def generate(output: Path | None, env: str | None, **options: Any) -> None:
             config,
             target,
             progress=config.customers >= _PROGRESS_FROM,
-            key_service=security.key_service(),
+            seal=sealing_with(security.key_service()),
         )
     defects = sum(sum(kinds.values()) for kinds in summary.defects.values())
     rows = ", ".join(f"{table} {count:,}" for table, count in summary.rows.items())

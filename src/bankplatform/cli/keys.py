@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from bankplatform.security.settings import SecuritySettings
 
 
 @click.group()
@@ -23,33 +25,27 @@ def init(env: str | None) -> None:
     Run it as the key service's OS user: whoever can write the key folder holds
     the keys (file permissions are the check); audited as that keyholder.
     """
-    from bankplatform.security.kms import MASTER_KEY_ENV_VAR, create_master_key_file
-    from bankplatform.security.runtime import workspace_security
+    from bankplatform.keyservice.admin import initialise_keys
 
-    settings = workspace_security(env).settings
-    if not os.environ.get(MASTER_KEY_ENV_VAR) and create_master_key_file(
-        settings.master_key_file
-    ):
+    root, name, settings = _keyholder(env)
+    made = initialise_keys(root, name, settings)
+    if made.master_key_file:
         click.echo(
-            f"created master key file {settings.master_key_file} (mode 600; keep it out of git)"
+            f"created master key file {made.master_key_file} (mode 600; keep it out of git)"
         )
-    created = settings.keyring_service().initialise(settings.trust_domain)
-    click.echo(f"{'created' if created else 'kept'} keyring {settings.keyring}")
-    if created:
-        _audit_as_keyholder(env, "keys.init", {"trust_domain": settings.trust_domain})
+    click.echo(
+        f"{'created' if made.keyring_created else 'kept'} keyring {settings.keyring}"
+    )
 
 
 @keys.command("status")
 @click.option("--env", help="Kedro env whose security.yml applies [manifest default].")
 def status(env: str | None) -> None:
     """Show the key versions, which one is primary and how many files each protects."""
-    from bankplatform.project import find_project_root
-    from bankplatform.security.rotation import files_per_key_version
-    from bankplatform.security.runtime import workspace_security
+    from bankplatform.keyservice.admin import key_versions
 
-    security = workspace_security(env)
-    counts = files_per_key_version(_data_root(find_project_root()))
-    for version in security.settings.keyring_service().status():
+    root, _, settings = _keyholder(env)
+    for version, files in key_versions(settings, root / "data"):
         state = (
             f"retired {version.retired_at}"
             if version.retired_at
@@ -57,7 +53,7 @@ def status(env: str | None) -> None:
         )
         click.echo(
             f"key version {version.version} ({state}): created {version.created_at}, "
-            f"protects {counts[version.version]} file(s)"
+            f"protects {files} file(s)"
         )
 
 
@@ -68,32 +64,14 @@ def rotate(env: str | None) -> None:
 
     Safe to interrupt: run it again and it finishes the same rotation.
     """
-    from bankplatform.project import find_project_root
-    from bankplatform.security.rotation import rotate_keys
-    from bankplatform.security.runtime import workspace_security
+    from bankplatform.keyservice.admin import rotate_workspace_keys
 
-    settings = workspace_security(env).settings
-    root = find_project_root()
+    root, name, settings = _keyholder(env)
 
     def report(path: Path, old: int, new: int) -> None:
         click.echo(f"re-wrapped {path.relative_to(root)}: key version {old} -> {new}")
 
-    result = rotate_keys(
-        settings.keyring_service(),  # run as the key service's OS user
-        _data_root(root),
-        settings.keyring.with_name(settings.keyring.name + ".rotation"),
-        on_file=report,
-    )
-    _audit_as_keyholder(
-        env,
-        "keys.rotate",
-        {
-            "primary": result.primary,
-            "resumed": result.resumed,
-            "rewrapped": len(result.rewrapped),
-            "retired": result.retired,
-        },
-    )
+    result = rotate_workspace_keys(root, name, settings, report)
     retired = ", ".join(map(str, result.retired)) or "none"
     if result.kept_for_saves:
         kept = ", ".join(map(str, result.kept_for_saves))
@@ -106,25 +84,9 @@ def rotate(env: str | None) -> None:
     )
 
 
-def _audit_as_keyholder(env: str | None, action: str, details: dict[str, Any]) -> None:
-    """Audit a key operation as the OS user who holds the keyring (``keyholder:<user>``)."""
-    import getpass
+def _keyholder(env: str | None) -> tuple[Path, str, SecuritySettings]:
+    """The workspace root, the resolved env and its security settings."""
+    from bankplatform.security.runtime import workspace_security
 
-    from bankplatform.keyservice.authority import KeyAuthority
-    from bankplatform.manifest import load_manifest
-    from bankplatform.project import find_project_root, resolve_env
-
-    root = find_project_root()
-    authority = KeyAuthority(root, resolve_env(load_manifest(root), env))
-    authority.audit.append(
-        actor=f"keyholder:{getpass.getuser()}",
-        action=action,
-        resource="keyring",
-        outcome="allowed",
-        details=details,
-    )
-    authority.audit.sign_head()
-
-
-def _data_root(root: Path) -> Path:
-    return root / "data"
+    security = workspace_security(env)
+    return security.root, security.env, security.settings

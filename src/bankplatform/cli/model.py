@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from bankplatform.governance.documents import CardFacts
     from bankplatform.governance.history import AliasTenure
     from bankplatform.governance.lifecycle import Governed
     from bankplatform.manifest import WorkspaceManifest
@@ -68,11 +69,11 @@ def card(name: str, version: int, as_html: bool, env: str | None) -> None:
     """Print the model card of NAME VERSION, from tracked metadata only."""
     import mistune
 
-    from bankplatform.governance.documents import card_html, gather_facts, model_card
+    from bankplatform.governance.documents import card_html, model_card
     from bankplatform.security.policy import Action
 
     g = _governed(env, Action.READ_REPORTS, f"model:{name}/{version}", name)
-    facts = gather_facts(g.client, g.security, _manifest(g), g.root, version)
+    facts = _facts(g, version)
     text = model_card(facts)
     click.echo(card_html(text, mistune.html) if as_html else text)
 
@@ -83,12 +84,12 @@ def card(name: str, version: int, as_html: bool, env: str | None) -> None:
 @_ENV
 def docs(name: str, version: int, env: str | None) -> None:
     """Write the EU AI Act Annex IV pack of NAME VERSION (with a sha256 manifest)."""
-    from bankplatform.governance.documents import gather_facts, write_pack
+    from bankplatform.governance.documents import write_pack
     from bankplatform.governance.history import alias_history
     from bankplatform.security.policy import Action
 
     g = _governed(env, Action.READ_REPORTS, f"model:{name}/{version}", name)
-    facts = gather_facts(g.client, g.security, _manifest(g), g.root, version)
+    facts = _facts(g, version)
     history = [
         _tenure_line(t)
         for t in alias_history(
@@ -234,4 +235,19 @@ def _tenure_line(tenure: AliasTenure) -> str:
     return (
         f"{tenure.alias:<11} version {tenure.version:<4} {tenure.since[:19]} -> "
         f"{until[:19]:<19}  (by {tenure.granted_by}{ended})"
+    )
+
+
+def _facts(g: Governed, version: int) -> CardFacts:
+    """What the card and the pack say of ``version``, with the env's monitoring plan."""
+    from bankplatform.governance.documents import gather_facts
+    from bankplatform.monitoring.settings import monitoring_plan
+
+    return gather_facts(
+        g.client,
+        g.security,
+        _manifest(g),
+        g.root,
+        version,
+        monitoring_plan(g.root, g.security.env),
     )

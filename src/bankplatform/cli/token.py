@@ -40,7 +40,11 @@ def issue(
     activate(security)
     minutes = ttl_minutes or security.settings.token_ttl_minutes
     if as_keyholder:
-        signed, jti = _issue_as_keyholder(security.env, user, list(roles), minutes)
+        from bankplatform.keyservice.admin import issue_first_token
+
+        signed, jti = issue_first_token(
+            security.root, security.env, user, list(roles), minutes
+        )
     else:
         # The key service checks issue_tokens, binds the token to a declared user
         # and their roles (never a service role), caps the lifetime, and audits it.
@@ -63,26 +67,3 @@ def revoke(jti: str, reason: str, env: str | None) -> None:
     activate(security)
     security.tokens().revoke(jti, reason)  # checked, signed and audited by the service
     click.echo(f"revoked token {jti}")
-
-
-def _issue_as_keyholder(
-    env: str, user: str, roles: list[str], minutes: int
-) -> tuple[str, str]:
-    """The first token of a production env: whoever can read its keyring (the key
-    service's OS user, by file permissions) signs it, audited as the keyholder."""
-    import getpass
-
-    from bankplatform.keyservice.authority import KeyAuthority
-    from bankplatform.project import find_project_root
-
-    authority = KeyAuthority(find_project_root(), env)
-    signed, jti = authority.tokens.issue(user, roles, timedelta(minutes=minutes))
-    authority.audit.append(
-        actor=f"keyholder:{getpass.getuser()}",
-        action="token.issue",
-        resource=f"user:{user}",
-        outcome="allowed",
-        details={"roles": sorted(roles), "jti": jti, "ttl_minutes": minutes},
-    )
-    authority.audit.sign_head()
-    return signed, jti

@@ -14,6 +14,7 @@ from feast import FeatureService, FeatureStore, FeatureView, FileSource
 from feast.errors import FeastObjectNotFoundException
 
 from bankplatform.errors import BankplatformError
+from bankplatform.feature_repo.services import service_features
 
 ROW_ID = "_row_id"
 # Rows per online write (each becomes protobuf values in memory at once).
@@ -22,20 +23,6 @@ ONLINE_WRITE_ROWS = 10_000
 
 class FeatureStoreError(BankplatformError):
     """A feature store request that cannot be served: the message says why."""
-
-
-def service_features(service: FeatureService) -> list[str]:
-    """``view:feature`` references a feature service serves, in order."""
-    return [
-        f"{projection.name_to_use()}:{feature.name}"  # type: ignore[no-untyped-call]
-        for projection in service.feature_view_projections
-        for feature in projection.features
-    ]
-
-
-def feature_names(service: FeatureService) -> list[str]:
-    """The column names of the features a service serves, in order."""
-    return [ref.partition(":")[2] for ref in service_features(service)]
 
 
 def register_definitions(store: FeatureStore, objects: Sequence[Any]) -> dict[str, Any]:

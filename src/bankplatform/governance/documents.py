@@ -25,6 +25,7 @@ from bankplatform.governance.registry import (
     get_version,
     tags_of,
 )
+from bankplatform.lineage.records import lineage_run_of
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -59,8 +60,10 @@ def gather_facts(
     manifest: WorkspaceManifest,
     root: Path,
     version: int,
+    monitoring_plan: dict[str, Any],
 ) -> CardFacts:
-    """Collect a version's facts.
+    """Collect a version's facts; ``monitoring_plan`` is the env's validated
+    monitoring settings (the plan Art 72 asks for).
 
     Raises:
         GovernanceError: No such version, no evaluation on record, or a gate
@@ -94,7 +97,7 @@ def gather_facts(
             "metrics": dict(run.data.metrics),
             "tags": dict(run.data.tags),
         },
-        lineage=_lineage(client, run.info.experiment_id, run.info.start_time),
+        lineage=_lineage(client, run.info.experiment_id, facts.kedro_run_id),
         report=json.loads(report_path.read_text()),
         evidence_folder=folder,
         lifecycle=[
@@ -102,7 +105,7 @@ def gather_facts(
             for r in security.audit_log().records(resource=resource)
             if r.get("resource") == resource
         ],
-        monitoring_plan=_monitoring_plan(root, security.env),
+        monitoring_plan=monitoring_plan,
         monitoring_runs=[
             r
             for r in security.audit_log().records(resource=f"monitoring:{name}/")
@@ -110,17 +113,6 @@ def gather_facts(
             and (r.get("details") or {}).get("model_version") == version
         ],
     )
-
-
-def _monitoring_plan(root: Path, env: str) -> dict[str, Any]:
-    """The env's monitoring settings, validated (the plan Art 72 asks for)."""
-    from bankplatform.monitoring.settings import MonitoringSettings  # noqa: PLC0415
-    from bankplatform.project import env_config_loader  # noqa: PLC0415
-
-    parameters = env_config_loader(root, env)["parameters"]
-    return MonitoringSettings.model_validate(
-        parameters.get("monitoring") or {}
-    ).model_dump(mode="json")
 
 
 def model_card(facts: CardFacts) -> str:
@@ -477,16 +469,13 @@ _RISKS = {
 }
 
 
-def _lineage(client: MlflowClient, experiment_id: str, before: int) -> dict[str, Any]:
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`kedro.pipelines` LIKE '%' and attributes.start_time <= {before}",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not runs:
+def _lineage(
+    client: MlflowClient, experiment_id: str, kedro_run: str
+) -> dict[str, Any]:
+    """The lineage run of the Kedro run the registration named, and its inputs."""
+    run = lineage_run_of(client, experiment_id, kedro_run)
+    if run is None:
         return {}
-    run = runs[0]
     return {
         "run_id": run.info.run_id,
         "inputs": [

@@ -236,6 +236,8 @@ class VersionFacts:
 
     Attributes:
         trainer: Who started the training that registered it.
+        kedro_run_id: The Kedro run that trained it (its lineage run), as the
+            registration recorded it.
         gate_status: The latest evaluation's verdict, empty if never evaluated.
         failed_gates: Gates that failed in that evaluation.
         evidence_manifest: Relative path of the evidence manifest.
@@ -244,6 +246,7 @@ class VersionFacts:
     """
 
     trainer: str = ""
+    kedro_run_id: str = ""
     gate_status: str = ""
     failed_gates: tuple[str, ...] = ()
     evidence_manifest: str = ""
@@ -263,6 +266,7 @@ def version_facts(
         details = record.get("details") or {}
         if record.get("action") == "model.register":
             facts.trainer = str(details.get("trainer", ""))
+            facts.kedro_run_id = str(details.get("kedro_run_id", ""))
         elif record.get("action") == "model.evaluate":
             facts.gate_status = str(details.get("gate_status", ""))
             facts.failed_gates = tuple(details.get("failed_gates", ()))

@@ -22,18 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from bankplatform.errors import BankplatformError
-from bankplatform.lineage.settings import load_settings
-from bankplatform.manifest import load_manifest
-from bankplatform.project import env_config_loader
-from bankplatform.security.audit import (
+from bankplatform.keyservice.audit_log import (
     AuditLog,
     FileWitness,
     MlflowWitness,
-    Outcome,
-    Verdict,
     Witness,
 )
-from bankplatform.security.audit_store import PostgresAuditStore
+from bankplatform.keyservice.audit_store import PostgresAuditStore
+from bankplatform.keyservice.keyring import open_keyring
+from bankplatform.keyservice.pseudonyms import Pseudonymiser
+from bankplatform.keyservice.tokens import TokenService
+from bankplatform.lineage.settings import load_settings
+from bankplatform.manifest import load_manifest
+from bankplatform.project import env_config_loader
+from bankplatform.security.audit import Outcome, Verdict
 from bankplatform.security.envelope import key_context
 from bankplatform.security.policy import (
     AccessDenied,
@@ -43,13 +45,12 @@ from bankplatform.security.policy import (
     Principal,
     enforce,
 )
-from bankplatform.security.pseudonyms import IdentifierKind, Pseudonymiser
+from bankplatform.security.pseudonyms import IdentifierKind
 from bankplatform.security.settings import (
     SecuritySettings,
     load_access_policy,
     load_security_settings,
 )
-from bankplatform.security.tokens import TokenService
 
 _DATASET_ACTIONS = {
     "pii": (Action.READ_PII, Action.WRITE_PII),
@@ -107,7 +108,7 @@ class KeyAuthority:
         self.production = (
             load_manifest(root).production or self.settings.trust_domain == "production"
         )
-        self.keyring = self.settings.keyring_service()
+        self.keyring = open_keyring(self.settings)
         self.keyring.check_env(self.settings.trust_domain)
         witnesses: list[Witness] = [FileWitness(self.settings.audit_witness)]
         if self.settings.audit_witness_mlflow:

@@ -23,6 +23,8 @@ from bankplatform.lineage import provenance
 from bankplatform.lineage.background import BackgroundSink
 from bankplatform.lineage.fingerprint import FingerprintCache
 from bankplatform.lineage.records import (
+    KEDRO_RUN_ENV_VAR,
+    KEDRO_RUN_TAG,
     flatten_parameters,
     input_records,
     output_feature_service_tags,
@@ -102,6 +104,7 @@ class LineageHook:
         sink.log_texts(texts)
         timings = settings.spool_dir / f".timings-{os.getpid()}-{time.time_ns()}.jsonl"
         os.environ[TIMINGS_ENV_VAR] = str(timings)
+        os.environ[KEDRO_RUN_ENV_VAR] = tags[KEDRO_RUN_TAG]
 
     @hook_impl
     def before_node_run(self, node: Node) -> None:
@@ -150,6 +153,7 @@ class LineageHook:
         if sink is None:
             return
         self._sink = None
+        os.environ.pop(KEDRO_RUN_ENV_VAR, None)
         timings = {
             **self._timings,
             **_worker_timings(os.environ.pop(TIMINGS_ENV_VAR, "")),

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from kedro.pipeline import Pipeline
 
+from bankplatform.errors import BankplatformError
 from bankplatform.lineage.fingerprint import FingerprintCache, local_path
 from bankplatform.lineage.sinks import InputRecord
 from bankplatform.manifest import WorkspaceManifest
 from bankplatform.project import pipeline_names
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter value
+# The Kedro run (its session id) a lineage run records, and that a model version
+# registered inside the run names: how the card and the trace find the training.
+KEDRO_RUN_TAG = "kedro.run_id"
+KEDRO_RUN_ENV_VAR = "BANKPLATFORM_KEDRO_RUN_ID"
+_KEDRO_RUN_ID = re.compile(r"[A-Za-z0-9._:+-]{1,100}")
 _SELECTION_KEYS = (
     "tags",
     "node_names",
@@ -74,6 +81,7 @@ def run_tags(
         "kedro.pipelines": "+".join(pipeline_names(run_params)),
         "kedro.selection": json.dumps(selection, sort_keys=True, default=str),
         "kedro.version": str(run_params.get("kedro_version")),
+        KEDRO_RUN_TAG: str(run_params.get("run_id") or ""),
         "kedro.runner": _runner_name(runner),
         **workspace_tags(manifest),
         **provenance,
@@ -165,7 +173,7 @@ def _registered_features(service_name: str) -> list[str]:
     """The features a service of our Feast repository serves (empty if unknown)."""
     # Imported only when a training set is recorded: Feast is slow to import.
     from bankplatform.feature_repo import FEATURE_SERVICES  # noqa: PLC0415
-    from bankplatform.features.store import service_features  # noqa: PLC0415
+    from bankplatform.feature_repo.services import service_features  # noqa: PLC0415
 
     service = FEATURE_SERVICES.get(service_name)
     return service_features(service) if service is not None else []
@@ -190,3 +198,29 @@ def pipeline_graph(pipeline: Pipeline) -> str:
         },
         indent=2,
     )
+
+
+def current_kedro_run() -> str:
+    """The id of the Kedro run this process works in (set by the lineage hook for
+    the run's duration), empty outside one."""
+    return os.environ.get(KEDRO_RUN_ENV_VAR, "")
+
+
+def lineage_run_of(client: Any, experiment_id: str, kedro_run_id: str) -> Any | None:
+    """The lineage run of the Kedro run ``kedro_run_id`` (recorded when a version was
+    registered), or ``None`` when none was recorded or the store has none.
+
+    Raises:
+        BankplatformError: ``kedro_run_id`` is not a Kedro run id.
+    """
+    if not kedro_run_id:
+        return None
+    if not _KEDRO_RUN_ID.fullmatch(kedro_run_id):
+        msg = f"not a Kedro run id: {kedro_run_id[:100]!r}"
+        raise BankplatformError(msg)
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{KEDRO_RUN_TAG}` = '{kedro_run_id}'",
+        max_results=1,
+    )
+    return runs[0] if runs else None

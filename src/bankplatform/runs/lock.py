@@ -22,19 +22,10 @@ they go with the run's connection).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
-import os
-import re
-import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
@@ -44,6 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bankplatform.errors import BankplatformError, settings_error
 from bankplatform.project import pipeline_names
+from bankplatform.runs.file_locks import FileRunLocks
+from bankplatform.runs.holders import Holder, Mode, RunLocks
 from bankplatform.security.hooks import catalog_metadata
 from bankplatform.security.runtime import active_security
 
@@ -51,53 +44,8 @@ POLL_SECONDS = 0.25
 EXCLUSIVE_METADATA = "exclusive"
 
 
-class Mode(str, Enum):
-    """How a run uses a dataset: ``read`` may be shared, ``write`` may not."""
-
-    READ = "read"
-    WRITE = "write"
-
-
 class WorkspaceBusy(BankplatformError):
     """Another run holds a dataset this run needs."""
-
-
-@dataclass(frozen=True)
-class Holder:
-    """Who holds locks, for the message a refused run gets."""
-
-    user: str
-    pipelines: str
-    pid: int
-    host: str
-    since: str
-    run_id: str = field(default_factory=lambda: f"{os.getpid()}-{time.time_ns()}")
-
-    @classmethod
-    def now(cls, user: str, pipelines: str) -> Holder:
-        """This process, from now on."""
-        since = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        return cls(user, pipelines, os.getpid(), socket.gethostname(), since)
-
-    def describe(self) -> str:
-        """``alice (kedro run features, pid 42 on host) since ...``."""
-        return f"{self.user} (kedro run {self.pipelines}, pid {self.pid} on {self.host}) since {self.since}"
-
-
-class RunLocks(Protocol):
-    """Takes and releases one run's dataset locks."""
-
-    def try_acquire(self, wants: Mapping[str, Mode], holder: Holder) -> str | None:
-        """Take every lock, or none: ``None``, or the first dataset held by another run."""
-        ...  # pragma: no cover
-
-    def holders(self, dataset: str) -> list[Holder]:
-        """The runs that hold a lock on ``dataset`` now."""
-        ...  # pragma: no cover
-
-    def release(self) -> None:
-        """Give back every lock this run took (idempotent)."""
-        ...  # pragma: no cover
 
 
 def lock_wants(
@@ -149,87 +97,6 @@ def acquire(
         "nothing of this run has run (wait for it, or set runs.lock_wait_seconds)"
     )
     raise WorkspaceBusy(msg)
-
-
-class FileRunLocks:
-    """``flock`` on ``<folder>/<dataset>.lock``; each holding run described in
-    ``<folder>/runs/<run id>.json`` while it holds them."""
-
-    def __init__(self, folder: Path) -> None:
-        self._folder = folder
-        self._held: list[int] = []
-        self._record: Path | None = None
-
-    def try_acquire(self, wants: Mapping[str, Mode], holder: Holder) -> str | None:
-        """Take every lock, or none (see ``RunLocks``)."""
-        (self._folder / "runs").mkdir(parents=True, exist_ok=True)
-        for name, mode in sorted(wants.items()):
-            handle = os.open(self._lock_file(name), os.O_RDWR | os.O_CREAT, 0o600)
-            flags = fcntl.LOCK_EX if mode is Mode.WRITE else fcntl.LOCK_SH
-            try:
-                fcntl.flock(handle, flags | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(handle)
-                if self._held_by_parent(name):
-                    continue  # a run started by the run that holds it (a retrain)
-                self.release()
-                return name
-            self._held.append(handle)
-        record = self._folder / "runs" / f"{holder.run_id}.json"
-        text = json.dumps(
-            {**asdict(holder), "datasets": {k: v.value for k, v in wants.items()}}
-        )
-        staging = record.with_suffix(".tmp")
-        staging.write_text(text)
-        staging.replace(record)
-        self._record = record
-        return None
-
-    def holders(self, dataset: str) -> list[Holder]:
-        """Live runs whose record names ``dataset`` (a crashed run's record is skipped)."""
-        found = []
-        for record in sorted((self._folder / "runs").glob("*.json")):
-            with contextlib.suppress(OSError, ValueError):
-                entry = json.loads(record.read_text())
-                if dataset in entry.pop("datasets", {}) and _alive(entry):
-                    found.append(Holder(**entry))
-        return found
-
-    def _held_by_parent(self, dataset: str) -> bool:
-        return held_by_parent(self.holders(dataset))
-
-    def release(self) -> None:
-        """Unlock and forget this run's record."""
-        if self._record is not None:
-            self._record.unlink(missing_ok=True)
-            self._record = None
-        for handle in self._held:
-            os.close(handle)  # closing the descriptor releases its flock
-        self._held = []
-
-    def _lock_file(self, name: str) -> Path:
-        return self._folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.lock"
-
-
-def held_by_parent(holders: list[Holder]) -> bool:
-    """Whether only the run that started this process holds a dataset: it waits
-    for this one (monitoring's retrain), so this one works under its locks."""
-    here = socket.gethostname()
-    return bool(holders) and all(
-        h.pid == os.getppid() and h.host == here for h in holders
-    )
-
-
-def _alive(entry: Mapping[str, Any]) -> bool:
-    if entry.get("host") != socket.gethostname():
-        return True  # another host's run: its record is all we know
-    try:
-        os.kill(int(entry["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunLockSettings(BaseModel):

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg2
 import psycopg2.errors
 
-from bankplatform.runs.lock import Holder, Mode, held_by_parent
+from bankplatform.runs.holders import Holder, Mode, held_by_parent
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS bankplatform_run_locks (

@@ -33,6 +33,7 @@ import json
 import os
 import secrets
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -195,6 +196,16 @@ class EncryptingWriter(io.RawIOBase):
         nonce = segment_nonce(self._header.nonce_prefix, self._segment, last=last)
         self._out.write(self._aead.encrypt(nonce, plain, self._aad))
         self._segment += 1
+
+
+def sealing_with(kms: DataKeySource) -> Callable[[Path, str], EncryptingWriter]:
+    """A writer factory: ``(path, dataset)`` opens ``path`` encrypted for ``dataset``
+    with a data key from ``kms`` (how the synthetic extract is sealed)."""
+
+    def seal(path: Path, dataset: str) -> EncryptingWriter:
+        return EncryptingWriter(path, dataset, kms)
+
+    return seal
 
 
 def associated_data(dataset: str) -> bytes:

@@ -14,7 +14,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from bankplatform.errors import BankplatformError
-from bankplatform.security.audit import AuditLog
+from bankplatform.security.audit import AuditAppender
 
 
 class Action(StrEnum):
@@ -186,7 +186,7 @@ def enforce(
     principal: Principal,
     action: Action,
     resource: str,
-    log: AuditLog | None = None,
+    log: AuditAppender | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
     """Allow ``action`` on ``resource`` only if a role of ``principal`` permits it.

@@ -8,14 +8,12 @@ its own prefix and HMAC domain, so a customer id and an account id never collide
 
 from __future__ import annotations
 
-import hmac
 from enum import StrEnum
 from typing import Protocol
 
-import numpy as np
 import pandas as pd
 
-_TOKEN_HEX = 32  # 128 bits: collisions are out of reach at any bank's size
+TOKEN_HEX = 32  # 128 bits: collisions are out of reach at any bank's size
 
 
 class IdentifierKind(StrEnum):
@@ -34,34 +32,7 @@ class TokenMaker(Protocol):
     def tokens(self, values: pd.Series, kind: IdentifierKind) -> pd.Series: ...
 
 
-class Pseudonymiser:
-    """Turns identifiers into tokens with one secret key.
-
-    Its ``repr`` never shows the key, so it is safe in logs and Kedro's run output.
-    """
-
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-
-    def __repr__(self) -> str:
-        return "Pseudonymiser(key=<from the KMS>)"
-
-    def token(self, value: str, kind: IdentifierKind) -> str:
-        """The token of one identifier."""
-        normalised = _normalise(value, kind)
-        mac = hmac.digest(self._key, f"{kind.name}:{normalised}".encode(), "sha256")
-        return f"{kind.value}_{mac.hex()[:_TOKEN_HEX]}"
-
-    def tokens(self, values: pd.Series, kind: IdentifierKind) -> pd.Series:
-        """Tokens for a column; each distinct value is hashed once, missing stays missing."""
-        codes, uniques = pd.factorize(values)
-        table = np.array([self.token(str(v), kind) for v in uniques] + [None])
-        return pd.Series(
-            table[codes], index=values.index, name=values.name, dtype="string[pyarrow]"
-        )
-
-
-def _normalise(value: str, kind: IdentifierKind) -> str:
+def normalise(value: str, kind: IdentifierKind) -> str:
     # The same person written two ways must get one token.
     if kind is IdentifierKind.EMAIL:
         return value.strip().lower()

@@ -11,7 +11,6 @@ from typing import Any, Literal
 from kedro.config import AbstractConfigLoader, MissingConfigException
 from pydantic import BaseModel, ConfigDict, Field
 
-from bankplatform.security.kms import LocalKeyring, load_master_key
 from bankplatform.security.policy import AccessPolicy
 
 _SOCKET_PATH_LIMIT = 100
@@ -108,10 +107,6 @@ class SecuritySettings(BaseModel):
             return self.audit_store_password_file.read_text().strip() or None
         except FileNotFoundError:
             return None
-
-    def keyring_service(self) -> LocalKeyring:
-        """The local keyring, opened with the master key."""
-        return LocalKeyring(self.keyring, load_master_key(self.master_key_file))
 
 
 def _short_socket(path: Path) -> Path:

@@ -77,6 +77,7 @@ class VersionRecords:
     run_id: str = ""
     approved_by: str = ""
     decommissioned: bool = False
+    kedro_run_id: str = ""
 
 
 def version_records(
@@ -84,7 +85,7 @@ def version_records(
 ) -> VersionRecords:
     """Fold a model's audit records into the facts about one version."""
     resource = f"model:{model}/{version}"
-    sha, run_id, approver, retired = "", "", "", False
+    sha, run_id, approver, retired, kedro_run = "", "", "", False, ""
     for record in records:
         if record.get("resource") != resource or record.get("outcome") != "allowed":
             continue
@@ -93,11 +94,12 @@ def version_records(
         if action == "model.register":
             sha = str(details.get("artefact_sha256", ""))
             run_id = str(details.get("run_id", ""))
+            kedro_run = str(details.get("kedro_run_id", ""))
         elif action == "model.approve":
             approver = str(record.get("actor", ""))
         elif action == "model.decommission":
             retired = True
-    return VersionRecords(sha, run_id, approver, retired)
+    return VersionRecords(sha, run_id, approver, retired, kedro_run)
 
 
 def servable_version(

@@ -21,8 +21,8 @@ from mlflow.tracking import MlflowClient
 
 from bankplatform.errors import BankplatformError
 from bankplatform.feature_repo.definitions import FEATURE_SERVICES
+from bankplatform.feature_repo.services import service_features
 from bankplatform.features.settings import FeaturesParameters
-from bankplatform.features.store import service_features
 from bankplatform.governance.settings import GovernanceSettings
 from bankplatform.lineage.settings import load_settings
 from bankplatform.manifest import load_manifest

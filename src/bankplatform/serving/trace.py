@@ -30,6 +30,7 @@ from mlflow.exceptions import MlflowException
 from bankplatform.errors import BankplatformError
 from bankplatform.governance.evidence import changed_evidence
 from bankplatform.lineage.fingerprint import FingerprintCache
+from bankplatform.lineage.records import lineage_run_of
 from bankplatform.serving.models import load_served, version_records
 from bankplatform.serving.records import read_decision_records
 from bankplatform.serving.scoring import input_sha256, score_application
@@ -114,7 +115,7 @@ def trace(decision: dict[str, Any], inputs: TraceInputs) -> list[Link]:
     run = _training_link(model, facts.run_id, inputs)
     links.append(run[0])
     if run[1] is not None:
-        links.extend(_data_links(run[1], inputs))
+        links.extend(_data_links(run[1], facts.kedro_run_id, inputs))
     return links
 
 
@@ -301,32 +302,18 @@ def _training_link(
     ), run
 
 
-def _data_links(candidate: Any, inputs: TraceInputs) -> list[Link]:
-    """The input datasets of the ``kedro run`` that trained the candidate, re-hashed."""
-    started = candidate.info.start_time
-    runs = inputs.registry.search_runs(
-        [candidate.info.experiment_id],
-        filter_string=f"attributes.start_time <= {started}",
-        order_by=["attributes.start_time DESC"],
-        max_results=50,
-    )
-    containing = next(
-        (
-            r
-            for r in runs
-            if r.info.run_id != candidate.info.run_id
-            and not r.data.tags.get("mlflow.parentRunId")
-            and any(k.startswith("input.") for k in r.data.tags)
-            and (r.info.end_time or float("inf")) >= started
-        ),
-        None,
+def _data_links(candidate: Any, kedro_run: str, inputs: TraceInputs) -> list[Link]:
+    """The input datasets of the ``kedro run`` that trained the candidate (the one
+    its registration named), re-hashed."""
+    containing = lineage_run_of(
+        inputs.registry, candidate.info.experiment_id, kedro_run
     )
     if containing is None:
         return [
             Link(
                 "input datasets",
                 False,
-                "no lineage run of the training was found in the tracking store",
+                "no lineage run of the Kedro run its registration named is in the tracking store",
             )
         ]
     links = []

@@ -10,10 +10,11 @@ the catalog entry ``<table>_raw``), as the raw PII layer must be at rest.
 
 from __future__ import annotations
 
+import io
 import json
 import os
-from collections.abc import Iterator
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,6 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from bankplatform.contracts.raw import RAW_SCHEMAS, RAW_TABLES
-from bankplatform.security.envelope import EncryptingWriter
-from bankplatform.security.kms import DataKeySource
 from bankplatform.synthetic.activity import draw_accounts, draw_transactions
 from bankplatform.synthetic.config import GeneratorConfig
 from bankplatform.synthetic.defects import plant_defects
@@ -61,6 +60,10 @@ class ExtractSummary:
         )
 
 
+# Opens a file for writing, encrypted for a dataset: (path, dataset) -> stream.
+Sealer = Callable[[Path, str], AbstractContextManager[io.RawIOBase]]
+
+
 def raw_file_name(table: str, *, encrypted: bool) -> str:
     """The file name of a raw table: ``<table>.parquet`` or ``<table>.parquet.enc``."""
     return f"{table}.parquet.enc" if encrypted else f"{table}.parquet"
@@ -71,7 +74,7 @@ def generate_raw_extract(
     output_dir: Path,
     *,
     progress: bool = False,
-    key_service: DataKeySource | None = None,
+    seal: Sealer | None = None,
 ) -> ExtractSummary:
     """Generate the raw extract into ``output_dir``.
 
@@ -82,7 +85,8 @@ def generate_raw_extract(
         config: Size, seed and planted effects.
         output_dir: Folder for the five tables and ``_extract.json``.
         progress: Show a progress bar over customer chunks.
-        key_service: Encrypt each table with this KMS (``<table>.parquet.enc``).
+        seal: Opens a table's file encrypted for its dataset (``<table>.parquet.enc``;
+            ``security.envelope.sealing_with`` a key service); plain files without.
 
     Returns:
         Row and defect counts of what was written.
@@ -91,15 +95,13 @@ def generate_raw_extract(
     pools = FakerPools.build(config.seed)
     rows = dict.fromkeys(RAW_TABLES, 0)
     defects: dict[str, dict[str, int]] = {table: {} for table in RAW_TABLES}
-    encrypted = key_service is not None
+    encrypted = seal is not None
     partial = {table: output_dir / f".{table}.parquet.partial" for table in RAW_TABLES}
     with ExitStack() as stack:
         sinks = {
             table: (
-                stack.enter_context(
-                    EncryptingWriter(partial[table], f"{table}_raw", key_service)
-                )
-                if key_service is not None
+                stack.enter_context(seal(partial[table], f"{table}_raw"))
+                if seal is not None
                 else partial[table]
             )
             for table in RAW_TABLES

@@ -92,6 +92,7 @@ def register_candidate(
     trainer: str,
     service_identity: str,
     lock_file: Path,
+    kedro_run_id: str,
 ) -> dict[str, Any]:
     """Log the model (signature, input example, pinned requirements) and register it.
 
@@ -102,6 +103,8 @@ def register_candidate(
         trainer: The person (or scheduler) who started the training.
         service_identity: The service identity the training ran as.
         lock_file: ``requirements.lock``.
+        kedro_run_id: The Kedro run that trained it (its lineage run's
+            ``kedro.run_id``; empty outside a Kedro run).
 
     Returns:
         Model name, version, run id, model URI and the version's tags.
@@ -141,6 +144,7 @@ def register_candidate(
         "trainer": trainer,
         "service_identity": service_identity,
         "run_id": run.info.run_id,
+        "kedro_run_id": kedro_run_id,
         "feature_service": str(feature_service["name"]),
         "feature_service_version": str(feature_service["version"]),
         "auc_out_of_time": f"{trained.metrics['auc_out_of_time']:.4f}",

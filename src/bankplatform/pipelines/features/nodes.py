@@ -16,6 +16,7 @@ from bankplatform.feature_repo.definitions import (
     FEATURE_REPOSITORY,
     FEATURE_SERVICES,
 )
+from bankplatform.feature_repo.services import service_features
 from bankplatform.features.customer_features import (
     BOOKING_COLUMNS,
     Population,
@@ -26,7 +27,6 @@ from bankplatform.features.settings import FeaturesParameters
 from bankplatform.features.store import (
     FeatureStoreError,
     register_definitions,
-    service_features,
     training_set,
     write_online,
 )
@@ -34,7 +34,6 @@ from bankplatform.ray_cluster import ray_connection
 from bankplatform.security.runtime import DelegatedCaller
 
 LABEL = "defaulted"
-PROTECTED_ATTRIBUTES = ("gender", "age_band")
 
 
 def build_customer_features(
@@ -202,6 +201,7 @@ def build_training_set(
     customers_primary: pd.DataFrame,
     feature_registration: dict[str, Any],
     features: dict[str, Any],
+    protected_attributes: list[str],
 ) -> pd.DataFrame:
     """Point-in-time features for every labelled application, with its outcome.
 
@@ -212,10 +212,12 @@ def build_training_set(
         customers_primary: For the protected attributes (fairness tests only).
         feature_registration: The registration report (orders this after apply).
         features: ``params:features``.
+        protected_attributes: ``params:governance.protected_attributes``, the
+            customers' columns kept for fairness tests.
 
     Returns:
         One row per labelled application: keys, time, the service's features,
-        ``defaulted``, and ``gender`` and ``age_band`` (never features).
+        ``defaulted``, and the protected attributes (never features).
     """
     parameters = FeaturesParameters.model_validate(features)
     service_name = parameters.feature_service
@@ -236,9 +238,11 @@ def build_training_set(
     registered = feature_store.get_feature_service(service_name)
     rows = training_set(feature_store, entities, registered)
     rows[LABEL] = labelled[LABEL].astype("int8").to_numpy()
-    protected = customers_primary.set_index("customer_token")[
-        list(PROTECTED_ATTRIBUTES)
-    ]
+    missing = [c for c in protected_attributes if c not in customers_primary.columns]
+    if missing:
+        msg = f"governance.protected_attributes names columns the customers lack: {', '.join(missing)}"
+        raise FeatureStoreError(msg)
+    protected = customers_primary.set_index("customer_token")[protected_attributes]
     return rows.join(protected, on="customer_token")
 
 

@@ -60,6 +60,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                     "customers_primary",
                     "feature_registration",
                     "params:features",
+                    "params:governance.protected_attributes",
                 ],
                 outputs="training_set",
                 name="build_training_set_node",

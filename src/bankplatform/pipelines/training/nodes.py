@@ -9,9 +9,10 @@ from typing import Any
 import pandas as pd
 
 from bankplatform.feature_repo import FEATURE_SERVICES
+from bankplatform.feature_repo.services import feature_names
 from bankplatform.features.settings import FeaturesParameters
-from bankplatform.features.store import feature_names
 from bankplatform.governance.settings import GovernanceSettings
+from bankplatform.lineage.records import current_kedro_run
 from bankplatform.manifest import load_manifest
 from bankplatform.project import find_project_root
 from bankplatform.security.policy import Action
@@ -100,6 +101,7 @@ def register_credit_default_model(
         trainer=acting.on_behalf_of or acting.name,
         service_identity=acting.name,
         lock_file=root / "requirements.lock",
+        kedro_run_id=current_kedro_run(),
     )
     # The maker of record: approval reads who trained a version from here, not
     # from the version's tags (editable by anyone with registry access).
@@ -110,6 +112,7 @@ def register_credit_default_model(
         details={
             "trainer": registration["tags"]["trainer"],
             "run_id": registration["run_id"],
+            "kedro_run_id": registration["tags"]["kedro_run_id"],
             "artefact_sha256": registration["tags"]["artefact_sha256"],
         },
     )
