@@ -5,7 +5,7 @@ from typing import Any
 from kedro.pipeline import Pipeline
 
 from bankplatform.config_loader import WorkspaceConfigLoader
-from bankplatform.governance.hooks import GovernanceHook
+from bankplatform.context import WorkspaceContextHook
 from bankplatform.lineage.hooks import LineageHook
 from bankplatform.project import CONFIG_LOADER_ARGS as _LOADER_ARGS
 from bankplatform.runs.lock import RunLockHook
@@ -17,8 +17,9 @@ from bankplatform.third_party import quiet_third_party_warnings
 # this module first.
 quiet_third_party_warnings()
 
-# Kedro calls hooks last-in-first-out: governance settings are validated first,
-# then the starter's identity and permission are
+# Kedro calls hooks last-in-first-out: the workspace context is built first (every
+# setting validated once, the key service client activated), then the starter's
+# identity and permission are
 # checked and the run's start audited first, then data residency, then lineage
 # opens, and only then are the run's datasets locked against other runs of the
 # workspace; a run that cannot be audited, is refused or finds its datasets busy
@@ -39,7 +40,7 @@ HOOKS = (
     _LINEAGE,
     ResidencyHook(),
     _ACCESS,
-    GovernanceHook(),
+    WorkspaceContextHook(),
 )
 
 # Telemetry is off: bank networks forbid calls to third parties. kedro-mlflow's

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from bankplatform.context import CATALOG_ENTRY, WorkspaceContext
 from bankplatform.lineage.tracked import TrackedRun, tracked_run
 from bankplatform.manifest import WorkspaceManifest, load_manifest
 from bankplatform.project import find_project_root, require_env_folder, resolve_env
@@ -51,6 +52,13 @@ class Workspace:
         """The Feast ``FeatureStore`` configured for this env (catalog entry ``feature_store``)."""
         store: FeatureStore = self.catalog.load("feature_store")
         return store
+
+    @property
+    def settings(self) -> WorkspaceContext:
+        """The session's ``WorkspaceContext``: settings validated once, the tracking
+        URI and the key service's client (what the pipelines' nodes are given)."""
+        context: WorkspaceContext = self.catalog.load(CATALOG_ENTRY)
+        return context
 
     @property
     def parameters(self) -> dict[str, Any]:

@@ -15,13 +15,13 @@ import click
 def kpis(as_json: bool, env: str | None) -> None:
     """Time to market, approval lead time, gate failures, rollbacks and drift
     incidents per month, models in production per squad (auditor role)."""
+    from bankplatform.context import workspace_context
     from bankplatform.governance.kpis import kpi_lines, workspace_kpis
-    from bankplatform.project import find_project_root
-    from bankplatform.security.runtime import activate, workspace_security
+    from bankplatform.security.runtime import activate
 
-    security = workspace_security(env)
-    activate(security)
-    measured = workspace_kpis(security, find_project_root())
+    ctx = workspace_context(env)
+    activate(ctx.security)
+    measured = workspace_kpis(ctx.security, ctx.manifest, ctx.tracking_uri)
     if as_json:
         click.echo(json.dumps(measured.as_record(), indent=2))
         return

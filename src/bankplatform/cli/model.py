@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from bankplatform.context import WorkspaceContext
     from bankplatform.governance.documents import CardFacts
     from bankplatform.governance.history import AliasTenure
     from bankplatform.governance.lifecycle import Governed
-    from bankplatform.manifest import WorkspaceManifest
     from bankplatform.security.policy import Action
 
 _ENV = click.option(
@@ -36,12 +36,13 @@ def list_versions(env: str | None) -> None:
     from bankplatform.governance.inventory import model_inventory
     from bankplatform.security.policy import Action
 
-    g = _governed(env, Action.READ_REPORTS, "model_inventory")
+    ctx = _context(env)
+    g = _governed_in(ctx, Action.READ_REPORTS, "model_inventory")
     entries = model_inventory(
         g.client,
-        _manifest(g),
+        ctx.manifest,
         g.security.audit_log().records(resource="model:"),
-        _review_months(g),
+        ctx.governance.review_months[ctx.manifest.model_risk_tier],
         datetime.now(UTC).date(),
     )
     if not entries:
@@ -72,8 +73,9 @@ def card(name: str, version: int, as_html: bool, env: str | None) -> None:
     from bankplatform.governance.documents import card_html, model_card
     from bankplatform.security.policy import Action
 
-    g = _governed(env, Action.READ_REPORTS, f"model:{name}/{version}", name)
-    facts = _facts(g, version)
+    ctx = _context(env)
+    g = _governed_in(ctx, Action.READ_REPORTS, f"model:{name}/{version}", name)
+    facts = _facts(ctx, g, version)
     text = model_card(facts)
     click.echo(card_html(text, mistune.html) if as_html else text)
 
@@ -88,8 +90,9 @@ def docs(name: str, version: int, env: str | None) -> None:
     from bankplatform.governance.history import alias_history
     from bankplatform.security.policy import Action
 
-    g = _governed(env, Action.READ_REPORTS, f"model:{name}/{version}", name)
-    facts = _facts(g, version)
+    ctx = _context(env)
+    g = _governed_in(ctx, Action.READ_REPORTS, f"model:{name}/{version}", name)
+    facts = _facts(ctx, g, version)
     history = [
         _tenure_line(t)
         for t in alias_history(
@@ -180,10 +183,27 @@ def decommission(name: str, version: int, reason: str, env: str | None) -> None:
     click.echo(lifecycle.decommission(_governed(env, None, "", name), version, reason))
 
 
+def _context(env: str | None) -> WorkspaceContext:
+    """The command's workspace context, read and validated once."""
+    from bankplatform.context import workspace_context
+
+    return workspace_context(env)
+
+
 def _governed(
     env: str | None, action: Action | None, resource: str, name: str | None = None
 ) -> Governed:
-    """The acting identity, its env's security and registry, the name checked.
+    """What a lifecycle action works with, from the command's context."""
+    return _governed_in(_context(env), action, resource, name)
+
+
+def _governed_in(
+    ctx: WorkspaceContext,
+    action: Action | None,
+    resource: str,
+    name: str | None = None,
+) -> Governed:
+    """The acting identity, the env's security and registry, the name checked.
 
     With an ``action``, the identity's permission is checked and audited here;
     lifecycle actions check and audit their own (one record per attempt).
@@ -192,41 +212,21 @@ def _governed(
 
     from bankplatform.governance.lifecycle import Governed
     from bankplatform.governance.registry import check_model_name
-    from bankplatform.lineage.settings import load_settings
-    from bankplatform.manifest import load_manifest
-    from bankplatform.project import env_config_loader, find_project_root, resolve_env
-    from bankplatform.security.runtime import activate, workspace_security
+    from bankplatform.security.runtime import activate
 
-    root = find_project_root()
-    manifest = load_manifest(root)
     if name is not None:
-        check_model_name(name, manifest.model_name)
-    chosen = resolve_env(manifest, env)
-    security = workspace_security(chosen)
-    activate(security)
-    actor = security.starter()
+        check_model_name(name, ctx.model_name)
+    activate(ctx.security)
+    actor = ctx.security.starter()
     if action is not None:
-        security.enforce(action, resource)
-    _, uri = load_settings(env_config_loader(root, chosen), root)
+        ctx.security.enforce(action, resource)
     return Governed(
-        MlflowClient(tracking_uri=uri), security, actor, root, manifest.model_name
+        MlflowClient(tracking_uri=ctx.tracking_uri),
+        ctx.security,
+        actor,
+        ctx.root,
+        ctx.model_name,
     )
-
-
-def _manifest(g: Governed) -> WorkspaceManifest:
-    from bankplatform.manifest import load_manifest
-
-    return load_manifest(g.root)
-
-
-def _review_months(g: Governed) -> int:
-    from bankplatform.governance.settings import GovernanceSettings
-    from bankplatform.project import env_config_loader
-
-    manifest = _manifest(g)
-    loader = env_config_loader(g.root, g.security.env)
-    settings = GovernanceSettings.model_validate(loader["parameters"]["governance"])
-    return settings.review_months[manifest.model_risk_tier]
 
 
 def _tenure_line(tenure: AliasTenure) -> str:
@@ -238,16 +238,15 @@ def _tenure_line(tenure: AliasTenure) -> str:
     )
 
 
-def _facts(g: Governed, version: int) -> CardFacts:
+def _facts(ctx: WorkspaceContext, g: Governed, version: int) -> CardFacts:
     """What the card and the pack say of ``version``, with the env's monitoring plan."""
     from bankplatform.governance.documents import gather_facts
-    from bankplatform.monitoring.settings import monitoring_plan
 
     return gather_facts(
         g.client,
         g.security,
-        _manifest(g),
-        g.root,
+        ctx.manifest,
+        ctx.root,
         version,
-        monitoring_plan(g.root, g.security.env),
+        ctx.monitoring.model_dump(mode="json"),
     )

@@ -16,10 +16,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from mlflow.tracking import MlflowClient
 
+    from bankplatform.manifest import WorkspaceManifest
     from bankplatform.security.runtime import WorkspaceSecurity
 
 
@@ -225,8 +224,15 @@ def kpi_lines(kpis: dict[str, Any]) -> list[str]:
     ]
 
 
-def workspace_kpis(security: WorkspaceSecurity, root: Path) -> PlatformKpis:
+def workspace_kpis(
+    security: WorkspaceSecurity, manifest: WorkspaceManifest, tracking_uri: str
+) -> PlatformKpis:
     """The KPIs of a workspace's model (the caller needs ``read_audit_log``).
+
+    Args:
+        security: The env's key service client (the audit log).
+        manifest: The workspace manifest (model and squad).
+        tracking_uri: The env's tracking store (first run, the champion).
 
     Raises:
         AccessDenied: The acting identity may not read the audit log (audited).
@@ -234,15 +240,10 @@ def workspace_kpis(security: WorkspaceSecurity, root: Path) -> PlatformKpis:
     from mlflow.tracking import MlflowClient  # noqa: PLC0415
 
     from bankplatform.governance.registry import CHAMPION, alias_holder  # noqa: PLC0415
-    from bankplatform.lineage.settings import load_settings  # noqa: PLC0415
-    from bankplatform.manifest import load_manifest  # noqa: PLC0415
-    from bankplatform.project import env_config_loader  # noqa: PLC0415
     from bankplatform.security.policy import Action  # noqa: PLC0415
 
     security.enforce(Action.READ_AUDIT_LOG, "audit_log")
-    manifest = load_manifest(root)
-    _, uri = load_settings(env_config_loader(root, security.env), root)
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
     return measure_kpis(
         list(security.audit_log().records()),
         model_name=manifest.model_name,
@@ -250,20 +251,3 @@ def workspace_kpis(security: WorkspaceSecurity, root: Path) -> PlatformKpis:
         first_experiment_at=first_run_start(client, manifest.model_name),
         champion_now=alias_holder(client, manifest.model_name, CHAMPION) is not None,
     )
-
-
-def open_kpis(env: str | None = None, project_dir: str | None = None) -> PlatformKpis:
-    """The KPIs of the workspace around ``project_dir`` (a notebook's entry point).
-
-    Args:
-        env: Kedro env; defaults to ``$KEDRO_ENV`` or the manifest's.
-        project_dir: The workspace; defaults to the one around the current folder.
-    """
-    from bankplatform.security.runtime import (  # noqa: PLC0415
-        activate,
-        workspace_security,
-    )
-
-    security = workspace_security(env, project_dir)
-    activate(security)
-    return workspace_kpis(security, security.root)

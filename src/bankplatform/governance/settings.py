@@ -1,7 +1,7 @@
 """``params:governance`` (``conf/<env>/governance.yml``): gate thresholds, which
 gates block, the decision cut-off, protected attributes, review intervals.
 
-Validated when a Kedro context is created (``GovernanceHook``), so a typo stops
+Validated when a Kedro context is created (``WorkspaceContextHook``), so a typo stops
 ``kedro run`` before the first node.
 """
 

@@ -8,12 +8,8 @@ the field, not a silent default.
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from bankplatform.project import env_config_loader
 
 
 class MonitoringAction(StrEnum):
@@ -88,11 +84,3 @@ class MonitoringSettings(BaseModel):
     )
     review_notebook: str = Field(default="drift_review", pattern=r"^[a-z0-9_]+$")
     notebook_timeout_s: int = Field(default=600, ge=10)
-
-
-def monitoring_plan(root: Path, env: str) -> dict[str, Any]:
-    """An env's monitoring settings, validated, as the documents show them."""
-    parameters = env_config_loader(root, env)["parameters"]
-    return MonitoringSettings.model_validate(
-        parameters.get("monitoring") or {}
-    ).model_dump(mode="json")

@@ -11,22 +11,19 @@ does not start (the write raises).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
-from bankplatform.project import context_env, pipeline_names
+from bankplatform.project import pipeline_names
 from bankplatform.security.policy import AccessDenied, Action, Principal
 from bankplatform.security.residency import ResidencyViolation, residency_violations
 from bankplatform.security.runtime import (
     WorkspaceSecurity,
     act_for_node,
-    activate,
     active_security,
-    open_security,
 )
 
 
@@ -40,11 +37,8 @@ class AccessHook:
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        """Activate the env's keys, policy and audit log for this process."""
-        self._security = open_security(
-            context.config_loader, Path(context.project_path), context_env(context)
-        )
-        activate(self._security)
+        """Take the env's key service client, activated by the workspace context."""
+        self._security = active_security()
 
     @hook_impl
     def before_pipeline_run(

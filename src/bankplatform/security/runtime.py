@@ -60,8 +60,15 @@ class WorkspaceSecurity:
     env: str
     root: Path
     settings: SecuritySettings
-    _client: KeyServiceClient | None = field(default=None, repr=False)
-    _who: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _client: KeyServiceClient | None = field(default=None, repr=False, compare=False)
+    _who: dict[str, dict[str, Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its open client and cached identities (a process that
+        unpickles it, a ParallelRunner worker, opens its own)."""
+        return {**self.__dict__, "_client": None, "_who": {}}
 
     def service(self) -> KeyServiceClient:
         """The client of this env's key service."""

@@ -14,18 +14,17 @@ from __future__ import annotations
 import json
 import logging
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Path, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 
 from bankplatform.errors import BankplatformError
+from bankplatform.http_api import ErrorPolicy, install_error_handlers
 from bankplatform.security.policy import AccessDenied, Action, IdentityError
 from bankplatform.serving.schemas import (
     REQUEST_ID,
@@ -225,6 +224,30 @@ def _caller(request: Request) -> Caller:
     return caller
 
 
+def _service(request: Request) -> ScoringService:
+    service: ScoringService = request.app.state.service
+    return service
+
+
+Service = Annotated[ScoringService, Depends(_service)]
+_BEARER = HTTPBearer(
+    auto_error=False, description="A token from `bankplatform token issue`."
+)
+_ERRORS = ErrorPolicy(
+    service="scoring service",
+    statuses=_STATUS,
+    unexpected_status=503,
+    invalid_status=422,
+    malformed_json=True,
+    request_id=_request_id,
+    log=_LOG,
+)
+public = APIRouter()
+scoring = APIRouter(prefix="/v1")
+admin = APIRouter(prefix="/v1/admin")
+oversight = APIRouter(prefix="/v1/decisions")
+
+
 def create_app(service: ScoringService) -> FastAPI:
     """The scoring API over one ``ScoringService``."""
     app = FastAPI(
@@ -234,155 +257,136 @@ def create_app(service: ScoringService) -> FastAPI:
         redoc_url=None,
         description="Credit decisions from the governed champion (and challenger).",
     )
-    bearer = HTTPBearer(
-        auto_error=False, description="A token from `bankplatform token issue`."
-    )
     app.state.service = service
-
-    @app.exception_handler(BankplatformError)
-    async def _refused(request: Request, error: Exception) -> JSONResponse:
-        status = next(code for kind, code in _STATUS if isinstance(error, kind))
-        return _error(request, status, str(error))
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        first = error.errors()[0]
-        if first.get("type") == "json_invalid":
-            return _error(request, 400, "malformed JSON body")
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-        return _error(request, 422, f"{where}: {first.get('msg', 'invalid')}"[:300])
-
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, error: HTTPException) -> JSONResponse:
-        response = _error(request, error.status_code, str(error.detail))
-        response.headers.update(error.headers or {})  # 405 keeps its Allow header
-        return response
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-        # A bug, not a decision: no stack trace leaves the service (its log has it).
-        _LOG.error("request %s failed", _request_id(request), exc_info=error)
-        return _error(
-            request, 503, f"scoring service error ({type(error).__name__}); see its log"
-        )
-
-    @app.get("/healthz", include_in_schema=True)
-    def healthz() -> dict[str, str]:
-        """Liveness only: reveals nothing."""
-        return {"status": "ok"}
-
-    @app.post(
-        "/v1/score",
-        response_model=ScoreResponse,
-        responses={**_BODY_ERRORS, **_errors(404)},
-        dependencies=[Depends(bearer), _needs(Action.SCORE)],
-    )
-    async def score(application: Application, request: Request) -> Response:
-        """Decide one loan application: score, decision, reason codes, version."""
-        caller = _caller(request)
-        arguments = (application, caller, _request_id(request))
-        if service.challenger_in_traffic():
-            # A slow challenger must not hold up other requests: a worker thread.
-            response = await run_in_threadpool(service.score, *arguments)
-        else:
-            # The champion alone answers in about a millisecond: no thread hop.
-            response = service.score(*arguments)
-        request.state.audit = {
-            "model_version": response["model_version"],
-            "variant": response["variant"],
-            "decision": response["decision"],
-        }
-        # Built by the service to the ScoreResponse schema; not validated twice.
-        return Response(orjson.dumps(response), media_type="application/json")
-
-    @app.get(
-        "/v1/models",
-        responses=_errors(401, 403, 503),
-        dependencies=[Depends(bearer), _needs(Action.SCORE, Action.MANAGE_TRAFFIC)],
-    )
-    def models(request: Request) -> dict[str, Any]:
-        """Served versions, refused ones, the release state and the challenger's window."""
-        return service.models()
-
-    @app.post(
-        "/v1/admin/traffic",
-        responses={**_BODY_ERRORS, **_errors(409)},
-        dependencies=[Depends(bearer), _needs(Action.MANAGE_TRAFFIC)],
-    )
-    def traffic(body: TrafficRequest, request: Request) -> dict[str, Any]:
-        """Canary weight (1 = blue/green switch, 0 = back) and shadow mode."""
-        caller = _caller(request)
-        state = service.set_traffic(
-            caller,
-            weight=body.challenger_weight,
-            shadow=body.shadow,
-            reason=body.reason,
-        )
-        return state.model_dump()
-
-    @app.post(
-        "/v1/admin/halt",
-        responses=_BODY_ERRORS,
-        dependencies=[Depends(bearer), _needs(Action.MANAGE_TRAFFIC)],
-    )
-    def halt(body: HaltRequest, request: Request) -> dict[str, Any]:
-        """Kill switch: refer every application to manual underwriting (or resume)."""
-        caller = _caller(request)
-        return service.halt(caller, halted=body.halted, reason=body.reason).model_dump()
-
-    @app.post(
-        "/v1/admin/rollback",
-        responses=_BODY_ERRORS,
-        dependencies=[Depends(bearer), _needs(Action.MANAGE_TRAFFIC)],
-    )
-    def rollback(body: RollbackRequest, request: Request) -> dict[str, Any]:
-        """Take the challenger out of traffic now (weight 0, shadow off)."""
-        caller = _caller(request)
-        return service.rollback(caller.name, body.reason).model_dump()
-
-    @app.post(
-        "/v1/admin/reload",
-        responses=_errors(401, 403, 413, 415, 503),
-        dependencies=[Depends(bearer), _needs(Action.MANAGE_TRAFFIC)],
-    )
-    def reload(request: Request) -> dict[str, Any]:
-        """Re-read the registry aliases now (they are also polled)."""
-        caller = _caller(request)
-        return service.reload(caller.name)
-
-    decision_id = Path(pattern=REQUEST_ID, description="A request id from /v1/score.")
-
-    @app.post(
-        "/v1/decisions/{request_id}/override",
-        responses={**_BODY_ERRORS, **_errors(404)},
-        dependencies=[Depends(bearer), _needs(Action.REVIEW_DECISIONS)],
-    )
-    def override(
-        body: OverrideRequest, request: Request, request_id: str = decision_id
-    ) -> dict[str, Any]:
-        """A reviewer replaces a decision, with a reason."""
-        caller = _caller(request)
-        return service.override(caller, request_id, body.decision, body.reason)
-
-    @app.post(
-        "/v1/decisions/{request_id}/appeal",
-        responses={**_BODY_ERRORS, **_errors(404)},
-        dependencies=[Depends(bearer), _needs(Action.APPEAL_DECISION)],
-    )
-    def appeal(
-        body: AppealRequest, request: Request, request_id: str = decision_id
-    ) -> dict[str, Any]:
-        """An applicant contests a decision; it joins the appeal queue."""
-        caller = _caller(request)
-        return service.appeal(caller, request_id, body.reason)
-
+    install_error_handlers(app, _ERRORS)
+    for router in (public, scoring, admin, oversight):
+        app.include_router(router)
     app.add_middleware(
         _Gate, service=service, max_body=service.context.settings.max_body_bytes
     )
     return app
 
 
-def _error(request: Request, status: int, error: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": error, "request_id": _request_id(request)}, status_code=status
+@public.get("/healthz", include_in_schema=True)
+def healthz() -> dict[str, str]:
+    """Liveness only: reveals nothing."""
+    return {"status": "ok"}
+
+
+@scoring.post(
+    "/score",
+    response_model=ScoreResponse,
+    responses={**_BODY_ERRORS, **_errors(404)},
+    dependencies=[Depends(_BEARER), _needs(Action.SCORE)],
+)
+async def score(
+    application: Application, request: Request, service: Service
+) -> Response:
+    """Decide one loan application: score, decision, reason codes, version."""
+    caller = _caller(request)
+    arguments = (application, caller, _request_id(request))
+    if service.challenger_in_traffic():
+        # A slow challenger must not hold up other requests: a worker thread.
+        response = await run_in_threadpool(service.score, *arguments)
+    else:
+        # The champion alone answers in about a millisecond: no thread hop.
+        response = service.score(*arguments)
+    request.state.audit = {
+        "model_version": response["model_version"],
+        "variant": response["variant"],
+        "decision": response["decision"],
+    }
+    # Built by the service to the ScoreResponse schema; not validated twice.
+    return Response(orjson.dumps(response), media_type="application/json")
+
+
+@scoring.get(
+    "/models",
+    responses=_errors(401, 403, 503),
+    dependencies=[Depends(_BEARER), _needs(Action.SCORE, Action.MANAGE_TRAFFIC)],
+)
+def models(service: Service) -> dict[str, Any]:
+    """Served versions, refused ones, the release state and the challenger's window."""
+    return service.models()
+
+
+@admin.post(
+    "/traffic",
+    responses={**_BODY_ERRORS, **_errors(409)},
+    dependencies=[Depends(_BEARER), _needs(Action.MANAGE_TRAFFIC)],
+)
+def traffic(body: TrafficRequest, request: Request, service: Service) -> dict[str, Any]:
+    """Canary weight (1 = blue/green switch, 0 = back) and shadow mode."""
+    state = service.set_traffic(
+        _caller(request),
+        weight=body.challenger_weight,
+        shadow=body.shadow,
+        reason=body.reason,
     )
+    return state.model_dump()
+
+
+@admin.post(
+    "/halt",
+    responses=_BODY_ERRORS,
+    dependencies=[Depends(_BEARER), _needs(Action.MANAGE_TRAFFIC)],
+)
+def halt(body: HaltRequest, request: Request, service: Service) -> dict[str, Any]:
+    """Kill switch: refer every application to manual underwriting (or resume)."""
+    caller = _caller(request)
+    return service.halt(caller, halted=body.halted, reason=body.reason).model_dump()
+
+
+@admin.post(
+    "/rollback",
+    responses=_BODY_ERRORS,
+    dependencies=[Depends(_BEARER), _needs(Action.MANAGE_TRAFFIC)],
+)
+def rollback(
+    body: RollbackRequest, request: Request, service: Service
+) -> dict[str, Any]:
+    """Take the challenger out of traffic now (weight 0, shadow off)."""
+    return service.rollback(_caller(request).name, body.reason).model_dump()
+
+
+@admin.post(
+    "/reload",
+    responses=_errors(401, 403, 413, 415, 503),
+    dependencies=[Depends(_BEARER), _needs(Action.MANAGE_TRAFFIC)],
+)
+def reload(request: Request, service: Service) -> dict[str, Any]:
+    """Re-read the registry aliases now (they are also polled)."""
+    return service.reload(_caller(request).name)
+
+
+_DECISION_ID = Path(pattern=REQUEST_ID, description="A request id from /v1/score.")
+
+
+@oversight.post(
+    "/{request_id}/override",
+    responses={**_BODY_ERRORS, **_errors(404)},
+    dependencies=[Depends(_BEARER), _needs(Action.REVIEW_DECISIONS)],
+)
+def override(
+    body: OverrideRequest,
+    request: Request,
+    service: Service,
+    request_id: str = _DECISION_ID,
+) -> dict[str, Any]:
+    """A reviewer replaces a decision, with a reason."""
+    return service.override(_caller(request), request_id, body.decision, body.reason)
+
+
+@oversight.post(
+    "/{request_id}/appeal",
+    responses={**_BODY_ERRORS, **_errors(404)},
+    dependencies=[Depends(_BEARER), _needs(Action.APPEAL_DECISION)],
+)
+def appeal(
+    body: AppealRequest,
+    request: Request,
+    service: Service,
+    request_id: str = _DECISION_ID,
+) -> dict[str, Any]:
+    """An applicant contests a decision; it joins the appeal queue."""
+    return service.appeal(_caller(request), request_id, body.reason)

@@ -14,13 +14,13 @@ import mlflow.pyfunc
 import pandas as pd
 from mlflow.pyfunc import PyFuncModel
 
+# Imported at run time: Kedro reads node type hints (it warns of unresolvable ones).
+from bankplatform.context import WorkspaceContext
 from bankplatform.governance import evaluation
 from bankplatform.governance.gates import as_records, measurement_gates, verdict
 from bankplatform.governance.outcome import EvaluationRecord, record_evaluation
 from bankplatform.governance.registry import CHAMPION
-from bankplatform.governance.settings import GovernanceSettings
 from bankplatform.monitoring.inputs import out_of_time_reference, reference_partition
-from bankplatform.project import find_project_root
 from bankplatform.training.settings import TrainingParameters
 from bankplatform.training.train import split_out_of_time
 
@@ -65,7 +65,7 @@ def measure_candidate(
     model_registration: dict[str, Any],
     validation_scores: pd.DataFrame,
     training: dict[str, Any],
-    governance: dict[str, Any],
+    workspace: WorkspaceContext,
 ) -> dict[str, Any]:
     """Performance, champion regression, fairness, stability, behaviour, explanation,
     all on the windows ``score_validation_windows`` split and scored once.
@@ -73,7 +73,7 @@ def measure_candidate(
     Returns:
         The measurements, keyed as ``gates.measurement_gates`` reads them.
     """
-    settings = GovernanceSettings.model_validate(governance)
+    settings = workspace.governance
     parameters = TrainingParameters.model_validate(training)
     name, version = model_registration["model_name"], model_registration["version"]
     model = _load(name, version)
@@ -105,7 +105,7 @@ def measure_candidate(
 def decide_gates(
     model_registration: dict[str, Any],
     measurements: dict[str, Any],
-    governance: dict[str, Any],
+    workspace: WorkspaceContext,
 ) -> dict[str, Any]:
     """The gate report: every gate against its threshold, and the verdict so far
     (the evidence gate is added when the notebooks have run).
@@ -114,7 +114,7 @@ def decide_gates(
         Model, version, run id, the settings used, the measurements, the gates
         and ``gate_status``.
     """
-    settings = GovernanceSettings.model_validate(governance)
+    settings = workspace.governance
     gates = as_records(measurement_gates(measurements, settings))
     return {
         "model_name": model_registration["model_name"],
@@ -128,7 +128,7 @@ def decide_gates(
 
 
 def record_gate_outcome(
-    gate_report: dict[str, Any], governance: dict[str, Any]
+    gate_report: dict[str, Any], workspace: WorkspaceContext
 ) -> dict[str, Any]:
     """Execute the evidence notebooks, add the evidence gate, and record the outcome:
     tags on the model version, metrics and artifacts on its run, the audit log.
@@ -136,9 +136,9 @@ def record_gate_outcome(
     Returns:
         The final gate report (with the evidence gate and the evidence hashes).
     """
-    settings = GovernanceSettings.model_validate(governance)
     return record_evaluation(
-        EvaluationRecord(root=find_project_root(), report=gate_report), settings
+        EvaluationRecord(root=workspace.root, report=gate_report),
+        workspace.governance,
     )
 
 

@@ -18,10 +18,11 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+# Imported at run time: Kedro reads node type hints (it warns of unresolvable ones).
+from bankplatform.context import WorkspaceContext
 from bankplatform.errors import BankplatformError
 from bankplatform.governance.evidence import file_sha256
 from bankplatform.governance.registry import CHAMPION, alias_holder
-from bankplatform.manifest import load_manifest
 from bankplatform.monitoring.actions import WindowCase, take_action
 from bankplatform.monitoring.inputs import (
     reference_partition,
@@ -29,12 +30,8 @@ from bankplatform.monitoring.inputs import (
     with_outcomes,
 )
 from bankplatform.monitoring.reports import DRIFT_JSON, write_html
-from bankplatform.monitoring.settings import MonitoringSettings
 from bankplatform.monitoring.verdict import WindowVerdict, judge_window
 from bankplatform.monitoring.windows import parse_window, window_decisions
-from bankplatform.project import env_config_loader, find_project_root
-from bankplatform.security.runtime import active_security
-from bankplatform.serving.settings import load_serving_settings
 
 REPORTS = Path("data") / "08_reporting" / "monitoring"
 
@@ -45,7 +42,7 @@ class MonitoringError(BankplatformError):
 
 def prepare_champion_reference(
     monitoring_references: dict[str, Callable[[], pd.DataFrame]],
-    monitoring: dict[str, Any],
+    workspace: WorkspaceContext,
 ) -> dict[str, Any]:
     """The champion's validated out-of-time window, sampled by the seeded rule.
 
@@ -55,8 +52,8 @@ def prepare_champion_reference(
     Raises:
         MonitoringError: No champion, or no reference kept for it.
     """
-    settings = MonitoringSettings.model_validate(monitoring)
-    name = load_manifest(find_project_root()).model_name
+    settings = workspace.monitoring
+    name = workspace.model_name
     version = alias_holder(MlflowClient(), name, CHAMPION)
     if version is None:
         msg = f"{name} has no champion: nothing is served, so nothing to monitor"
@@ -75,20 +72,15 @@ def prepare_champion_reference(
 
 def collect_window_decisions(
     decision_outcomes: dict[str, Callable[[], pd.DataFrame]],
-    monitoring: dict[str, Any],
+    workspace: WorkspaceContext,
 ) -> dict[str, Any]:
     """The window's scored decisions, with the outcomes that have arrived.
 
     Returns:
         ``window`` (its id, start and end) and ``decisions``.
     """
-    settings = MonitoringSettings.model_validate(monitoring)
-    window = parse_window(settings.window)
-    root = find_project_root()
-    serving = load_serving_settings(
-        env_config_loader(root, active_security().env), root
-    )
-    decisions = window_decisions(serving.decision_log, window)
+    window = parse_window(workspace.monitoring.window)
+    decisions = window_decisions(workspace.serving.decision_log, window)
     outcomes = (
         pd.concat([load() for load in decision_outcomes.values()], ignore_index=True)
         if decision_outcomes
@@ -107,15 +99,14 @@ def collect_window_decisions(
 def judge_monitoring_window(
     champion_reference: dict[str, Any],
     window_decisions: dict[str, Any],
-    monitoring: dict[str, Any],
+    workspace: WorkspaceContext,
 ) -> dict[str, Any]:
     """Measure the window, write its reports, log them to MLflow and audit the verdict.
 
     Returns:
         The verdict summary with the report paths and their sha256.
     """
-    settings = MonitoringSettings.model_validate(monitoring)
-    root = find_project_root()
+    settings, root = workspace.monitoring, workspace.root
     window = window_decisions["window"]
     verdict = judge_window(
         champion_reference["reference"], window_decisions["decisions"], settings
@@ -135,7 +126,7 @@ def judge_monitoring_window(
     }
     hashes = _write_reports(root, folder, verdict, summary)
     run_id = _log_to_mlflow(summary, folder, hashes)
-    active_security().audit_log().append(
+    workspace.security.audit_log().append(
         action="monitoring.verdict",
         resource=f"monitoring:{summary['model_name']}/{window['id']}",
         outcome="allowed",
@@ -159,15 +150,14 @@ def judge_monitoring_window(
 
 
 def act_on_verdict(
-    monitoring_verdict: dict[str, Any], monitoring: dict[str, Any]
+    monitoring_verdict: dict[str, Any], workspace: WorkspaceContext
 ) -> dict[str, Any]:
     """Carry out the verdict's action, once per window (audited).
 
     Returns:
         The window, findings, action and what it produced.
     """
-    settings = MonitoringSettings.model_validate(monitoring)
-    root = find_project_root()
+    root = workspace.root
     client = MlflowClient()
     case = WindowCase(
         root=root,
@@ -176,10 +166,10 @@ def act_on_verdict(
         folder=root / monitoring_verdict["folder"],
         verdict=monitoring_verdict,
         reports=monitoring_verdict["reports_sha256"],
-        security=active_security(),
+        security=workspace.security,
         client=client,
     )
-    result = take_action(case, settings)
+    result = take_action(case, workspace.monitoring)
     client.set_tag(
         monitoring_verdict["mlflow_run_id"],
         "monitoring.action_status",

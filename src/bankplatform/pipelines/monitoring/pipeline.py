@@ -23,25 +23,25 @@ def create_pipeline(**kwargs: object) -> Pipeline:
         [
             Node(
                 prepare_champion_reference,
-                inputs=["monitoring_references", "params:monitoring"],
+                inputs=["monitoring_references", "workspace"],
                 outputs="champion_reference",
                 name="prepare_champion_reference_node",
             ),
             Node(
                 collect_window_decisions,
-                inputs=["decision_outcomes", "params:monitoring"],
+                inputs=["decision_outcomes", "workspace"],
                 outputs="window_decisions",
                 name="collect_window_decisions_node",
             ),
             Node(
                 judge_monitoring_window,
-                inputs=["champion_reference", "window_decisions", "params:monitoring"],
+                inputs=["champion_reference", "window_decisions", "workspace"],
                 outputs="monitoring_verdict",
                 name="judge_monitoring_window_node",
             ),
             Node(
                 act_on_verdict,
-                inputs=["monitoring_verdict", "params:monitoring"],
+                inputs=["monitoring_verdict", "workspace"],
                 outputs="monitoring_action",
                 name="act_on_verdict_node",
             ),

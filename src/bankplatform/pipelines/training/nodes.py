@@ -8,15 +8,14 @@ from typing import Any
 
 import pandas as pd
 
+# Imported at run time: Kedro reads node type hints (it warns of unresolvable ones).
+from bankplatform.context import WorkspaceContext
 from bankplatform.feature_repo import FEATURE_SERVICES
 from bankplatform.feature_repo.services import feature_names
 from bankplatform.features.settings import FeaturesParameters
-from bankplatform.governance.settings import GovernanceSettings
 from bankplatform.lineage.records import current_kedro_run
-from bankplatform.manifest import load_manifest
-from bankplatform.project import find_project_root
 from bankplatform.security.policy import Action
-from bankplatform.security.runtime import acting_principal, active_security
+from bankplatform.security.runtime import acting_principal
 from bankplatform.training.boosting import load_booster
 from bankplatform.training.registry import register_candidate
 from bankplatform.training.settings import QualityGate, TrainingParameters
@@ -29,7 +28,7 @@ def train_credit_default_model(
     training_set: pd.DataFrame,
     training: dict[str, Any],
     features: dict[str, Any],
-    governance: dict[str, Any],
+    workspace: WorkspaceContext,
 ) -> tuple[TrainedModel, dict[str, Any]]:
     """Train XGBoost on Ray on the feature service's features, out of time.
 
@@ -46,8 +45,8 @@ def train_credit_default_model(
     """
     parameters = TrainingParameters.model_validate(training)
     names = _feature_names(features)
-    checkpoints = find_project_root() / CHECKPOINTS / uuid.uuid4().hex
-    gates = GovernanceSettings.model_validate(governance).gates
+    checkpoints = workspace.root / CHECKPOINTS / uuid.uuid4().hex
+    gates = workspace.governance.gates
     quality = QualityGate(
         min_auc=gates.discrimination.threshold,
         leakage_ceiling=gates.leakage.threshold,
@@ -71,7 +70,7 @@ def train_credit_default_model(
 
 
 def register_credit_default_model(
-    trained_model: TrainedModel, features: dict[str, Any]
+    trained_model: TrainedModel, features: dict[str, Any], workspace: WorkspaceContext
 ) -> dict[str, Any]:
     """Log the candidate to MLflow and register it as a new version, gate pending.
 
@@ -84,11 +83,10 @@ def register_credit_default_model(
     Returns:
         Model name, version, run id, URI and tags.
     """
-    root = find_project_root()
     acting = acting_principal()
-    model_name = load_manifest(root).model_name
+    model_name = workspace.model_name
     # Checked and audited like any governed action: who registered which model.
-    active_security().enforce(Action.REGISTER_MODEL, f"model:{model_name}")
+    workspace.security.enforce(Action.REGISTER_MODEL, f"model:{model_name}")
     service = FeaturesParameters.model_validate(features).feature_service
     registration = register_candidate(
         trained_model,
@@ -100,12 +98,12 @@ def register_credit_default_model(
         },
         trainer=acting.on_behalf_of or acting.name,
         service_identity=acting.name,
-        lock_file=root / "requirements.lock",
+        lock_file=workspace.root / "requirements.lock",
         kedro_run_id=current_kedro_run(),
     )
     # The maker of record: approval reads who trained a version from here, not
     # from the version's tags (editable by anyone with registry access).
-    active_security().audit_log().append(
+    workspace.security.audit_log().append(
         action="model.register",
         resource=f"model:{model_name}/{registration['version']}",
         outcome="allowed",

@@ -24,7 +24,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                     "training_set",
                     "params:training",
                     "params:features",
-                    "params:governance",
+                    "workspace",
                 ],
                 outputs=["trained_model", "training_report"],
                 name="train_credit_default_model_node",
@@ -35,7 +35,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
             ),
             Node(
                 register_credit_default_model,
-                inputs=["trained_model", "params:features"],
+                inputs=["trained_model", "params:features", "workspace"],
                 outputs="model_registration",
                 name="register_credit_default_model_node",
             ),
