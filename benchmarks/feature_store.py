@@ -30,11 +30,10 @@ from bankplatform.feature_repo.definitions import (
     SNAPSHOT_TTL,
     credit_default_v1,
 )
+from bankplatform.feature_repo.services import feature_names, service_features
 from bankplatform.features.store import (
-    feature_names,
     online_customer_features,
     register_definitions,
-    service_features,
     training_set,
     write_online,
 )

@@ -44,10 +44,10 @@ from bankplatform.feature_repo.definitions import (
     FEATURE_REPOSITORY,
     credit_default_v1,
 )
+from bankplatform.feature_repo.services import service_features
 from bankplatform.features.store import (
     online_customer_features,
     register_definitions,
-    service_features,
     write_online,
 )
 from bankplatform.lineage.tracking_server import (

@@ -1,7 +1,7 @@
 """``WorkspaceContext``: one workspace env, read and validated once.
 
 Built once per command, server, notebook or Kedro session: the workspace folder,
-its manifest, the resolved env and its config loader, every setting a governed
+its manifest, the resolved env and its parameters, every setting a governed
 step reads (validated when the context is made, so a typo stops ``kedro run``
 before the first node), the tracking URI and the key service's client. A Kedro
 run puts it in the catalog as the ``workspace`` input, so nodes take what they
@@ -55,7 +55,7 @@ class WorkspaceContext:
         serving: ``serving.yml`` (paths absolute).
         tracking_uri: The env's MLflow tracking URI.
         security: The key service's client for this env.
-        config_loader: The env's config loader (a run's own, with its overrides).
+        params: The env's resolved parameters (a run's, with its overrides).
     """
 
     root: Path
@@ -66,7 +66,9 @@ class WorkspaceContext:
     serving: ServingSettings
     tracking_uri: str
     security: WorkspaceSecurity = field(repr=False)
-    config_loader: AbstractConfigLoader = field(repr=False, compare=False)
+    # Plain data, so a ParallelRunner can pickle the context with the catalog
+    # (a session's config loader holds closures).
+    params: dict[str, Any] = field(repr=False, compare=False)
 
     @property
     def model_name(self) -> str:
@@ -106,7 +108,7 @@ def open_context(
         serving=load_serving_settings(config_loader, root),
         tracking_uri=load_settings(config_loader, root)[1],
         security=open_security(config_loader, root, env),
-        config_loader=config_loader,
+        params=dict(parameters),
     )
 
 

@@ -18,13 +18,12 @@ from bankplatform.feature_repo.definitions import (
     FEATURE_REPOSITORY,
     credit_default_v1,
 )
+from bankplatform.feature_repo.services import feature_names, service_features
 from bankplatform.features.customer_features import build_customer_snapshots
 from bankplatform.features.store import (
     FeatureStoreError,
-    feature_names,
     online_customer_features,
     register_definitions,
-    service_features,
     training_set,
     write_online,
 )

@@ -11,10 +11,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bankplatform.feature_repo import credit_default_v1
+from bankplatform.feature_repo.services import feature_names, service_features
 from bankplatform.features.store import (
-    feature_names,
     online_customer_features,
-    service_features,
 )
 from tests.conftest import (
     labelled_applications,

@@ -9,17 +9,21 @@ holds every request.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ray
 from ray import serve
+from ray.exceptions import RayError
 from ray.serve.config import HTTPOptions
 from ray.serve.schema import LoggingConfig
 
+from bankplatform.ray_cluster import START_TIMEOUT_ENV, start_timeout_s
 from bankplatform.serving.app import create_app
 from bankplatform.serving.server import (
     ServeOptions,
@@ -31,6 +35,14 @@ from bankplatform.serving.server import (
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+_LOG = logging.getLogger(__name__)
+# Serve's controller checks that its HTTP proxy is ready within 5 s and healthy
+# within 10 s, and kills it otherwise: on a busy machine the proxy's start takes
+# longer, and the service never came up (seen beside two busy-looping processes).
+_SERVE_PATIENCE = {
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30",
+}
 # Passed to the replicas: who started the service, how Feast and Kedro behave.
 _FORWARDED = (
     "BANKPLATFORM_TOKEN",
@@ -59,7 +71,11 @@ def serve_ray(options: ServeOptions, *, blocking: bool = True) -> None:
     if tls:
         msg = "--engine ray serves HTTP behind the cluster's ingress; terminate TLS there, or use --engine uvicorn --tls"
         raise ServingError(msg)
-    env_vars = {k: os.environ[k] for k in _FORWARDED if k in os.environ}
+    for name, seconds in _SERVE_PATIENCE.items():
+        os.environ.setdefault(name, seconds)  # an operator's own value wins
+    env_vars = {
+        k: os.environ[k] for k in (*_FORWARDED, *_SERVE_PATIENCE) if k in os.environ
+    }
     ray.init(
         address=os.environ.get("RAY_ADDRESS"),
         runtime_env={"env_vars": env_vars},
@@ -70,7 +86,7 @@ def serve_ray(options: ServeOptions, *, blocking: bool = True) -> None:
     if blocking:  # after ray.init, which sets its own SIGTERM handler
         for number in (signal.SIGINT, signal.SIGTERM):
             signal.signal(number, lambda *_: stop.set())
-    serve.start(http_options=HTTPOptions(host=settings.host, port=settings.port))
+    _start_serve(HTTPOptions(host=settings.host, port=settings.port))
     root, env = str(options.root), options.env
 
     def builder() -> FastAPI:  # evaluated on the replica: a builder takes no arguments
@@ -87,6 +103,30 @@ def serve_ray(options: ServeOptions, *, blocking: bool = True) -> None:
     serve.run(application, name="scoring", route_prefix="/")
     if blocking:
         _serve_until(stop)
+
+
+def _start_serve(http: HTTPOptions) -> None:
+    """Start Serve, waiting for its HTTP proxy as long as a local Ray start may take
+    (Serve's driver gives up after a fixed 60 s; on a busy machine the proxy, a
+    Python process, can take longer).
+
+    Raises:
+        ServingError: The proxy did not come up in time, or its actor died.
+    """
+    deadline = time.monotonic() + start_timeout_s()
+    while True:
+        try:
+            serve.start(http_options=http)
+            return
+        except TimeoutError as error:
+            if time.monotonic() > deadline:
+                msg = f"Ray Serve did not start: {error} (a busy machine? raise {START_TIMEOUT_ENV})"
+                raise ServingError(msg) from None
+            _LOG.warning("waiting for Ray Serve's HTTP proxy to start (%s)", error)
+        except RayError as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            msg = f"Ray Serve did not start: {type(error).__name__}: {first}"
+            raise ServingError(msg) from None
 
 
 def _serve_until(stop: threading.Event) -> None:
