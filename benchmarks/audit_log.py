@@ -22,7 +22,7 @@ from bankplatform.keyservice.audit_log import (
     canonical,
     encode_record,
 )
-from bankplatform.keyservice.keyring import LocalKeyring
+from bankplatform.keyservice.local_kms import LocalKeyring
 
 REPEATS = 3
 

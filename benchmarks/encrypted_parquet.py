@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bankplatform.datasets import EncryptedParquetDataset
-from bankplatform.keyservice.keyring import LocalKeyring
+from bankplatform.keyservice.local_kms import LocalKeyring
 
 REPEATS = 9
 _TEXT = {

@@ -27,7 +27,7 @@ from bankplatform.datasets import (
     PseudonymiserDataset,
     RawTableDataset,
 )
-from bankplatform.keyservice.keyring import LocalKeyring, load_master_key
+from bankplatform.keyservice.local_kms import LocalKeyring, load_master_key
 from bankplatform.pipelines.ingestion import create_pipeline
 from bankplatform.project import env_config_loader
 from bankplatform.security import runtime

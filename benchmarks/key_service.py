@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from bankplatform.datasets import EncryptedParquetDataset
 from bankplatform.keyservice.audit_log import AuditLog
-from bankplatform.keyservice.keyring import (
+from bankplatform.keyservice.local_kms import (
     LocalKeyring,
     create_master_key_file,
     load_master_key,

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bankplatform.features.customer_features import BOOKING_COLUMNS
-from bankplatform.keyservice.keyring import (
+from bankplatform.keyservice.local_kms import (
     LocalKeyring,
     create_master_key_file,
     load_master_key,

@@ -149,6 +149,17 @@ class WorkspaceContextHook:
         )
         activate(self._context.security)
 
+    def security(self) -> WorkspaceSecurity:
+        """The session's key service client (what ``AccessHook`` acts through).
+
+        Raises:
+            RuntimeError: No Kedro context was created yet.
+        """
+        if self._context is None:
+            msg = "no Kedro context was created: the workspace context is not built"
+            raise RuntimeError(msg)
+        return self._context.security
+
     @hook_impl
     def after_catalog_created(self, catalog: Any) -> None:
         """Put the context in the catalog, handed to nodes as it is (no copy)."""

@@ -26,7 +26,8 @@ quiet_third_party_warnings()
 # never starts a node. A busy workspace is recorded by lineage and audit (Kedro
 # calls no on_pipeline_error for a run whose start failed).
 # Progress lines come last, after lineage has recorded the node.
-_LINEAGE, _ACCESS = LineageHook(), AccessHook()
+_CONTEXT = WorkspaceContextHook()
+_LINEAGE, _ACCESS = LineageHook(), AccessHook(_CONTEXT.security)
 
 
 def _refused(error: Exception, run_params: dict[str, Any], pipeline: Pipeline) -> None:
@@ -40,7 +41,7 @@ HOOKS = (
     _LINEAGE,
     ResidencyHook(),
     _ACCESS,
-    WorkspaceContextHook(),
+    _CONTEXT,
 )
 
 # Telemetry is off: bank networks forbid calls to third parties. kedro-mlflow's

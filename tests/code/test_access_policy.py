@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from bankplatform.errors import BankplatformError
 from bankplatform.keyservice.audit_log import AuditLog
-from bankplatform.keyservice.keyring import LocalKeyring
+from bankplatform.keyservice.decisions import enforce
+from bankplatform.keyservice.local_kms import LocalKeyring
 from bankplatform.project import env_config_loader
 from bankplatform.security.policy import (
     AccessDenied,
@@ -18,7 +19,6 @@ from bankplatform.security.policy import (
     Action,
     IdentityError,
     Principal,
-    enforce,
 )
 from bankplatform.security.runtime import WorkspaceSecurity, open_security
 from bankplatform.security.settings import load_access_policy, load_security_settings

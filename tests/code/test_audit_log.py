@@ -16,7 +16,7 @@ from bankplatform.keyservice.audit_log import (
     MlflowWitness,
     encode_record,
 )
-from bankplatform.keyservice.keyring import LocalKeyring
+from bankplatform.keyservice.local_kms import LocalKeyring
 from bankplatform.security.audit import AuditWriteError
 from tests.helpers import append_approvals, run_processes
 

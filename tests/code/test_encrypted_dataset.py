@@ -12,7 +12,7 @@ import pytest
 from kedro.io.core import DatasetError, Version
 
 from bankplatform.datasets import EncryptedParquetDataset
-from bankplatform.keyservice.keyring import LocalKeyring
+from bankplatform.keyservice.local_kms import LocalKeyring
 from bankplatform.security.envelope import (
     FORMAT_VERSION,
     MAGIC,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from bankplatform.datasets import EncryptedParquetDataset
-from bankplatform.keyservice.keyring import LocalKeyring
+from bankplatform.keyservice.local_kms import LocalKeyring
 from bankplatform.keyservice.rotation import files_per_key_version, rotate_keys
 from bankplatform.security import envelope
 from bankplatform.security.envelope import EncryptingWriter, read_header

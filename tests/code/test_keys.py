@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bankplatform.keyservice.keyring import (
+from bankplatform.keyservice.local_kms import (
     LocalKeyring,
     create_master_key_file,
     load_master_key,

@@ -7,9 +7,16 @@ import os
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
+from bankplatform.errors import BankplatformError
 from bankplatform.lineage.fingerprint import FingerprintCache
-from bankplatform.lineage.records import MAX_PARAM_LENGTH, flatten_parameters
+from bankplatform.lineage.records import (
+    KEDRO_RUN_TAG,
+    MAX_PARAM_LENGTH,
+    flatten_parameters,
+    lineage_run_of,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -102,3 +109,23 @@ def test_a_training_set_carries_its_feature_service_into_the_tags(
     assert tags["feast.feature_service_version"] == "1"
     assert tags["feast.features"] == "txn_30d_count,utilisation"
     assert tags["feast.training_set"] == "training_set"
+
+
+def test_the_training_lineage_is_the_one_run_that_claims_the_kedro_run(
+    tmp_path: Path,
+) -> None:
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("credit_default_pd")
+    kedro_run = "2026-12-06T08.52.44.123Z"
+    lineage = client.create_run(experiment, tags={KEDRO_RUN_TAG: kedro_run})
+    client.create_run(experiment, tags={KEDRO_RUN_TAG: "2026-12-07T00.00.00.000Z"})
+    found = lineage_run_of(client, experiment, kedro_run)
+    assert found is not None
+    assert found.info.run_id == lineage.info.run_id
+    assert lineage_run_of(client, experiment, "") is None
+    # A second run claiming the same Kedro run (a tag anyone with tracking access
+    # can set) leaves no single lineage to show or re-hash.
+    client.create_run(experiment, tags={KEDRO_RUN_TAG: kedro_run})
+    assert lineage_run_of(client, experiment, kedro_run) is None
+    with pytest.raises(BankplatformError, match="not a Kedro run id: \"x' or '1'='1\""):
+        lineage_run_of(client, experiment, "x' or '1'='1")

@@ -16,7 +16,7 @@ from kedro.io.core import DatasetError
 from bankplatform.datasets import EncryptedParquetDataset
 from bankplatform.datasets.classified_parquet import ClassifiedParquetDataset
 from bankplatform.datasets.table_batches import ParquetBatches
-from bankplatform.keyservice.keyring import LocalKeyring
+from bankplatform.keyservice.local_kms import LocalKeyring
 from bankplatform.security.envelope import (
     DecryptingReader,
     EncryptingWriter,

@@ -13,7 +13,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from bankplatform.keyservice.keyring import LocalKeyring
+from bankplatform.keyservice.local_kms import LocalKeyring
 from bankplatform.keyservice.tokens import TokenService
 from bankplatform.security.policy import AccessPolicy, IdentityError
 

@@ -15,7 +15,7 @@ import pytest
 
 from bankplatform.keyservice.audit_log import AuditLog
 from bankplatform.keyservice.audit_store import FileAuditStore, PostgresAuditStore
-from bankplatform.keyservice.keyring import LocalKeyring
+from bankplatform.keyservice.local_kms import LocalKeyring
 from bankplatform.security.audit import AuditWriteError
 from tests.helpers import append_approvals, free_port, run_processes
 from tests.servers import PostgresTLS, serve_database

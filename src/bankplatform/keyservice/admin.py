@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bankplatform.keyservice.authority import KeyAuthority
-from bankplatform.keyservice.keyring import create_master_key_file, open_keyring
+from bankplatform.keyservice.local_kms import create_master_key_file, open_keyring
 from bankplatform.keyservice.rotation import (
     RotationResult,
     files_per_key_version,

@@ -29,7 +29,8 @@ from bankplatform.keyservice.audit_log import (
     Witness,
 )
 from bankplatform.keyservice.audit_store import PostgresAuditStore
-from bankplatform.keyservice.keyring import open_keyring
+from bankplatform.keyservice.decisions import enforce
+from bankplatform.keyservice.local_kms import open_keyring
 from bankplatform.keyservice.pseudonyms import Pseudonymiser
 from bankplatform.keyservice.tokens import TokenService
 from bankplatform.lineage.settings import load_settings
@@ -43,7 +44,6 @@ from bankplatform.security.policy import (
     Action,
     IdentityError,
     Principal,
-    enforce,
 )
 from bankplatform.security.pseudonyms import IdentifierKind
 from bankplatform.security.settings import (

@@ -208,7 +208,9 @@ def current_kedro_run() -> str:
 
 def lineage_run_of(client: Any, experiment_id: str, kedro_run_id: str) -> Any | None:
     """The lineage run of the Kedro run ``kedro_run_id`` (recorded when a version was
-    registered), or ``None`` when none was recorded or the store has none.
+    registered), or ``None`` when none was recorded, the store has none, or more
+    than one run claims it (a run tag anyone with tracking access can set: two
+    claimants are not a lineage to show or re-hash).
 
     Raises:
         BankplatformError: ``kedro_run_id`` is not a Kedro run id.
@@ -221,6 +223,6 @@ def lineage_run_of(client: Any, experiment_id: str, kedro_run_id: str) -> Any | 
     runs = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{KEDRO_RUN_TAG}` = '{kedro_run_id}'",
-        max_results=1,
+        max_results=2,
     )
-    return runs[0] if runs else None
+    return runs[0] if len(runs) == 1 else None

@@ -1,13 +1,12 @@
 """The audit log's vocabulary for callers: outcomes, the verdict of a check, the
-error that stops an action whose record could not be written, and what a decision
-needs to be audited (``AuditAppender``). The log itself, its chain, checkpoints,
+error that stops an action whose record could not be written. The log itself, its chain, checkpoints,
 stores and witnesses belong to the key holder (``bankplatform.keyservice.audit_log``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 from bankplatform.errors import BankplatformError
 
@@ -26,17 +25,3 @@ class Verdict:
     records: int
     checkpoints: int
     problem: str = ""
-
-
-class AuditAppender(Protocol):
-    """Appends one record: the key service's log, or its client."""
-
-    def append(
-        self,
-        actor: str,
-        action: str,
-        resource: str,
-        outcome: Outcome,
-        details: dict[str, Any] | None = None,
-        on_behalf_of: str | None = None,
-    ) -> Any: ...

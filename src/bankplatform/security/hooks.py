@@ -11,6 +11,7 @@ does not start (the write raises).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -30,15 +31,15 @@ from bankplatform.security.runtime import (
 class AccessHook:
     """Identity, run permission, per-node service identity, run audit."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, security: Callable[[], WorkspaceSecurity] = active_security
+    ) -> None:
+        # Asked when a run starts: the session's client (the workspace context's),
+        # whatever order Kedro calls the hooks' after_context_created in.
+        self._security_of = security
         self._security: WorkspaceSecurity | None = None
         self._starter: Principal | None = None
         self._pipelines: set[str] = set()
-
-    @hook_impl
-    def after_context_created(self, context: Any) -> None:
-        """Take the env's key service client, activated by the workspace context."""
-        self._security = active_security()
 
     @hook_impl
     def before_pipeline_run(
@@ -53,7 +54,7 @@ class AccessHook:
                 would open a classified dataset with another type than the
                 workspace catalog's (both audited).
         """
-        security = self._require()
+        security = self._security = self._security_of()
         act_for_node(None)
         self._starter = security.starter()
         self._pipelines = set(security.pipelines())
@@ -109,12 +110,6 @@ class AccessHook:
     def on_pipeline_error(self, error: Exception, run_params: dict[str, Any]) -> None:
         """Audit a failed end with the error's type."""
         self._end(run_params, "failed", {"error_type": type(error).__name__})
-
-    def _require(self) -> WorkspaceSecurity:
-        if self._security is None:  # pragma: no cover - Kedro creates the context first
-            msg = "AccessHook: no Kedro context was created"
-            raise RuntimeError(msg)
-        return self._security
 
     def _end(
         self, run_params: dict[str, Any], outcome: str, details: dict[str, Any]

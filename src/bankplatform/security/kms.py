@@ -1,7 +1,7 @@
 """Key management's interface: what callers need from a KMS, and its errors.
 
 The key holder's implementation (the local keyring) lives in
-``bankplatform.keyservice.keyring``; a cloud KMS or Vault adapter implements the
+``bankplatform.keyservice.local_kms``; a cloud KMS or Vault adapter implements the
 same ``KeyManagementService``. Callers only ever see ``DataKeySource``: a data key
 for one dataset, new or unwrapped, from the key service.
 """

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Self
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from bankplatform.errors import BankplatformError
-from bankplatform.security.audit import AuditAppender
 
 
 class Action(StrEnum):
@@ -179,35 +178,3 @@ class AccessPolicy(BaseModel):
             "service",
             starter.name,
         )
-
-
-def enforce(
-    policy: AccessPolicy,
-    principal: Principal,
-    action: Action,
-    resource: str,
-    log: AuditAppender | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    """Allow ``action`` on ``resource`` only if a role of ``principal`` permits it.
-
-    Deny by default. With a ``log``, the decision is audited either way; a
-    denial is written before it is raised.
-
-    Raises:
-        AccessDenied: No role of the principal permits the action.
-    """
-    allowed = policy.permits(principal, action)
-    if log is not None:
-        log.append(
-            actor=principal.name,
-            on_behalf_of=principal.on_behalf_of,
-            action=action.value,
-            resource=resource,
-            outcome="allowed" if allowed else "denied",
-            details={"roles": sorted(principal.roles), **(details or {})},
-        )
-    if not allowed:
-        roles = ", ".join(sorted(principal.roles)) or "none"
-        msg = f"access denied: {principal.name} (roles: {roles}) may not {action.value} on {resource}"
-        raise AccessDenied(msg)

@@ -313,7 +313,7 @@ def _data_links(candidate: Any, kedro_run: str, inputs: TraceInputs) -> list[Lin
             Link(
                 "input datasets",
                 False,
-                "no lineage run of the Kedro run its registration named is in the tracking store",
+                "no single lineage run of the Kedro run its registration named is in the tracking store",
             )
         ]
     links = []
