@@ -87,7 +87,7 @@ demo: install ## Generate the demo extract, run every pipeline, serve, monitor d
 	$(BIN)/bankplatform audit verify
 
 test: install lint browser ## Lint, type-check, then run every test
-	$(BIN)/pytest -n 2 --dist loadgroup --durations=15 || [ $$? -eq 5 ]
+	$(BIN)/pytest -n 2 --dist loadfile --durations=15 || [ $$? -eq 5 ]
 
 # The page tests drive Debian's chromium (never `playwright install`, which downloads).
 browser: ## Install Debian's chromium for the browser tests if it is missing (needs root)
@@ -96,7 +96,7 @@ browser: ## Install Debian's chromium for the browser tests if it is missing (ne
 		|| echo "warning: no /usr/bin/chromium and no root to install it: the browser tests will fail (apt-get install chromium)"
 
 screenshots: install browser ## Refresh docs/screenshots from the browser tests
-	BANKPLATFORM_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -n 2 --dist loadgroup -p no:cacheprovider \
+	BANKPLATFORM_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -n 2 --dist loadfile -p no:cacheprovider \
 		tests/integration/test_workspace_pages.py tests/integration/test_reviewer_pages.py tests/integration/test_monitoring.py
 
 # detect-secrets: every file git tracks or would add, against the audited baseline

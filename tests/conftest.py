@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nbformat
@@ -18,6 +19,7 @@ import papermill
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from filelock import FileLock
 
 from bankplatform.features.customer_features import BOOKING_COLUMNS
 from bankplatform.keyservice.local_kms import (
@@ -28,6 +30,7 @@ from bankplatform.keyservice.local_kms import (
 from bankplatform.security.envelope import EncryptingWriter, decrypt, sealing_with
 from bankplatform.security.runtime import WorkspaceSecurity
 from bankplatform.synthetic import ExtractSummary, GeneratorConfig, generate_raw_extract
+from bankplatform.synthetic.extract import SUMMARY_FILE
 from bankplatform.third_party import LIBRARY_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,19 +41,84 @@ BIN = Path(sys.executable).parent
 KEYS_FOLDER = ".bankplatform"
 
 
-@functools.cache
+SHARED_ENV_VAR = "BANKPLATFORM_TEST_SHARED"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The controlling process makes one folder that every test process of this
+    session shares (xdist's workers inherit its environment): the test keys and the
+    workspaces built once (``built_once``)."""
+    if hasattr(config, "workerinput"):
+        return
+    folder = Path(tempfile.mkdtemp(prefix="bankplatform-tests-"))
+    os.environ[SHARED_ENV_VAR] = str(folder)
+    create_master_key_file(folder / "keys" / "master.key")
+    LocalKeyring(
+        folder / "keys" / "keyring.json",
+        load_master_key(folder / "keys" / "master.key"),
+    ).initialise()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The controlling process removes the shared folder once every worker ended."""
+    if not hasattr(config, "workerinput") and SHARED_ENV_VAR in os.environ:
+        shutil.rmtree(os.environ.pop(SHARED_ENV_VAR), ignore_errors=True)
+
+
+def shared_folder() -> Path:
+    """The folder every test process of this session shares."""
+    return Path(os.environ[SHARED_ENV_VAR])
+
+
 def shared_keys() -> Path:
-    """One master key and keyring per test process, copied into every workspace.
+    """One master key and keyring per test session, copied into every workspace.
 
     Sharing them lets an extract encrypted once (``small_extract``) open in any
-    throw-away workspace, as a bank's extract opens wherever its KMS is reachable.
+    throw-away workspace and in every test process, as a bank's extract opens
+    wherever its KMS is reachable.
     """
-    folder = Path(tempfile.mkdtemp(prefix="bankplatform-keys-"))
-    create_master_key_file(folder / "master.key")
-    LocalKeyring(
-        folder / "keyring.json", load_master_key(folder / "master.key")
-    ).initialise()
-    return folder
+    return shared_folder() / "keys"
+
+
+def built_once(name: str, build: Callable[[Path], object]) -> Path:
+    """``shared_folder()/name``, built by ``build`` once per session: the first test
+    process that asks builds it under a file lock, the others wait and reuse it.
+    Nothing may write into it afterwards: tests work on copies (``copy_workspace``).
+    """
+    target = shared_folder() / name
+    done = shared_folder() / f"{name}.built"
+    with FileLock(shared_folder() / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(target, ignore_errors=True)  # what a failed build left
+            build(target)
+            done.touch()
+    return target
+
+
+# MLflow's SQLite store names artefacts and lineage sources by absolute path.
+_MLFLOW_PATH_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "storage_location"),
+    ("datasets", "dataset_source"),
+)
+
+
+def copy_workspace(source: Path, target: Path) -> Path:
+    """A workspace copied to ``target`` (sockets left behind), its MLflow store
+    pointing at the copy's own artefacts: what a test does to the copy never
+    reaches the original."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.sock"))
+    store = target / "mlflow.db"
+    if store.exists():
+        with contextlib.closing(sqlite3.connect(store)) as db, db:
+            for table, column in _MLFLOW_PATH_COLUMNS:
+                db.execute(
+                    f"UPDATE {table} SET {column} = replace({column}, ?, ?)",  # noqa: S608 - names from the constant above
+                    (str(source), str(target)),
+                )
+    return target
 
 
 def shared_keyring() -> LocalKeyring:
@@ -240,17 +308,20 @@ def workspace_dir(tmp_path: Path) -> Path:
     return make_workspace(tmp_path / "workspace")
 
 
-@pytest.fixture(scope="session")
-def small_extract(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, ExtractSummary]:
-    """1k customers with 2 % defects, encrypted with the test keys: every defect
-    kind appears in every table."""
-    folder = tmp_path_factory.mktemp("extract_1k")
+def _generate_small_extract(folder: Path) -> None:
     config = GeneratorConfig(customers=1_000, seed=7, dirty_rate=0.02)
-    return folder, generate_raw_extract(
-        config, folder, seal=sealing_with(shared_keyring())
-    )
+    folder.mkdir(parents=True)
+    generate_raw_extract(config, folder, seal=sealing_with(shared_keyring()))
+
+
+@pytest.fixture(scope="session")
+def small_extract() -> tuple[Path, ExtractSummary]:
+    """1k customers with 2 % defects, encrypted with the test keys: every defect
+    kind appears in every table. Generated once per session; read it, never write."""
+    folder = built_once("extract_1k", _generate_small_extract)
+    written = json.loads((folder / SUMMARY_FILE).read_text())
+    config = GeneratorConfig.model_validate(written["config"])
+    return folder, ExtractSummary(config, written["rows"], written["defects"])
 
 
 @pytest.fixture(scope="session")
@@ -258,14 +329,18 @@ def featured_workspace(
     tmp_path_factory: pytest.TempPathFactory, ingested_workspace: Path
 ) -> Path:
     """A copy of the ingested workspace where `kedro run --pipeline features --env test` ran."""
-    root = tmp_path_factory.mktemp("featured") / "workspace"
-    shutil.copytree(ingested_workspace, root, ignore=shutil.ignore_patterns("*.sock"))
-    result = run_command(
-        ["kedro", "run", "--pipeline", "features", "--env", "test"], root
+
+    def build(root: Path) -> None:
+        copy_workspace(built_once("ingested", _ingest_small_extract), root)
+        result = run_command(
+            ["kedro", "run", "--pipeline", "features", "--env", "test"], root
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        (root / "kedro_features_run.log").write_text(result.stdout + result.stderr)
+
+    return copy_workspace(
+        built_once("featured", build), tmp_path_factory.mktemp("featured") / "workspace"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (root / "kedro_features_run.log").write_text(result.stdout + result.stderr)
-    return root
 
 
 PII_COLUMNS = {
@@ -284,13 +359,9 @@ def raw_pii_values(root: Path) -> set[str]:
     return values
 
 
-@pytest.fixture(scope="session")
-def ingested_workspace(
-    tmp_path_factory: pytest.TempPathFactory, small_extract: tuple[Path, ExtractSummary]
-) -> Iterator[Path]:
-    """A workspace where `kedro run --pipeline ingestion --env test` ran on the 1k extract."""
-    root = make_workspace(tmp_path_factory.mktemp("ingested") / "workspace")
-    extract, _ = small_extract
+def _ingest_small_extract(root: Path) -> None:
+    make_workspace(root)
+    extract = built_once("extract_1k", _generate_small_extract)
     for file in extract.iterdir():
         shutil.copy(file, root / "data" / "01_raw" / file.name)
     result = run_command(
@@ -299,7 +370,17 @@ def ingested_workspace(
     assert result.returncode == 0, result.stderr[-3000:]
     # Kept for the test that looks for raw PII in everything a run leaves behind.
     (root / "kedro_run.log").write_text(result.stdout + result.stderr)
-    yield root
+
+
+@pytest.fixture(scope="session")
+def ingested_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of a workspace where `kedro run --pipeline ingestion --env test` ran
+    on the 1k extract (the run happens once per session; each test process has its
+    own copy)."""
+    return copy_workspace(
+        built_once("ingested", _ingest_small_extract),
+        tmp_path_factory.mktemp("ingested") / "workspace",
+    )
 
 
 # The governance tests need out-of-time groups large enough for fairness figures
@@ -308,14 +389,20 @@ def ingested_workspace(
 GOVERNED_CUSTOMERS = 5_000
 
 
-def governed_run(root: Path, **generator: float) -> Path:
-    """Generate 5k customers into a fresh workspace and run `kedro run --env test`
-    (ingestion, features, training, evaluation with its evidence notebooks)."""
+def governed_extract(root: Path, **generator: float) -> Path:
+    """A fresh workspace at ``root`` holding a generated 5k-customer extract."""
     make_workspace(root)
     config = GeneratorConfig(customers=GOVERNED_CUSTOMERS, seed=11, **generator)
     generate_raw_extract(
         config, root / "data" / "01_raw", seal=sealing_with(shared_keyring())
     )
+    return root
+
+
+def governed_run(root: Path, **generator: float) -> Path:
+    """Generate 5k customers into a fresh workspace and run `kedro run --env test`
+    (ingestion, features, training, evaluation with its evidence notebooks)."""
+    governed_extract(root, **generator)
     result = run_command(["kedro", "run", "--env", "test"], root, timeout=1_200)
     (root / "kedro_run.log").write_text(result.stdout + result.stderr)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -324,8 +411,22 @@ def governed_run(root: Path, **generator: float) -> Path:
 
 @pytest.fixture(scope="session")
 def governed_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """5k customers, no planted bias, the whole default pipeline run (env test)."""
-    return governed_run(tmp_path_factory.mktemp("governed") / "workspace")
+    """5k customers, no planted bias, the whole default pipeline run (env test):
+    run once per session, a copy for each test process."""
+    return copy_workspace(
+        built_once("governed", governed_run),
+        tmp_path_factory.mktemp("governed") / "workspace",
+    )
+
+
+@pytest.fixture(scope="session")
+def worker_ray() -> Iterator[None]:
+    """One local Ray for this test process, which in-memory training runs reuse as
+    a notebook's runs reuse the notebook's Ray (started once: 10-15 s a start)."""
+    from bankplatform.ray_cluster import ray_connection
+
+    with ray_connection(2):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -217,10 +217,10 @@ def wait_for(condition: Any, timeout: float = 30.0, what: str = "condition") -> 
 def champion_workspace(governed: Path, folder: Path) -> Path:
     """A copy of a governed workspace where a validator approved version 1 and a
     risk officer promoted it (the real lifecycle commands)."""
-    import shutil
+    from tests.conftest import copy_workspace
 
     root = folder / "workspace"
-    shutil.copytree(governed, root, ignore=shutil.ignore_patterns("*.sock"))
+    copy_workspace(governed, root)
     approve_and_promote(root, 1)
     return root
 

@@ -17,7 +17,6 @@ from tests.conftest import read_encrypted, read_raw
 pytestmark = [
     pytest.mark.data,
     pytest.mark.integration,
-    pytest.mark.xdist_group("ingested"),
 ]
 
 

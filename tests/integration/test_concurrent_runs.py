@@ -5,13 +5,13 @@ when the env says so); nothing is half-written and lineage and audit say why."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 
+from tests.conftest import copy_workspace
 from tests.helpers import audit_records, start_runs_together
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -19,7 +19,7 @@ FEATURES = ["kedro", "run", "--pipeline", "features", "--env", "test"]
 
 
 def _copy(featured_workspace: Path, target: Path) -> Path:
-    shutil.copytree(featured_workspace, target, ignore=shutil.ignore_patterns("*.sock"))
+    copy_workspace(featured_workspace, target)
     return target
 
 
@@ -34,7 +34,6 @@ def _features_runs(root: Path) -> pd.DataFrame:
     return runs.tail(2)
 
 
-@pytest.mark.xdist_group("ingested")
 def test_a_second_run_is_refused_with_who_holds_the_workspace(
     featured_workspace: Path, tmp_path: Path
 ) -> None:
@@ -71,7 +70,6 @@ def test_a_second_run_is_refused_with_who_holds_the_workspace(
     ] == ["WorkspaceBusy"]
 
 
-@pytest.mark.xdist_group("ingested")
 def test_with_a_wait_the_second_run_starts_when_the_first_ends(
     featured_workspace: Path, tmp_path: Path
 ) -> None:

@@ -24,7 +24,6 @@ from tests.conftest import read_encrypted
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.xdist_group("governed"),
 ]
 MODEL = "credit_default_pd"
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import governed_run, run_command
+from tests.conftest import governed_extract, run_command
+from tests.pipelines import run_in_memory
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.xdist_group("biased"),
 ]
 MODEL = "credit_default_pd"
 FAIRNESS_GATES = ("disparate_impact", "equal_opportunity")
@@ -23,10 +23,15 @@ GROUP_BIAS = 3.0
 
 
 @pytest.fixture(scope="module")
-def biased_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return governed_run(
+def biased_workspace(
+    tmp_path_factory: pytest.TempPathFactory, worker_ray: None
+) -> Path:
+    """The whole default pipeline, in this process, on 5k customers with a bias."""
+    root = governed_extract(
         tmp_path_factory.mktemp("biased") / "workspace", group_bias=GROUP_BIAS
     )
+    run_in_memory(root)
+    return root
 
 
 def _gates(root: Path) -> dict[str, dict[str, object]]:

@@ -26,13 +26,14 @@ from bankplatform.security.client import IdentityError, acting_for
 from bankplatform.security.runtime import DelegatedCaller, WorkspaceSecurity
 from tests.code.test_customer_features import busy_book
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("ray")]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHUNK = 37
 ROW_GROUPS = 7
 
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[dict[str, float]]:
+    ray.shutdown()  # the Ray of this process's in-memory runs (worker_ray), if any
     with ray_connection(2) as resources:
         yield resources
     assert not ray.is_initialized()

@@ -22,7 +22,7 @@ from tests.conftest import (
     read_encrypted,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ingested")]
+pytestmark = [pytest.mark.integration]
 FEATURES = feature_names(credit_default_v1)
 
 

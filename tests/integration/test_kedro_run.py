@@ -15,7 +15,6 @@ from tests.conftest import read_raw, run_command, write_encrypted
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.xdist_group("ingested")
 def test_ingestion_run_writes_accepted_quarantine_and_report(
     ingested_workspace: Path,
 ) -> None:
@@ -36,7 +35,6 @@ def test_ingestion_run_writes_accepted_quarantine_and_report(
     assert 0 < report["quarantined_rows"] < 0.2 * report["input_rows"]
 
 
-@pytest.mark.xdist_group("ingested")
 def test_workspace_status_summarises_the_run(ingested_workspace: Path) -> None:
     result = run_command(
         ["bankplatform", "workspace", "status", "--env", "test"], ingested_workspace
@@ -114,7 +112,6 @@ def test_the_reviewers_site_builds_offline_safe(workspace_dir: Path) -> None:
     } <= node_names
 
 
-@pytest.mark.xdist_group("ingested")
 def test_the_run_is_in_the_audit_log_and_verify_sees_tampering(
     ingested_workspace: Path, tmp_path: Path
 ) -> None:

@@ -76,7 +76,6 @@ def _run_in_process(root: Path, env: str = "test", **run_args: Any) -> None:
         session.run(pipeline_names=["ingestion"], **run_args)
 
 
-@pytest.mark.xdist_group("ingested")
 def test_a_kedro_run_records_its_whole_lineage(ingested_workspace: Path) -> None:
     (run,) = _runs(ingested_workspace)
     client = MlflowClient(f"sqlite:///{ingested_workspace / 'mlflow.db'}")

@@ -6,7 +6,6 @@ pack, and names a person types."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,12 @@ from bankplatform.governance.registry import GovernanceError
 from bankplatform.project import env_config_loader
 from bankplatform.security.policy import AccessDenied
 from bankplatform.security.runtime import open_security
-from tests.conftest import REPO, run_command
+from tests.conftest import REPO, copy_workspace, run_command
+from tests.pipelines import run_in_memory
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.xdist_group("governed"),
 ]
 MODEL = "credit_default_pd"
 # Who may do what (security.yml): validators approve and reject, risk officers
@@ -52,7 +51,7 @@ def workspace(
     governed_workspace: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     root = tmp_path_factory.mktemp("lifecycle") / "workspace"
-    shutil.copytree(governed_workspace, root, ignore=shutil.ignore_patterns("*.sock"))
+    copy_workspace(governed_workspace, root)
     return root
 
 
@@ -117,9 +116,7 @@ def test_a_validator_who_trained_the_version_may_not_approve_it(
     governed_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     workspace = tmp_path / "workspace"
-    shutil.copytree(
-        governed_workspace, workspace, ignore=shutil.ignore_patterns("*.sock")
-    )
+    copy_workspace(governed_workspace, workspace)
     # The trainer (local-developer) is also made a validator in this copy's policy.
     access = yaml.safe_load((REPO / "conf" / "base" / "security.yml").read_text())
     access["access"]["users"]["local-developer"].append("model_validator")
@@ -136,7 +133,9 @@ def test_a_validator_who_trained_the_version_may_not_approve_it(
     assert _audit(workspace)[-1]["outcome"] == "denied"
 
 
-def test_the_scripted_lifecycle_and_its_exact_history(workspace: Path) -> None:
+def test_the_scripted_lifecycle_and_its_exact_history(
+    workspace: Path, worker_ray: None
+) -> None:
     root = workspace
     assert _cli(root, "victor.validator", "approve", MODEL, "1")[1] == (
         f"approved {MODEL} version 1: it is the challenger (promotion needs a model risk officer)"
@@ -145,12 +144,7 @@ def test_the_scripted_lifecycle_and_its_exact_history(workspace: Path) -> None:
         f"promoted {MODEL} version 1 to champion"
     )
     # A second version, trained and evaluated against the champion.
-    result = run_command(
-        ["kedro", "run", "--pipelines", "training,evaluation", "--env", "test"],
-        root,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_in_memory(root, "training", "evaluation")
     report = json.loads((root / "data/08_reporting/gate_outcome.json").read_text())
     assert report["version"] == 2
     regression = next(g for g in report["gates"] if g["name"] == "champion_regression")

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import labelled_applications, notebook_summary
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ingested")]
+pytestmark = [pytest.mark.integration]
 
 
 def test_explore_notebook_reports_what_ingestion_produced(

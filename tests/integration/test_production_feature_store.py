@@ -6,7 +6,6 @@ default's (SQLite) for the same data."""
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,12 @@ import yaml
 from bankplatform.datasets import FeatureStoreDataset
 from bankplatform.feature_repo.services import service_features
 from bankplatform.features.store import online_customer_features
-from tests.conftest import read_encrypted, run_command
+from tests.conftest import copy_workspace, read_encrypted, run_command
 from tests.servers import PostgresTLS, RedisTLS, start_postgres, start_redis
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.xdist_group("ingested"),
 ]
 
 
@@ -46,7 +44,7 @@ def production_stores(
     import secrets
 
     root = tmp_path_factory.mktemp("feast_prod") / "workspace"
-    shutil.copytree(ingested_workspace, root, ignore=shutil.ignore_patterns("*.sock"))
+    copy_workspace(ingested_workspace, root)
     made = run_command(["bankplatform", "tls", "init", "--env", "test"], root)
     assert made.returncode == 0, made.stderr
     tls = root / ".bankplatform-tls"

@@ -35,7 +35,6 @@ from tests.servers import (
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.xdist_group("production_profile"),
 ]
 CUSTOMERS = 2_000
 SECRETS = {

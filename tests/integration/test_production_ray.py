@@ -7,7 +7,6 @@ a cluster refuses to start a local Ray."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import ssl
 from collections.abc import Iterator
@@ -18,13 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.conftest import command_env, run_command
+from tests.conftest import command_env, copy_workspace, run_command
 from tests.servers import RayClusterTLS, node_ip_address, start_ray_cluster
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.xdist_group("ingested"),
 ]
 
 
@@ -39,7 +37,7 @@ def cluster(
     featured_workspace: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("ray_cluster") / "workspace"
-    shutil.copytree(featured_workspace, root, ignore=shutil.ignore_patterns("*.sock"))
+    copy_workspace(featured_workspace, root)
     hosts = ["127.0.0.1", "localhost", node_ip_address()]
     made = run_command(
         ["bankplatform", "tls", "init", "--env", "test", "--service", "ray"]

@@ -30,7 +30,6 @@ from tests.servers import PostgresTLS, start_postgres
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.xdist_group("production"),
 ]
 # Made afresh each run: no secret is written into the repository, even a test's.
 ADMIN_SECRET = secrets.token_urlsafe(18)

@@ -16,10 +16,11 @@ import yaml
 from bankplatform.runs.holders import Holder, Mode
 from bankplatform.runs.lock import WorkspaceBusy, acquire
 from bankplatform.runs.postgres_locks import PostgresRunLocks
+from tests.conftest import copy_workspace
 from tests.helpers import start_runs_together
 from tests.servers import PostgresTLS, serve_database
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ingested")]
+pytestmark = [pytest.mark.integration]
 ALICE = Holder("alice", "features", 101, "host-a", "2026-11-29T19:00:00Z")
 BOB = Holder("bob", "features", 102, "host-b", "2026-11-29T19:00:03Z")
 SECRET = secrets.token_urlsafe(18)
@@ -102,7 +103,7 @@ def test_two_kedro_runs_on_the_postgres_store(
     postgres: PostgresTLS, featured_workspace: Path, tmp_path: Path
 ) -> None:
     root = tmp_path / "workspace"
-    shutil.copytree(featured_workspace, root, ignore=shutil.ignore_patterns("*.sock"))
+    copy_workspace(featured_workspace, root)
     shutil.rmtree(
         root / ".bankplatform-run/locks", ignore_errors=True
     )  # the file store's

@@ -18,7 +18,6 @@ from tests.helpers import champion_workspace, start_service, token
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.xdist_group("governed"),
 ]
 
 

@@ -20,7 +20,6 @@ from tests.helpers import (
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.xdist_group("governed"),
 ]
 
 

@@ -39,7 +39,6 @@ from tests.helpers import (
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.xdist_group("governed"),
 ]
 TERMS = {"amount": 5000.0, "term_months": 36, "purpose": "car"}
 

@@ -30,12 +30,13 @@ from bankplatform.training.train import TrainingError, train_credit_model
 from bankplatform.training.tuning import tune
 from tests.code.test_training import small_boosting_config, synthetic_training_set
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("ray")]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FEATURES = ["income", "card_utilisation", "purpose"]
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[dict[str, float]]:
+    ray.shutdown()  # the Ray of this process's in-memory runs (worker_ray), if any
     with ray_connection(2) as resources:
         yield resources
     assert not ray.is_initialized()  # started here, so shut down here

@@ -4,7 +4,6 @@ version, its tags, the logged model, lineage."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -13,12 +12,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bankplatform.governance.evaluation import model_input
-from tests.conftest import notebook_summary, read_encrypted
+from tests.conftest import copy_workspace, notebook_summary, read_encrypted
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.xdist_group("ingested"),
 ]
 
 
@@ -27,7 +25,7 @@ def trained(
     featured_workspace: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict[str, object]]:
     root = tmp_path_factory.mktemp("trained") / "workspace"
-    shutil.copytree(featured_workspace, root, ignore=shutil.ignore_patterns("*.sock"))
+    copy_workspace(featured_workspace, root)
     summary = notebook_summary("03_train_on_ray.ipynb", root, root.parent)
     return root, summary
 

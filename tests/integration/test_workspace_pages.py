@@ -17,7 +17,7 @@ from tests.browser import offline_page
 from tests.conftest import command_env
 from tests.helpers import free_port, make_server
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ingested")]
+pytestmark = [pytest.mark.integration]
 TOKEN = "labtoken0123456789abcdef"  # noqa: S105 - a throw-away lab of the test
 CELL = (
     "%load_ext kedro.ipython\n"

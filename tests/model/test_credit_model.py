@@ -21,7 +21,7 @@ from bankplatform.training.settings import TrainingParameters
 from bankplatform.training.train import split_out_of_time
 from tests.conftest import REPO, read_encrypted
 
-pytestmark = [pytest.mark.model, pytest.mark.xdist_group("governed")]
+pytestmark = [pytest.mark.model]
 MONOTONE = TrainingParameters.model_validate(
     env_config_loader(REPO, "test")["parameters"]["training"]
 ).monotone

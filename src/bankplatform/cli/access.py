@@ -9,16 +9,27 @@ if TYPE_CHECKING:
     from bankplatform.security.runtime import WorkspaceSecurity
 
 
-def authorised(env: str | None, action: Action, resource: str) -> WorkspaceSecurity:
-    """The env's security, once the command's identity may do ``action`` (audited).
+def authorised(
+    env_or_security: str | None | WorkspaceSecurity, action: Action, resource: str
+) -> WorkspaceSecurity:
+    """A command's security (its context's, or the env's), activated, once the
+    command's identity may do ``action`` (audited).
 
     Raises:
         IdentityError: No acceptable identity.
         AccessDenied: The identity may not (the denial is audited).
     """
-    from bankplatform.security.runtime import activate, workspace_security
+    from bankplatform.security.runtime import (
+        WorkspaceSecurity,
+        activate,
+        workspace_security,
+    )
 
-    security = workspace_security(env)
+    security = (
+        env_or_security
+        if isinstance(env_or_security, WorkspaceSecurity)
+        else workspace_security(env_or_security)
+    )
     activate(security)
     security.enforce(action, resource)
     return security

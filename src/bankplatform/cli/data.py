@@ -8,8 +8,6 @@ from typing import Any
 import click
 
 from bankplatform.errors import BankplatformError
-from bankplatform.manifest import load_manifest
-from bankplatform.project import env_config_loader, find_project_root, resolve_env
 
 _PROGRESS_FROM = 100_000
 
@@ -43,6 +41,7 @@ def generate(output: Path | None, env: str | None, **options: Any) -> None:
     """Write the synthetic raw extract (customers, accounts, transactions,
     loan applications, loan outcomes) as envelope-encrypted parquet."""
     from bankplatform.cli.access import authorised
+    from bankplatform.context import workspace_context
     from bankplatform.security.client import acting_for
     from bankplatform.security.envelope import sealing_with
     from bankplatform.security.policy import Action
@@ -51,19 +50,20 @@ def generate(output: Path | None, env: str | None, **options: Any) -> None:
         generate_raw_extract,
     )
 
-    root = find_project_root()
-    chosen = resolve_env(load_manifest(root), env)
-    defaults = _env_defaults(root, chosen)
+    ctx = workspace_context(env)
+    defaults = dict(ctx.params.get("synthetic_extract") or {})
     if not defaults.pop("enabled", True):
-        msg = f"synthetic data generation is disabled in env {chosen!r}"
+        msg = f"synthetic data generation is disabled in env {ctx.env!r}"
         raise BankplatformError(msg)
-    if load_manifest(root).production:
+    if ctx.manifest.production:
         msg = "data generate is refused in a production workspace (.kedro.yml says production: true): the raw extract comes from the source system"
         raise BankplatformError(msg)
-    security = authorised(chosen, Action.GENERATE_SYNTHETIC_DATA, "dataset:raw_extract")
+    security = authorised(
+        ctx.security, Action.GENERATE_SYNTHETIC_DATA, "dataset:raw_extract"
+    )
     settings = {**defaults, **{k: v for k, v in options.items() if v is not None}}
     config = GeneratorConfig.model_validate(settings)
-    target = output or root / "data" / "01_raw"
+    target = output or ctx.root / "data" / "01_raw"
     # Written as the source system (its data keys are the key service's decision).
     with acting_for("synthetic_extract"):
         summary = generate_raw_extract(
@@ -77,7 +77,3 @@ def generate(output: Path | None, env: str | None, **options: Any) -> None:
     click.echo(
         f"wrote {target}: {rows} ({defects:,} defective rows planted, seed {config.seed})"
     )
-
-
-def _env_defaults(root: Path, env: str) -> dict[str, Any]:
-    return dict(env_config_loader(root, env)["parameters"].get("synthetic_extract", {}))

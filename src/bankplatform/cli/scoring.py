@@ -36,10 +36,10 @@ def serve(
     tls: bool | None, port: int | None, host: str | None, engine: str, env: str | None
 ) -> None:
     """Start the scoring service (champion and challenger by registry alias)."""
-    from bankplatform.project import find_project_root
+    from bankplatform.context import workspace_context
     from bankplatform.serving.server import ServeOptions, serve_uvicorn
 
-    options = ServeOptions(find_project_root(), env, tls, port, host)
+    options = ServeOptions(workspace_context(env), tls, port, host)
     if engine == "ray":
         from bankplatform.serving.on_ray import serve_ray
 
@@ -244,15 +244,12 @@ def _trace_inputs(env: str | None, request_id: str) -> TraceInputs:
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from bankplatform.context import workspace_context
     from bankplatform.errors import BankplatformError
-    from bankplatform.lineage.settings import load_settings
-    from bankplatform.manifest import load_manifest
-    from bankplatform.project import env_config_loader, find_project_root, resolve_env
     from bankplatform.security.policy import Action
-    from bankplatform.security.runtime import activate, workspace_security
+    from bankplatform.security.runtime import activate
     from bankplatform.serving.schemas import REQUEST_ID
     from bankplatform.serving.service import request_resource
-    from bankplatform.serving.settings import load_serving_settings
     from bankplatform.serving.trace import TraceInputs
 
     if not re.match(REQUEST_ID, request_id):
@@ -260,23 +257,19 @@ def _trace_inputs(env: str | None, request_id: str) -> TraceInputs:
             f"{request_id[:60]!r} is not a request id (req_ and 32 hexadecimal digits)"
         )
         raise BankplatformError(msg)
-    root = find_project_root()
-    manifest = load_manifest(root)
-    chosen = resolve_env(manifest, env)
-    security = workspace_security(chosen)
+    ctx = workspace_context(env)
+    security = ctx.security
     activate(security)
     security.enforce(Action.READ_REPORTS, f"decision:{request_id}")
-    loader = env_config_loader(root, chosen)
-    _, uri = load_settings(loader, root)
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(ctx.tracking_uri)
     return TraceInputs(
-        root=root,
-        decision_log=load_serving_settings(loader, root).decision_log,
-        registry=MlflowClient(tracking_uri=uri),
-        model_name=manifest.model_name,
+        root=ctx.root,
+        decision_log=ctx.serving.decision_log,
+        registry=MlflowClient(tracking_uri=ctx.tracking_uri),
+        model_name=ctx.model_name,
         # The model's records (registration, approval, evaluation) and the request's.
         audit_records=[
-            *security.audit_log().records(resource=f"model:{manifest.model_name}/"),
+            *security.audit_log().records(resource=f"model:{ctx.model_name}/"),
             *security.audit_log().records(resource=request_resource(request_id)),
         ],
     )

@@ -42,22 +42,18 @@ def init(hosts: tuple[str, ...], service: str, env: str | None) -> None:
     (mode 600) and certificate for the key service (security.yml keyservice_tls_*),
     the scoring service (serving.yml tls_*), and PostgreSQL, Redis, the MLflow
     tracking server and Ray (.bankplatform-tls/<name>.crt)."""
-    from bankplatform.manifest import load_manifest
-    from bankplatform.project import env_config_loader, find_project_root, resolve_env
-    from bankplatform.security.runtime import workspace_security
+    from bankplatform.context import workspace_context
     from bankplatform.security.tls import issue_certificate, local_ca
-    from bankplatform.serving.settings import load_serving_settings
 
-    root = find_project_root()
+    ctx = workspace_context(env)
+    root = ctx.root
     ca = local_ca(root / TLS_FOLDER)
     pairs = []
     if service in ("all", "keyservice"):
-        settings = workspace_security(env).settings
+        settings = ctx.security.settings
         pairs.append((settings.keyservice_tls_cert, settings.keyservice_tls_key))
     if service in ("all", "scoring"):
-        chosen = resolve_env(load_manifest(root), env)
-        serving = load_serving_settings(env_config_loader(root, chosen), root)
-        pairs.append((serving.tls_cert, serving.tls_key))
+        pairs.append((ctx.serving.tls_cert, ctx.serving.tls_key))
     for name in SERVERS:
         if service in ("all", name):
             folder = root / TLS_FOLDER

@@ -14,7 +14,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ray
@@ -27,6 +26,7 @@ from bankplatform.ray_cluster import START_TIMEOUT_ENV, start_timeout_s
 from bankplatform.serving.app import create_app
 from bankplatform.serving.server import (
     ServeOptions,
+    ServiceWorkspace,
     ServingError,
     build_service,
     listening,
@@ -54,10 +54,12 @@ _FORWARDED = (
 )
 
 
-def build_app(root: str, env: str | None) -> FastAPI:
-    """Build the scoring app on a replica (runs inside the Ray actor)."""
-    os.chdir(root)
-    return create_app(build_service(Path(root), env))
+def build_app(workspace: ServiceWorkspace) -> FastAPI:
+    """Build the scoring app on a replica (runs inside the Ray actor) from the
+    workspace env the command validated (pickled with it; its key service client
+    reconnects on the replica)."""
+    os.chdir(workspace.root)
+    return create_app(build_service(workspace))
 
 
 def serve_ray(options: ServeOptions, *, blocking: bool = True) -> None:
@@ -87,10 +89,10 @@ def serve_ray(options: ServeOptions, *, blocking: bool = True) -> None:
         for number in (signal.SIGINT, signal.SIGTERM):
             signal.signal(number, lambda *_: stop.set())
     _start_serve(HTTPOptions(host=settings.host, port=settings.port))
-    root, env = str(options.root), options.env
+    workspace = options.workspace
 
     def builder() -> FastAPI:  # evaluated on the replica: a builder takes no arguments
-        return build_app(root, env)
+        return build_app(workspace)
 
     deployment = serve.deployment(
         serve.ingress(builder)(),

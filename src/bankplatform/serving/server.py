@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import mlflow
 import uvicorn
@@ -24,15 +24,13 @@ from bankplatform.feature_repo.definitions import FEATURE_SERVICES
 from bankplatform.feature_repo.services import service_features
 from bankplatform.features.settings import FeaturesParameters
 from bankplatform.governance.settings import GovernanceSettings
-from bankplatform.lineage.settings import load_settings
-from bankplatform.manifest import load_manifest
-from bankplatform.project import env_config_loader, resolve_env
+from bankplatform.manifest import WorkspaceManifest
 from bankplatform.security.client import serve_as
-from bankplatform.security.runtime import activate, workspace_security
+from bankplatform.security.runtime import WorkspaceSecurity, activate
 from bankplatform.serving.app import create_app
 from bankplatform.serving.scoring import OnlineFeatures
 from bankplatform.serving.service import ScoringService, ServingContext
-from bankplatform.serving.settings import ServingSettings, load_serving_settings
+from bankplatform.serving.settings import ServingSettings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -44,52 +42,63 @@ class ServingError(BankplatformError):
     """The scoring service cannot start; the message says why."""
 
 
+class ServiceWorkspace(Protocol):
+    """What the service reads of its workspace env, validated once by the command
+    that starts it (``bankplatform.context.WorkspaceContext`` is one)."""
+
+    @property
+    def root(self) -> Path: ...
+    @property
+    def env(self) -> str: ...
+    @property
+    def manifest(self) -> WorkspaceManifest: ...
+    @property
+    def serving(self) -> ServingSettings: ...
+    @property
+    def governance(self) -> GovernanceSettings: ...
+    @property
+    def tracking_uri(self) -> str: ...
+    @property
+    def security(self) -> WorkspaceSecurity: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     """How to serve: the CLI's flags over the env's ``serving.yml``."""
 
-    root: Path
-    env: str | None = None
+    workspace: ServiceWorkspace
     tls: bool | None = None
     port: int | None = None
     host: str | None = None
 
 
-def build_service(root: Path, env: str | None) -> ScoringService:
+def build_service(workspace: ServiceWorkspace) -> ScoringService:
     """The scoring service of a workspace env, its models loaded.
 
     Raises:
         ServingError: No served champion can be loaded, or the starter may not run it.
     """
-
-    manifest = load_manifest(root)
-    chosen = resolve_env(manifest, env)
-    loader = env_config_loader(root, chosen)
-    settings = load_serving_settings(loader, root)
     serve_as(SERVICE_PIPELINE)
-    security = workspace_security(chosen)
+    security = workspace.security
     activate(security)
     security.whoami()  # the key service grants svc-scoring only to whoever may start it
-    parameters = loader["parameters"]
-    cut_off = GovernanceSettings.model_validate(
-        parameters["governance"]
-    ).decision_cut_off
     service_name = FeaturesParameters.model_validate(
-        parameters.get("features", {})
+        workspace.params.get("features", {})
     ).feature_service
-    _, uri = load_settings(loader, root)
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(workspace.tracking_uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    store = _feature_store(root, chosen)
+    store = _feature_store(workspace.root, workspace.env)
     context = ServingContext(
-        settings=settings,
+        settings=workspace.serving,
         security=security,
-        registry=MlflowClient(tracking_uri=uri),
+        registry=MlflowClient(tracking_uri=workspace.tracking_uri),
         features=OnlineFeatures(
             store, service_features(FEATURE_SERVICES[service_name])
         ),
-        model_name=manifest.model_name,
-        cut_off=cut_off,
+        model_name=workspace.manifest.model_name,
+        cut_off=workspace.governance.decision_cut_off,
     )
     return ScoringService(context)
 
@@ -111,11 +120,8 @@ def listening(options: ServeOptions) -> tuple[ServingSettings, bool]:
     Raises:
         ServingError: A production workspace without TLS, or TLS without its files.
     """
-    manifest = load_manifest(options.root)
-    chosen = resolve_env(manifest, options.env)
-    settings = load_serving_settings(
-        env_config_loader(options.root, chosen), options.root
-    )
+    manifest = options.workspace.manifest
+    settings = options.workspace.serving
     updates: dict[str, Any] = {}
     if options.port is not None:
         updates["port"] = options.port
@@ -136,8 +142,8 @@ def serve_uvicorn(options: ServeOptions) -> None:
     """Serve with uvicorn, one worker, no access log (the audit log has every request)."""
 
     settings, tls = listening(options)
-    os.chdir(options.root)
-    service = build_service(options.root, options.env)
+    os.chdir(options.workspace.root)
+    service = build_service(options.workspace)
     app: FastAPI = create_app(service)
     try:
         uvicorn.run(
