@@ -65,6 +65,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(os.environ.pop(SHARED_ENV_VAR), ignore_errors=True)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow tests first: the workers take whole files, so the long ones
+    start early and the short ones fill the gaps at the end (every worker sorts
+    its collection the same way, as xdist requires)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def shared_folder() -> Path:
     """The folder every test process of this session shares."""
     return Path(os.environ[SHARED_ENV_VAR])

@@ -185,6 +185,7 @@ def test_a_failing_run_is_marked_failed_with_its_message(
     assert "node_seconds.check_customers_contract_node" in run.data.metrics
 
 
+@pytest.mark.slow
 def test_local_spools_when_unreachable_and_replay_sends_it(
     extract_workspace: Path,
 ) -> None:
@@ -317,6 +318,7 @@ def test_a_pipeline_run_from_jupyter_records_the_notebook(
     assert len(run.inputs.dataset_inputs) == 5
 
 
+@pytest.mark.slow
 def test_replay_refuses_paths_outside_the_artifact_store_and_unknown_operations(
     workspace_dir: Path, tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ drop -> rollback through the lifecycle; every verdict and action audited.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,11 +149,16 @@ def _aliases(root: Path) -> dict[str, int]:
     return {alias: int(version) for alias, version in found.items()}
 
 
-def test_a_window_like_the_validated_one_needs_no_action(
-    workspace: Path, reference: pd.DataFrame
-) -> None:
+# Each window's story is a module fixture: a test asks for the windows it needs, so
+# no test depends on another having run before it (pytest makes each fixture once,
+# in the order the asking tests name them).
+
+
+@pytest.fixture(scope="module")
+def quiet_window(workspace: Path, reference: pd.DataFrame) -> dict[str, Any]:
+    """2026-01-05: a resample of the validated window, monitored by the command a
+    scheduler runs (what ships; the other windows run in process)."""
     _plant(workspace, "2026-01-05", _resample(reference, seed=1), version=1)
-    # What ships: the command a scheduler runs (the other windows run in process).
     result = run_command(
         [
             *("kedro", "run", "--pipeline", "monitoring", "--env", "test"),
@@ -162,7 +168,14 @@ def test_a_window_like_the_validated_one_needs_no_action(
         extra_env={"BANKPLATFORM_USER": "dana.scientist"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    action = _last_action(workspace)
+    action: dict[str, Any] = _last_action(workspace)
+    return action
+
+
+def test_a_window_like_the_validated_one_needs_no_action(
+    workspace: Path, reference: pd.DataFrame, quiet_window: dict[str, Any]
+) -> None:
+    action = quiet_window
     assert (action["action"], action["status"], action["findings"]) == (
         "none",
         "nothing to do",
@@ -214,16 +227,62 @@ def test_a_window_like_the_validated_one_needs_no_action(
     assert _window_records(workspace, "2026-01-05", "monitoring.action") == []
 
 
-def test_planted_feature_drift_opens_one_review_that_only_a_validator_closes(
-    workspace: Path, reference: pd.DataFrame
-) -> None:
+def _review(root: Path, user: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_command(
+        ["bankplatform", "review", *args, "--env", "test"],
+        root,
+        extra_env={"BANKPLATFORM_USER": user},
+    )
+
+
+@pytest.fixture(scope="module")
+def reviewed_window(
+    workspace: Path, reference: pd.DataFrame, quiet_window: dict[str, Any]
+) -> dict[str, Any]:
+    """2026-01-06, after the quiet day (so the decision log exists): monitored
+    before anything was logged that day, then with planted drift in two features (a
+    review opens), then again; the review listed, refused to a data scientist,
+    closed by a validator, refused a second closing, listed again."""
     drifted = _resample(reference, seed=2)
     drifted["income"] = drifted["income"] * 0.6
     drifted["card_utilisation"] = (drifted["card_utilisation"] + 0.3).clip(upper=1.5)
-    action = _monitor(workspace, "2026-01-06")
-    assert action["action"] == "none"  # nothing logged that day yet
+    seen: dict[str, Any] = {"before": _monitor(workspace, "2026-01-06")}
     _plant(workspace, "2026-01-06", drifted, version=1)
-    action = _monitor(workspace, "2026-01-06")
+    seen["action"] = action = _monitor(workspace, "2026-01-06")
+    seen["again"] = _monitor(workspace, "2026-01-06")
+    review_id = action.get("review_id", "")
+    seen["opened"] = [
+        r["action"]
+        for r in audit_records(workspace)
+        if r["resource"] == f"review:{review_id}"
+    ]
+    seen["listed"] = _review(workspace, "dana.scientist", "list")
+    seen["refused"] = _review(
+        workspace, "dana.scientist", "close", review_id, "--resolution", "fine"
+    )
+    seen["closed"] = _review(
+        workspace,
+        "victor.validator",
+        "close",
+        review_id,
+        "--resolution",
+        "income and utilisation moved with the new branch campaign; model holds",
+    )
+    seen["closed_twice"] = _review(
+        workspace, "victor.validator", "close", review_id, "--resolution", "x"
+    )
+    seen["listed_after"] = _review(workspace, "dana.scientist", "list")
+    return seen
+
+
+def test_planted_feature_drift_opens_one_review_that_only_a_validator_closes(
+    workspace: Path,
+    quiet_window: dict[str, Any],
+    reviewed_window: dict[str, Any],
+) -> None:
+    seen = reviewed_window
+    assert seen["before"]["action"] == "none"  # nothing logged that day yet
+    action = seen["action"]
     assert set(action["findings"]) == {"feature_drift"}
     assert (action["action"], action["status"], action["notebook_error"]) == (
         "human_review",
@@ -248,49 +307,23 @@ def test_planted_feature_drift_opens_one_review_that_only_a_validator_closes(
     assert cdn_references(html) == []
 
     # The same window again: a new verdict, no second action.
-    again = _monitor(workspace, "2026-01-06")
+    again = seen["again"]
     assert (again["action"], again["status"]) == ("human_review", "already taken")
     assert len(_window_records(workspace, "2026-01-06", "monitoring.verdict")) == 3
     (taken,) = _window_records(workspace, "2026-01-06", "monitoring.action")
     assert taken["details"]["review_id"] == action["review_id"]
-    opened = [
-        r
-        for r in audit_records(workspace)
-        if r["resource"] == f"review:{action['review_id']}"
-    ]
-    assert [r["action"] for r in opened] == ["review.open"]
+    assert seen["opened"] == ["review.open"]  # before anyone closed it
 
-    def review(user: str, *args: str) -> Any:
-        return run_command(
-            ["bankplatform", "review", *args, "--env", "test"],
-            workspace,
-            extra_env={"BANKPLATFORM_USER": user},
-        )
-
-    listed = review("dana.scientist", "list")
+    listed = seen["listed"]
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count(action["review_id"]) == 1
     assert "window 2026-01-06" in listed.stdout
-    refused = review(
-        "dana.scientist", "close", action["review_id"], "--resolution", "fine"
-    )
+    refused = seen["refused"]
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1].startswith("Error: access denied")
-    closed = review(
-        "victor.validator",
-        "close",
-        action["review_id"],
-        "--resolution",
-        "income and utilisation moved with the new branch campaign; model holds",
-    )
-    assert closed.returncode == 0, closed.stderr
-    assert (
-        review(
-            "victor.validator", "close", action["review_id"], "--resolution", "x"
-        ).returncode
-        == 1
-    )
-    assert "no open review items" in review("dana.scientist", "list").stdout
+    assert seen["closed"].returncode == 0, seen["closed"].stderr
+    assert seen["closed_twice"].returncode == 1
+    assert "no open review items" in seen["listed_after"].stdout
     close_record = [
         r
         for r in audit_records(workspace)
@@ -309,9 +342,13 @@ def test_planted_feature_drift_opens_one_review_that_only_a_validator_closes(
     assert "| 2026-01-06 | 600 | feature_drift | human_review |" in annex
 
 
-def test_drift_in_most_features_retrains_then_outcomes_roll_the_new_champion_back(
+@pytest.fixture(scope="module")
+def retrained_then_rolled_back(
     workspace: Path, reference: pd.DataFrame
-) -> None:
+) -> dict[str, Any]:
+    """2026-01-07: every numeric feature shifted by one standard deviation
+    (retraining); version 2 approved and promoted; 2026-01-08: its decisions'
+    outcomes show its ranking no longer holds (rollback)."""
     shifted = _resample(reference, seed=3)
     numeric = [
         c
@@ -321,22 +358,11 @@ def test_drift_in_most_features_retrains_then_outcomes_roll_the_new_champion_bac
     for column in numeric:
         shifted[column] = shifted[column] + shifted[column].std()
     _plant(workspace, "2026-01-07", shifted, version=1)
-    action = _monitor(workspace, "2026-01-07")
-    assert {"feature_drift", "dataset_drift"} <= set(action["findings"])
-    assert (action["action"], action["status"]) == ("retrain", "taken")
-    assert (action["new_version"], action["gate_status"]) == (2, "passed")
-    # The retrained version waits for a validator: nothing was promoted.
-    assert _aliases(workspace) == {"champion": 1}
-    register = [
-        r
-        for r in audit_records(workspace)
-        if r["action"] == "model.register" and r["resource"] == f"model:{MODEL}/2"
-    ]
-    assert [r["details"]["trainer"] for r in register] == ["dana.scientist"]
-
+    seen: dict[str, Any] = {"retrain": _monitor(workspace, "2026-01-07")}
+    seen["aliases_after_retrain"] = _aliases(workspace)
     # A validator approves and a risk officer promotes it, as for any version.
     approve_and_promote(workspace, 2)
-    assert _aliases(workspace) == {"champion": 2, "previous": 1}
+    seen["aliases_after_promotion"] = _aliases(workspace)
 
     # Its decisions' outcomes arrive from loan servicing, and they show that its
     # ranking no longer holds (the higher the score, the fewer defaults).
@@ -349,10 +375,33 @@ def test_drift_in_most_features_retrains_then_outcomes_roll_the_new_champion_bac
         }
     )
     _deliver_outcomes(workspace, "2026-01-08", outcomes)
-    action = _monitor(workspace, "2026-01-08")
+    seen["rollback"] = _monitor(workspace, "2026-01-08")
+    seen["aliases_after_rollback"] = _aliases(workspace)
+    return seen
+
+
+def test_drift_in_most_features_retrains_then_outcomes_roll_the_new_champion_back(
+    workspace: Path, retrained_then_rolled_back: dict[str, Any]
+) -> None:
+    seen = retrained_then_rolled_back
+    action = seen["retrain"]
+    assert {"feature_drift", "dataset_drift"} <= set(action["findings"])
+    assert (action["action"], action["status"]) == ("retrain", "taken")
+    assert (action["new_version"], action["gate_status"]) == (2, "passed")
+    # The retrained version waits for a validator: nothing was promoted.
+    assert seen["aliases_after_retrain"] == {"champion": 1}
+    register = [
+        r
+        for r in audit_records(workspace)
+        if r["action"] == "model.register" and r["resource"] == f"model:{MODEL}/2"
+    ]
+    assert [r["details"]["trainer"] for r in register] == ["dana.scientist"]
+    assert seen["aliases_after_promotion"] == {"champion": 2, "previous": 1}
+
+    action = seen["rollback"]
     assert "performance_drop" in action["findings"]
     assert (action["action"], action["status"]) == ("rollback", "taken")
-    assert _aliases(workspace) == {"champion": 1}
+    assert seen["aliases_after_rollback"] == {"champion": 1}
     quality = _report(workspace, action)["quality"]
     assert quality["labelled"] == 600
     assert quality["window_auc"] < 0.2
@@ -397,7 +446,11 @@ def _deliver_outcomes(root: Path, delivery: str, outcomes: pd.DataFrame) -> None
         ).save({delivery: outcomes})
 
 
-def test_drifted_traffic_from_the_scoring_service_is_caught(workspace: Path) -> None:
+@pytest.fixture(scope="module")
+def service_window(workspace: Path, reviewed_window: dict[str, Any]) -> dict[str, Any]:
+    """200 applications from the traffic simulator (drift knob 1.0) through the real
+    scoring service, monitored over the interval they were sent in; after the
+    planted window's review was closed, so the one it opens is the only open one."""
     service = start_service(workspace)
     try:
         began = datetime.now(UTC).replace(microsecond=0)
@@ -422,7 +475,16 @@ def test_drifted_traffic_from_the_scoring_service_is_caught(workspace: Path) -> 
         service.stop()
     ended = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
     window = f"{began:%Y-%m-%dT%H:%M:%S}/{ended:%Y-%m-%dT%H:%M:%S}"
-    action = _monitor(workspace, window, "monitoring.policy.dataset_drift=human_review")
+    action: dict[str, Any] = _monitor(
+        workspace, window, "monitoring.policy.dataset_drift=human_review"
+    )
+    return action
+
+
+def test_drifted_traffic_from_the_scoring_service_is_caught(
+    workspace: Path, service_window: dict[str, Any]
+) -> None:
+    action = service_window
     assert action["decisions"] == 200
     assert {"feature_drift", "dataset_drift", "prediction_drift"} <= set(
         action["findings"]
@@ -437,9 +499,14 @@ def test_drifted_traffic_from_the_scoring_service_is_caught(workspace: Path) -> 
 
 
 def test_the_monitoring_and_kpi_notebooks_show_what_happened(
-    workspace: Path, tmp_path: Path
+    workspace: Path,
+    tmp_path: Path,
+    quiet_window: dict[str, Any],
+    reviewed_window: dict[str, Any],
+    retrained_then_rolled_back: dict[str, Any],
+    service_window: dict[str, Any],
 ) -> None:
-    """Run after the tests above (same module, same worker, file order)."""
+    """After every window above, whichever tests ran before."""
     from tests.conftest import notebook_summary
 
     monitoring = notebook_summary("05_monitoring.ipynb", workspace, tmp_path)
@@ -485,7 +552,7 @@ def test_the_monitoring_and_kpi_notebooks_show_what_happened(
 
 
 def test_reports_and_evidence_render_offline_in_a_browser(
-    workspace: Path, tmp_path: Path
+    workspace: Path, tmp_path: Path, reviewed_window: dict[str, Any]
 ) -> None:
     """Evidently's report, the drift review and an evidence notebook, opened in
     headless Chromium: rendered, and not one request beyond local files."""

@@ -28,6 +28,7 @@ from tests.conftest import BIN, REPO, command_env, make_workspace
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.slow,
     pytest.mark.skipif(
         os.geteuid() != 0 or not all(map(shutil.which, ("useradd", "runuser"))),
         reason="needs root to create the two OS users (CI runs as root)",
