@@ -147,12 +147,13 @@ def register_challenger(
     root: Path, fault: dict[str, Any], base_version: int = 1
 ) -> int:
     """Register the champion's booster as a new version with ``fault`` injected
-    (``tests/faulty_challenger.py``), record it as a trainer and a validator would
-    through the key service, and give it the ``challenger`` alias."""
+    (``tests/faulty_challenger.py``), record it as a training run and a validator
+    would through the key service, and give it the ``challenger`` alias."""
     import mlflow
     import mlflow.artifacts
     from mlflow.tracking import MlflowClient
 
+    from bankplatform.security.client import acting_for
     from bankplatform.training.registry import model_artefact_sha256
 
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
@@ -179,7 +180,8 @@ def register_challenger(
         version = int(mlflow.register_model(info.model_uri, MODEL).version)
     digest = model_artefact_sha256(f"models:/{MODEL}/{version}")
     resource = f"model:{MODEL}/{version}"
-    with acting_as(root, "dana.scientist") as security:
+    # Registered as a training run registers: the training service, started by her.
+    with acting_as(root, "dana.scientist") as security, acting_for("training"):
         security.audit_log().append(
             "model.register",
             resource,

@@ -4,11 +4,13 @@ the typed gate report."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bankplatform.governance.audit_facts import VersionFacts
 from bankplatform.governance.documents import CardFacts, annex_iv, model_card
 from bankplatform.governance.registry import GovernanceError
 from bankplatform.manifest import load_manifest
@@ -70,6 +72,11 @@ def _facts(report: dict[str, Any]) -> CardFacts:
         lineage={},
         report=report,
         evidence_folder=REPO,
+        recorded=VersionFacts(
+            trainer="dana.scientist",
+            registered_by="svc-training",
+            gate_status="failed",
+        ),
         monitoring_plan=MonitoringSettings().model_dump(mode="json"),
     )
 
@@ -113,3 +120,39 @@ def test_a_report_without_a_stated_figure_is_refused_in_one_line() -> None:
         "the gate report of version 3 cannot be documented: "
         "measurements.performance.calibration_error: Field required"
     )
+
+
+def test_the_card_states_the_audit_log_s_facts_and_names_tags_that_disagree() -> None:
+    honest = model_card(_facts(REPORT))
+    assert "| trained by | dana.scientist |" in honest
+    assert "| trained as | svc-training |" in honest
+    assert "| status | candidate |" in honest
+    assert "disagree" not in honest
+    forged = replace(
+        _facts(REPORT),
+        tags={
+            "trainer": "mallory.insider",
+            "gate_status": "passed",
+            "approval_status": "approved",
+            "feature_service": "credit_default_v1",
+        },
+    )
+    card = model_card(forged)
+    assert "| trained by | dana.scientist |" in card
+    assert "| status | candidate |" in card  # not "approved": no approval recorded
+    listed = [
+        line
+        for line in card.splitlines()
+        if line.startswith("- ") and "tag says" in line
+    ]
+    assert listed == [
+        "- trainer tag says 'mallory.insider', the audit log 'dana.scientist'",
+        "- gate_status tag says 'passed', the audit log 'failed'",
+        "- approval_status tag says 'approved', the audit log 'nothing'",
+    ]
+    decommissioned = replace(
+        _facts(REPORT),
+        recorded=VersionFacts(trainer="dana.scientist", decommissioned=True),
+    )
+    card = model_card(decommissioned)
+    assert "| status | decommissioned |" in card  # the record, with no tag at all

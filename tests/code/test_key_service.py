@@ -14,6 +14,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Node, Pipeline
 from kedro.runner import SequentialRunner
 
+from bankplatform.errors import BankplatformError
 from bankplatform.project import env_config_loader
 from bankplatform.security.client import act_for_node, acting_for, acting_pipeline
 from bankplatform.security.envelope import key_context
@@ -204,6 +205,44 @@ def test_only_the_holder_of_an_action_records_it_as_allowed(
     log.append("model.approve", "model:credit_default_pd/7", "denied")
     monkeypatch.setenv("BANKPLATFORM_USER", "victor.validator")
     log.append("model.approve", "model:credit_default_pd/7", "allowed")
+
+
+def test_a_version_is_registered_once_and_by_the_training_service_only(
+    workspace_security: WorkspaceSecurity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data scientist holds register_model, but states a registration only as the
+    training pipeline's service; a second registration of a version (a new artefact
+    hash after approval) is refused, and both refusals are audited."""
+    log = workspace_security.audit_log()
+    resource = f"model:credit_default_pd/{time.time_ns()}"
+    monkeypatch.setenv("BANKPLATFORM_USER", "dana.scientist")
+    with pytest.raises(
+        AccessDenied,
+        match=r"only the training service \(svc-training\) registers a model version, not dana.scientist",
+    ):
+        log.append("model.register", resource, "allowed", {"artefact_sha256": "a" * 64})
+    with acting_for("training"):
+        first = log.append(
+            "model.register", resource, "allowed", {"artefact_sha256": "a" * 64}
+        )
+        with pytest.raises(AccessDenied, match="is registered already"):
+            log.append(
+                "model.register", resource, "allowed", {"artefact_sha256": "b" * 64}
+            )
+        with pytest.raises(BankplatformError, match="recorded alone, not in a batch"):
+            log.append_many([("model.register", resource, "allowed", {})])
+    monkeypatch.setenv("BANKPLATFORM_USER", "audrey.auditor")
+    written = list(log.records(resource=resource))
+    assert [(r["actor"], r["on_behalf_of"], r["outcome"]) for r in written] == [
+        ("dana.scientist", None, "denied"),
+        ("svc-training", "dana.scientist", "allowed"),
+        ("svc-training", "dana.scientist", "denied"),
+    ]
+    assert written[1]["seq"] == first["seq"]
+    assert written[1]["details"] == {"artefact_sha256": "a" * 64}
+    assert written[2]["details"]["reason"] == (
+        f"{resource} is registered already: a version is registered once"
+    )
 
 
 def test_a_batch_is_one_contiguous_run_of_records_and_the_chain_holds(

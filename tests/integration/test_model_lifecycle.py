@@ -19,6 +19,7 @@ from bankplatform.project import env_config_loader
 from bankplatform.security.policy import AccessDenied
 from bankplatform.security.runtime import open_security
 from tests.conftest import REPO, copy_workspace, run_command
+from tests.helpers import audit_records
 from tests.pipelines import run_in_memory
 
 pytestmark = [
@@ -202,6 +203,11 @@ def test_the_scripted_lifecycle_and_its_exact_history(
         )[1]
         == f"decommissioned {MODEL} version 2: it can never be served again"
     )
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    assert client.get_model_version(MODEL, "2").tags["status"] == "decommissioned"
+    # The tag is a copy for MLflow's UI: deleting it (anyone with registry access
+    # can) undoes nothing, the audit log's decommission record decides.
+    client.delete_model_version_tag(MODEL, "2", "status")
     for user, action in (
         ("victor.validator", "approve"),
         ("rita.riskofficer", "promote"),
@@ -211,9 +217,7 @@ def test_the_scripted_lifecycle_and_its_exact_history(
             1,
             "Error: the version is decommissioned: it can never be approved, promoted or served again",
         )
-    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     assert int(client.get_model_version_by_alias(MODEL, "champion").version) == 1
-    assert client.get_model_version(MODEL, "2").tags["status"] == "decommissioned"
     code, history, _ = _cli(root, "audrey.auditor", "history", MODEL)
     assert code == 0
     # "<alias> version <v> <since> -> <until|now>  (by ...)", by start time.
@@ -234,6 +238,50 @@ def test_the_scripted_lifecycle_and_its_exact_history(
     assert since[("previous", "1", False)] == since[("champion", "2", False)]
     assert until[("champion", "2", False)] == since[("champion", "1", True)]
     assert until[("previous", "1", False)] == since[("champion", "1", True)]
+
+
+def test_forged_registry_tags_are_shown_as_disagreements_never_as_facts(
+    workspace: Path,
+) -> None:
+    """Anyone with registry access can edit a version's tags: the inventory and the
+    card show the audit log's trainer and gate verdict, and name the forged tags."""
+    root = workspace
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    (register,) = [
+        r
+        for r in audit_records(root)
+        if r["action"] == "model.register"
+        and r["resource"] == f"model:{MODEL}/1"
+        and r["outcome"] == "allowed"
+    ]
+    trainer = register["details"]["trainer"]
+    before = client.get_model_version(MODEL, "1").tags
+    client.set_model_version_tag(MODEL, "1", "trainer", "mallory.insider")
+    client.set_model_version_tag(MODEL, "1", "gate_status", "failed")
+    try:
+        code, listing, _ = _cli(root, "audrey.auditor", "list")
+        assert code == 0
+        row = next(line for line in listing.splitlines() if line.split()[0] == "1")
+        assert trainer in row and "mallory" not in row
+        assert " passed " in row
+        assert (
+            f"version 1: trainer tag says 'mallory.insider', the audit log '{trainer}'; the audit log's is shown"
+            in listing.splitlines()
+        )
+        assert (
+            "version 1: gate_status tag says 'failed', the audit log 'passed'; the audit log's is shown"
+            in listing.splitlines()
+        )
+        code, card, _ = _cli(root, "audrey.auditor", "card", MODEL, "1")
+        assert code == 0
+        assert f"| trained by | {trainer} |" in card
+        assert "| trained as | svc-training |" in card
+        assert (
+            f"- trainer tag says 'mallory.insider', the audit log '{trainer}'" in card
+        )
+    finally:
+        for tag in ("trainer", "gate_status"):
+            client.set_model_version_tag(MODEL, "1", tag, before[tag])
 
 
 def test_the_inventory_card_and_annex_iv_pack(

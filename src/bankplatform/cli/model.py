@@ -59,6 +59,9 @@ def list_versions(env: str | None) -> None:
             f"{e.trainer:<18}{e.tier:<8}{e.last_review or '-':<13}{e.next_review or '-'}{flag}"
         )
     click.echo(f"model {g.model}, owner {entries[0].owner}")
+    for e in entries:  # the registry's tags are a copy for MLflow's UI
+        for line in e.tag_disagreements:
+            click.echo(f"version {e.version}: {line}; the audit log's is shown")
 
 
 @model.command("card")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from bankplatform.governance.audit_facts import VersionFacts, tag_disagreements
 from bankplatform.governance.document_view import GateReport, templates
 from bankplatform.governance.evidence import GATE_REPORT, evidence_folder, file_sha256
 from bankplatform.governance.inventory import version_status
@@ -52,6 +53,7 @@ class CardFacts:
     lineage: dict[str, Any]
     report: dict[str, Any]
     evidence_folder: Path
+    recorded: VersionFacts = field(default_factory=VersionFacts)
     lifecycle: list[dict[str, Any]] = field(default_factory=list)
     monitoring_plan: dict[str, Any] = field(default_factory=dict)
     monitoring_runs: list[dict[str, Any]] = field(default_factory=list)
@@ -85,7 +87,7 @@ def gather_facts(
     if file_sha256(report_path) != recorded:
         msg = f"{report_path.relative_to(root)} was changed after evaluation"
         raise GovernanceError(msg)
-    run = client.get_run(tags["run_id"])
+    run = client.get_run(facts.run_id or tags["run_id"])
     resource = f"model:{name}/{version}"
     return CardFacts(
         manifest=manifest,
@@ -103,6 +105,7 @@ def gather_facts(
         lineage=_lineage(client, run.info.experiment_id, facts.kedro_run_id),
         report=json.loads(report_path.read_text()),
         evidence_folder=folder,
+        recorded=facts,
         lifecycle=[
             r
             for r in security.audit_log().records(resource=resource)
@@ -150,7 +153,8 @@ def _render(template: str, facts: CardFacts, **more: Any) -> str:
             m=facts.manifest,
             facts=facts,
             report=report,
-            status=version_status(facts.tags, tuple(facts.aliases)),
+            status=version_status(facts.recorded, tuple(facts.aliases)),
+            disagreements=tag_disagreements(facts.tags, facts.recorded),
             scopes="; ".join(r.value for r in facts.manifest.regulatory_scope),
             monotone=_monotone(facts.run["params"], features),
             limitations=_limitations(report),

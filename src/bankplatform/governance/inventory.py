@@ -13,10 +13,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from bankplatform.governance.audit_facts import (
+    DECOMMISSIONED,
+    VersionFacts,
+    fold_version_facts,
+    tag_disagreements,
+)
 from bankplatform.governance.registry import (
     CHALLENGER,
     CHAMPION,
-    DECOMMISSIONED,
     all_versions,
     current_aliases,
     tags_of,
@@ -48,6 +53,7 @@ class InventoryEntry:
     last_review: str | None
     next_review: str | None
     overdue: bool
+    tag_disagreements: tuple[str, ...] = ()
 
 
 def model_inventory(
@@ -57,16 +63,19 @@ def model_inventory(
     review_months: int,
     today: date,
 ) -> list[InventoryEntry]:
-    """The inventory of the workspace's model, newest version first."""
+    """The inventory of the workspace's model, newest version first: status,
+    trainer and gates from the audit log; the registry only for versions and aliases
+    (a tag that says otherwise is listed, never believed)."""
     name = manifest.model_name
-    reviews = _last_reviews(audit_records, name)
+    records = list(audit_records)
+    reviews = _last_reviews(records, name)
     held: dict[int, list[str]] = {}
     for alias, version in current_aliases(client, name).items():
         held.setdefault(version, []).append(alias)
     entries = []
     for registered in reversed(all_versions(client, name)):
         number = int(registered.version)
-        tags = tags_of(registered)
+        facts = fold_version_facts(records, f"model:{name}/{number}")
         aliases = tuple(sorted(held.get(number, [])))
         last = reviews.get(number)
         due = _add_months(last, review_months) if last else None
@@ -75,11 +84,11 @@ def model_inventory(
             InventoryEntry(
                 model=name,
                 version=number,
-                status=version_status(tags, aliases),
+                status=version_status(facts, aliases),
                 aliases=aliases,
                 owner=manifest.owning_squad,
-                trainer=str(tags.get("trainer", "-")),
-                gate_status=str(tags.get("gate_status", "-")),
+                trainer=facts.trainer or "-",
+                gate_status=facts.gate_status or "pending",
                 tier=manifest.model_risk_tier.value,
                 registered=datetime.fromtimestamp(registered.creation_timestamp / 1000)
                 .date()
@@ -87,20 +96,21 @@ def model_inventory(
                 last_review=last.isoformat() if last else None,
                 next_review=due.isoformat() if due else None,
                 overdue=serving and due is not None and due < today,
+                tag_disagreements=tuple(tag_disagreements(tags_of(registered), facts)),
             )
         )
     return entries
 
 
-def version_status(tags: dict[str, Any], aliases: tuple[str, ...]) -> str:
-    """A version's status in words, from its tags and the aliases it holds."""
-    if tags.get("status") == DECOMMISSIONED:
+def version_status(facts: VersionFacts, aliases: tuple[str, ...]) -> str:
+    """A version's status in words, from the audit log and the aliases it holds."""
+    if facts.decommissioned:
         return DECOMMISSIONED
     if CHAMPION in aliases:
         return "in production (champion)"
     if CHALLENGER in aliases:
         return "approved (challenger)"
-    return str(tags.get("approval_status") or "candidate")
+    return facts.approval or "candidate"
 
 
 def _last_reviews(records: Iterable[dict[str, Any]], model: str) -> dict[int, date]:

@@ -5,9 +5,10 @@ Maker-checker, bound to the registry: approval needs the ``model_validator`` rol
 a validator who is not the person who trained the version, passed gates, and
 evidence files that still match their recorded hashes; promotion to ``champion``
 needs the ``model_risk_officer`` role. Who trained a version, its gate status and
-its evidence hashes are read from the **audit log** (signed, hash-chained), not
-from the version's MLflow tags, which anyone with registry access can edit; a tag
-that disagrees with the audit log is itself a refusal.
+its evidence hashes, and whether it was decommissioned, are read from the **audit
+log** (signed, hash-chained), never from the version's MLflow tags, which anyone with
+registry access can edit: the tags are a copy written for MLflow's UI, and no
+decision here reads them.
 
 Every outcome is audited, refusals too: exactly one record per attempt, with
 the alias changes (``{alias: [from, to]}``) that ``history`` rebuilds from.
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from bankplatform.governance.audit_facts import VersionFacts, fold_version_facts
 from bankplatform.governance.evidence import GATE_REPORT, changed_evidence, file_sha256
 from bankplatform.governance.registry import (
     CHALLENGER,
@@ -31,7 +33,6 @@ from bankplatform.governance.registry import (
     alias_holder,
     check_version,
     get_version,
-    tags_of,
 )
 from bankplatform.security.policy import AccessDenied, Action
 
@@ -101,9 +102,8 @@ def approve(g: Governed, version: int) -> str:
     """
     version = check_version(version)
     with _Attempt(g, Action.APPROVE_MODEL, "model.approve", version) as attempt:
-        tags = attempt.tags
         facts = attempt.facts
-        _refuse_decommissioned(tags)
+        _refuse_decommissioned(facts)
         _refuse_maker(g, facts, "approve")
         if facts.gate_status != "passed":
             failed = ", ".join(facts.failed_gates) or "none recorded"
@@ -135,7 +135,7 @@ def reject(g: Governed, version: int, reason: str) -> str:
     with _Attempt(
         g, Action.REJECT_MODEL, "model.reject", version, {"reason": reason}
     ) as attempt:
-        _refuse_decommissioned(attempt.tags)
+        _refuse_decommissioned(attempt.facts)
         _refuse_maker(g, attempt.facts, "reject")
         if alias_holder(g.client, g.model, CHAMPION) == version:
             attempt.refuse(
@@ -159,7 +159,7 @@ def promote(g: Governed, version: int) -> str:
     """
     version = check_version(version)
     with _Attempt(g, Action.PROMOTE_MODEL, "model.promote", version) as attempt:
-        _refuse_decommissioned(attempt.tags)
+        _refuse_decommissioned(attempt.facts)
         _refuse_maker(g, attempt.facts, "promote")
         if alias_holder(g.client, g.model, CHALLENGER) != version:
             attempt.refuse(
@@ -196,7 +196,7 @@ def rollback(g: Governed) -> str:
     ) as attempt:
         if previous is None:
             attempt.refuse(f"{g.model} has no previous champion to roll back to")
-        _refuse_decommissioned(attempt.tags)
+        _refuse_decommissioned(attempt.facts)
         attempt.set_alias(CHAMPION, previous)
         attempt.set_alias(PREVIOUS, None)
         attempt.details["rolled_back_from"] = champion
@@ -218,7 +218,7 @@ def decommission(g: Governed, version: int, reason: str) -> str:
     with _Attempt(
         g, Action.DECOMMISSION_MODEL, "model.decommission", version, {"reason": reason}
     ) as attempt:
-        _refuse_decommissioned(attempt.tags)
+        _refuse_decommissioned(attempt.facts)
         for alias in (CHALLENGER, CHAMPION, PREVIOUS):
             if alias_holder(g.client, g.model, alias) == version:
                 attempt.set_alias(alias, None)
@@ -230,52 +230,12 @@ def decommission(g: Governed, version: int, reason: str) -> str:
     return f"decommissioned {g.model} version {version}: it can never be served again"
 
 
-@dataclass
-class VersionFacts:
-    """What the audit log says about a version (the registry's tags may be edited).
-
-    Attributes:
-        trainer: Who started the training that registered it.
-        kedro_run_id: The Kedro run that trained it (its lineage run), as the
-            registration recorded it.
-        gate_status: The latest evaluation's verdict, empty if never evaluated.
-        failed_gates: Gates that failed in that evaluation.
-        evidence_manifest: Relative path of the evidence manifest.
-        evidence_manifest_sha256: Its hash at evaluation.
-        evidence_sha256: Every evidence file's hash at evaluation.
-    """
-
-    trainer: str = ""
-    kedro_run_id: str = ""
-    gate_status: str = ""
-    failed_gates: tuple[str, ...] = ()
-    evidence_manifest: str = ""
-    evidence_manifest_sha256: str = ""
-    evidence_sha256: dict[str, str] | None = None
-
-
 def version_facts(
     security: WorkspaceSecurity, model: str, version: int
 ) -> VersionFacts:
-    """Read a version's registration and latest evaluation from the audit log."""
-    facts = VersionFacts()
+    """Read a version's facts from the audit log (through the key service)."""
     resource = f"model:{model}/{version}"
-    for record in security.audit_log().records(resource=resource):
-        if record.get("resource") != resource or record.get("outcome") != "allowed":
-            continue
-        details = record.get("details") or {}
-        if record.get("action") == "model.register":
-            facts.trainer = str(details.get("trainer", ""))
-            facts.kedro_run_id = str(details.get("kedro_run_id", ""))
-        elif record.get("action") == "model.evaluate":
-            facts.gate_status = str(details.get("gate_status", ""))
-            facts.failed_gates = tuple(details.get("failed_gates", ()))
-            facts.evidence_manifest = str(details.get("evidence_manifest", ""))
-            facts.evidence_manifest_sha256 = str(
-                details.get("evidence_manifest_sha256", "")
-            )
-            facts.evidence_sha256 = dict(details.get("evidence_sha256") or {})
-    return facts
+    return fold_version_facts(security.audit_log().records(resource=resource), resource)
 
 
 class _Refusal(Exception):
@@ -305,7 +265,6 @@ class _Attempt:
         self.registered = registered
         self.aliases: dict[str, tuple[int | None, int | None]] = {}
         self.tags_to_set: dict[str, str] = {}
-        self.tags: dict[str, Any] = {}
         self.facts = VersionFacts()
 
     def __enter__(self) -> _Attempt:
@@ -317,7 +276,7 @@ class _Attempt:
             raise AccessDenied(msg)
         try:
             if self.registered:
-                self.tags = tags_of(get_version(g.client, g.model, self.version))
+                get_version(g.client, g.model, self.version)  # it is in the registry
         except GovernanceError as error:
             self.record("denied", {"reason": str(error)})
             raise
@@ -372,8 +331,8 @@ class _Attempt:
             client.set_model_version_tag(model, str(self.version), key, value)
 
 
-def _refuse_decommissioned(tags: dict[str, Any]) -> None:
-    if tags.get("status") == DECOMMISSIONED:
+def _refuse_decommissioned(facts: VersionFacts) -> None:
+    if facts.decommissioned:
         msg = "the version is decommissioned: it can never be approved, promoted or served again"
         raise _Refusal(msg)
 

@@ -70,6 +70,9 @@ _GOVERNED_RECORDS = {
     "review.open": Action.MONITOR_MODEL,
     "review.close": Action.CLOSE_REVIEW,
 }
+REGISTER_RECORD = "model.register"
+# The pipeline whose service identity alone registers a model version.
+TRAINING_PIPELINE = "training"
 # Records the scoring service writes (requests, releases, oversight): only an
 # identity that verifies tokens, i.e. the scoring service, writes them.
 _SCORING_RECORDS = ("scoring.", Action.VERIFY_TOKENS)
@@ -131,6 +134,7 @@ class KeyAuthority:
         self._pseudonymiser: Pseudonymiser | None = None
         self._last_append = 0.0
         self._lock = threading.Lock()
+        self._register_lock = threading.Lock()
 
     def _audit_store(self) -> Path | PostgresAuditStore:
         """The audit log's file, or its PostgreSQL store when ``audit_store`` is set
@@ -401,9 +405,47 @@ class KeyAuthority:
         outcome: Outcome,
         details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Append a client's record; the actor is the caller's proven identity."""
+        """Append a client's record; the actor is the caller's proven identity.
+
+        Raises:
+            BadRequest: A malformed action or outcome.
+            AccessDenied: The caller may not state it (a refused registration is
+                audited).
+        """
         self._check_record(principal, action, outcome)
+        if action == REGISTER_RECORD and outcome == "allowed":
+            return self._register(principal, _resource(resource), details)
         return self._record(principal, action, _resource(resource), outcome, details)
+
+    def _register(
+        self, principal: Principal, resource: str, details: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """A version's registration: stated by the training pipeline's service
+        identity, once per version (what a later record would say about the version's
+        artefact or trainer is refused, not appended after the first)."""
+        training = self.policy.pipelines.get(TRAINING_PIPELINE)
+        with self._register_lock:
+            problem = ""
+            if training is not None and principal.name != training.service:
+                problem = f"only the training service ({training.service}) registers a model version, not {principal.name}"
+            elif any(
+                r.get("action") == REGISTER_RECORD
+                and r.get("resource") == resource
+                and r.get("outcome") == "allowed"
+                for r in self.audit.records()
+            ):
+                problem = (
+                    f"{resource} is registered already: a version is registered once"
+                )
+            if problem:
+                self._record(
+                    principal, REGISTER_RECORD, resource, "denied", {"reason": problem}
+                )
+                msg = f"audit record refused: {problem}"
+                raise AccessDenied(msg)
+            return self._record(
+                principal, REGISTER_RECORD, resource, "allowed", details
+            )
 
     def _check_record(self, principal: Principal, action: str, outcome: str) -> None:
         """A client's record: a well-formed name, and an ``allowed`` record of a
@@ -427,6 +469,9 @@ class KeyAuthority:
         """Append a batch of a client's records (a scoring service's requests)."""
         for action, _, outcome, _ in entries:
             self._check_record(principal, action, outcome)
+            if action == REGISTER_RECORD and outcome == "allowed":
+                msg = "audit record refused: a model version's registration is recorded alone, not in a batch"
+                raise BadRequest(msg)
         checked = [(a, _resource(r), o, d) for a, r, o, d in entries]
         self._appended()
         return self.audit.append_many(principal.name, checked, principal.on_behalf_of)

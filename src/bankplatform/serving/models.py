@@ -117,8 +117,7 @@ def servable_version(
     if version is None:
         return None
     facts = version_records(records, model, version)
-    tags = client.get_model_version(model, str(version)).tags
-    if facts.decommissioned or tags.get("status") == "decommissioned":
+    if facts.decommissioned:  # the audit log's word; the registry's tag is a copy
         msg = f"{model} version {version} ({alias}) is decommissioned: never served"
         raise ModelRefused(msg)
     if not facts.approved_by:
