@@ -92,7 +92,12 @@ def start_service(
             preexec_fn=_ignore_sigint if sigint_ignored else None,  # noqa: PLW1509
         )
     url = f"{scheme}://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+    # As long as the service itself may take to start (a local Ray's start is allowed
+    # BANKPLATFORM_RAY_START_TIMEOUT_S, 600 s by default, on a loaded machine).
+    from bankplatform.ray_cluster import start_timeout_s
+
+    patience = max(180.0, start_timeout_s())
+    deadline = time.monotonic() + patience
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(
@@ -105,7 +110,7 @@ def start_service(
             time.sleep(0.3)
     process.kill()
     raise AssertionError(
-        f"serve did not answer within 180 s: {log.read_text()[-3000:]}"
+        f"serve did not answer within {patience:.0f} s: {log.read_text()[-3000:]}"
     )
 
 
