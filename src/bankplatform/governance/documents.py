@@ -87,7 +87,10 @@ def gather_facts(
     if file_sha256(report_path) != recorded:
         msg = f"{report_path.relative_to(root)} was changed after evaluation"
         raise GovernanceError(msg)
-    run = client.get_run(facts.run_id or tags["run_id"])
+    if not facts.run_id:  # the registration's word, never the editable run_id tag
+        msg = f"version {version} has no registration record naming its run"
+        raise GovernanceError(msg)
+    run = client.get_run(facts.run_id)
     resource = f"model:{name}/{version}"
     return CardFacts(
         manifest=manifest,

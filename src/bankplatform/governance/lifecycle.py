@@ -22,12 +22,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from bankplatform.governance.audit_facts import VersionFacts, fold_version_facts
+from bankplatform.governance.audit_facts import (
+    DECOMMISSIONED,
+    VersionFacts,
+    fold_version_facts,
+)
 from bankplatform.governance.evidence import GATE_REPORT, changed_evidence, file_sha256
 from bankplatform.governance.registry import (
     CHALLENGER,
     CHAMPION,
-    DECOMMISSIONED,
     PREVIOUS,
     GovernanceError,
     alias_holder,

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from mlflow.exceptions import MlflowException
 
 from bankplatform.errors import BankplatformError
-from bankplatform.governance.audit_facts import DECOMMISSIONED
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 # Aliases the lifecycle sets; nothing else may be set through it.
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
 ALIASES = (CHALLENGER, CHAMPION, PREVIOUS)
-__all__ = ["DECOMMISSIONED"]  # the audit log's word, written as a tag for MLflow's UI
 _MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{1,99}$")
 MAX_VERSION = 1_000_000_000
 
