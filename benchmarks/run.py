@@ -25,6 +25,7 @@ import gpu_training
 import ingestion
 import key_service
 import lineage_overhead
+import model_bundles
 import monitoring_drift
 import production_stores
 import scale
@@ -47,6 +48,7 @@ BENCHMARKS = {
     "training_cluster": training_cluster.main,
     "evidence": evidence_notebooks.main,
     "scoring": scoring_service.main,
+    "bundles": model_bundles.main,
     "gpu": gpu_training.main,
     "monitoring": monitoring_drift.main,
     "prod": production_stores.main,

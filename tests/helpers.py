@@ -156,7 +156,6 @@ def register_challenger(
     would through the key service, and give it the ``challenger`` alias."""
     import mlflow
     import mlflow.artifacts
-    from mlflow.tracking import MlflowClient
 
     from bankplatform.security.client import acting_for
     from bankplatform.training.registry import model_artefact_sha256
@@ -185,29 +184,58 @@ def register_challenger(
         version = int(mlflow.register_model(info.model_uri, MODEL).version)
     digest = model_artefact_sha256(f"models:/{MODEL}/{version}")
     resource = f"model:{MODEL}/{version}"
+    base = _allowed_details(root, f"model:{MODEL}/{base_version}")
     # Registered as a training run registers: the training service, started by her.
-    with acting_as(root, "dana.scientist") as security, acting_for("training"):
-        security.audit_log().append(
-            "model.register",
-            resource,
-            "allowed",
-            {
-                "trainer": "dana.scientist",
-                "run_id": run.info.run_id,
-                "artefact_sha256": digest,
-            },
-        )
-    with acting_as(root, "victor.validator") as security:
-        security.audit_log().append(
-            "model.approve",
-            resource,
-            "allowed",
-            {"note": f"test set-up: {fault['kind']} challenger"},
-        )
-    MlflowClient(f"sqlite:///{root / 'mlflow.db'}").set_registered_model_alias(
-        MODEL, "challenger", str(version)
-    )
+    with acting_as(root, "dana.scientist") as security:
+        with acting_for("training"):
+            security.audit_log().append(
+                "model.register",
+                resource,
+                "allowed",
+                {
+                    **base["model.register"],
+                    "trainer": "dana.scientist",
+                    "run_id": run.info.run_id,
+                    "artefact_sha256": digest,
+                },
+            )
+        # Test set-up: the base version's evaluation stands for its own (the
+        # evaluation service records it, as the evaluation pipeline would).
+        with acting_for("evaluation"):
+            security.audit_log().append(
+                "model.evaluate", resource, "allowed", base["model.evaluate"]
+            )
+    approve_in_process(root, version)
     return version
+
+
+def approve_in_process(root: Path, version: int) -> str:
+    """A validator approves ``version`` with the real lifecycle (it packages and the
+    key service signs its bundle); the challenger alias is set."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from bankplatform.governance import lifecycle
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    with acting_as(root, "victor.validator") as security:
+        g = lifecycle.Governed(
+            MlflowClient(f"sqlite:///{root / 'mlflow.db'}"),
+            security,
+            security.starter(),
+            root,
+            MODEL,
+        )
+        return lifecycle.approve(g, version)
+
+
+def _allowed_details(root: Path, resource: str) -> dict[str, dict[str, Any]]:
+    """The details of the latest allowed record of each action on ``resource``."""
+    found: dict[str, dict[str, Any]] = {}
+    for record in audit_records(root):
+        if record.get("resource") == resource and record.get("outcome") == "allowed":
+            found[str(record["action"])] = dict(record.get("details") or {})
+    return found
 
 
 def wait_for(condition: Any, timeout: float = 30.0, what: str = "condition") -> Any:

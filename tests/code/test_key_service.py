@@ -201,10 +201,56 @@ def test_only_the_holder_of_an_action_records_it_as_allowed(
         log.append("model.approve", "model:credit_default_pd/7", "allowed")
     with pytest.raises(AccessDenied, match="may not record denied scoring.request"):
         log.append_many([("scoring.request", "scoring", "denied", {})])
-    # Her own refusal is hers to record; a validator's approval is his.
+    # Her own refusal is hers to record; a validator's rejection is his.
     log.append("model.approve", "model:credit_default_pd/7", "denied")
     monkeypatch.setenv("BANKPLATFORM_USER", "victor.validator")
-    log.append("model.approve", "model:credit_default_pd/7", "allowed")
+    log.append("model.reject", "model:credit_default_pd/7", "allowed")
+
+
+def test_an_approval_names_a_bundle_the_service_packaged_and_nobody_writes_a_package(
+    workspace_security: WorkspaceSecurity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A validator's approval (a risk officer's promotion) names the digest of a
+    bundle the key service signed for that very version; an allowed model.package
+    record is the service's alone. Each refusal is audited."""
+    log = workspace_security.audit_log()
+    monkeypatch.setenv("BANKPLATFORM_USER", "victor.validator")
+    for details in ({}, {"bundle_digest": "ab" * 32}):
+        with pytest.raises(
+            AccessDenied, match="names no bundle the key service packaged for it"
+        ):
+            log.append("model.approve", "model:credit_default_pd/8", "allowed", details)
+    with pytest.raises(BankplatformError, match="written by the key service itself"):
+        log.append(
+            "model.package",
+            "model:credit_default_pd/8",
+            "allowed",
+            {"bundle_digest": "ab" * 32},
+        )
+    monkeypatch.setenv("BANKPLATFORM_USER", "rita.riskofficer")
+    with pytest.raises(
+        AccessDenied, match="names no bundle the key service packaged for it"
+    ):
+        log.append(
+            "model.promote",
+            "model:credit_default_pd/8",
+            "allowed",
+            {"bundle_digest": "ab" * 32},
+        )
+    denied = [
+        r
+        for r in log.records(resource="model:credit_default_pd/8")
+        if r["outcome"] == "denied"
+    ]
+    assert [r["action"] for r in denied] == [
+        "model.approve",
+        "model.approve",
+        "model.promote",
+    ]
+    assert not any(
+        r["action"] == "model.package"
+        for r in log.records(resource="model:credit_default_pd/8")
+    )
 
 
 def test_a_version_is_registered_once_and_by_the_training_service_only(

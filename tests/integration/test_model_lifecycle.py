@@ -134,16 +134,41 @@ def test_a_validator_who_trained_the_version_may_not_approve_it(
     assert _audit(workspace)[-1]["outcome"] == "denied"
 
 
-def test_the_scripted_lifecycle_and_its_exact_history(
-    workspace: Path, worker_ray: None
-) -> None:
-    root = workspace
-    assert _cli(root, "victor.validator", "approve", MODEL, "1")[1] == (
-        f"approved {MODEL} version 1: it is the challenger (promotion needs a model risk officer)"
+def _approve_and_promote_first(root: Path) -> None:
+    """Version 1 approved (its bundle packaged and signed, the digest in the
+    approval) and promoted (the same digest in the promotion)."""
+    approved = _cli(root, "victor.validator", "approve", MODEL, "1")[1]
+    (approval,) = [
+        r
+        for r in _audit(root)
+        if r["action"] == "model.approve" and r["outcome"] == "allowed"
+    ]
+    digest = approval["details"]["bundle_digest"]  # type: ignore[index]
+    size = sum(
+        p.stat().st_size
+        for p in (root / ".bankplatform/bundles" / str(digest) / "bundle").rglob("*")
+        if p.is_file() and p.name != "model.sig"
+    )
+    assert approved == (
+        f"approved {MODEL} version 1: it is the challenger (promotion needs a model risk officer); "
+        f"bundle sha256:{digest} ({size:,} bytes, signed by the key service)"
     )
     assert _cli(root, "rita.riskofficer", "promote", MODEL, "1")[1] == (
         f"promoted {MODEL} version 1 to champion"
     )
+    (promotion,) = [
+        r
+        for r in _audit(root)
+        if r["action"] == "model.promote" and r["outcome"] == "allowed"
+    ]
+    assert promotion["details"]["bundle_digest"] == digest  # type: ignore[index]
+
+
+def test_the_scripted_lifecycle_and_its_exact_history(
+    workspace: Path, worker_ray: None
+) -> None:
+    root = workspace
+    _approve_and_promote_first(root)
     # A second version, trained and evaluated against the champion.
     run_in_memory(root, "training", "evaluation")
     report = json.loads((root / "data/08_reporting/gate_outcome.json").read_text())

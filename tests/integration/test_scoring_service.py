@@ -24,10 +24,12 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from bankplatform.security.policy import AccessDenied
 from tests.conftest import run_command
 from tests.helpers import (
     MODEL,
     RunningService,
+    acting_as,
     audit_records,
     champion_workspace,
     register_challenger,
@@ -693,13 +695,171 @@ def test_a_decommissioned_or_unapproved_version_is_never_served(
     )
     registry.set_registered_model_alias(MODEL, "challenger", str(unapproved))
     state = _ok(admin.post("/v1/admin/reload"))
-    assert "no approval in the audit log" in state["refused"]["challenger"]
+    assert (
+        "no approval of a signed bundle in the audit log"
+        in state["refused"]["challenger"]
+    )
     traffic = admin.post(
         "/v1/admin/traffic", json={"challenger_weight": 0.5, "reason": "try"}
     )
     assert traffic.status_code == 409 and "no challenger" in traffic.json()["error"]
     registry.delete_registered_model_alias(MODEL, "challenger")
     assert _ok(admin.post("/v1/admin/reload"))["refused"] == {}
+
+
+def _bundle_folder(root: Path, digest: str) -> Path:
+    """The store's copy of a bundle (the key service's folder) the tests tamper with."""
+    return root / ".bankplatform" / "bundles" / digest / "bundle"
+
+
+def _reload_challenger(
+    admin: httpx.Client, registry: MlflowClient, version: int
+) -> dict[str, Any]:
+    """Move the challenger alias away and back: the service loads it afresh."""
+    registry.delete_registered_model_alias(MODEL, "challenger")
+    _ok(admin.post("/v1/admin/reload"))
+    registry.set_registered_model_alias(MODEL, "challenger", str(version))
+    return _ok(admin.post("/v1/admin/reload"))
+
+
+def test_only_the_approved_signed_bundle_is_served_and_the_champion_keeps_serving(
+    service: RunningService,
+    tokens: dict[str, str],
+    workspace: Path,
+    admin: httpx.Client,
+    tmp_path: Path,
+) -> None:
+    """A bundle with one byte changed, signed by another key, or other than the one
+    its approval names is refused, each with its own reason on /v1/models; so is a
+    champion alias on a version never promoted; the champion keeps serving."""
+    import model_signing.signing
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    version = _use_challenger(workspace, admin, {"kind": "none"})
+    registry = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    records = audit_records(workspace)
+
+    def digest_of(action: str, number: int) -> str:
+        return [
+            r["details"]["bundle_digest"]
+            for r in records
+            if r["action"] == action
+            and r["resource"] == f"model:{MODEL}/{number}"
+            and r["outcome"] == "allowed"
+        ][-1]
+
+    champion, challenger = (
+        digest_of("model.promote", 1),
+        digest_of("model.approve", version),
+    )
+    served = _ok(admin.get("/v1/models"))["served"]
+    assert served["champion"]["bundle_digest"] == champion
+    assert served["challenger"]["bundle_digest"] == challenger
+    folder = _bundle_folder(workspace, challenger)
+    saved = tmp_path / "saved"
+    shutil.copytree(folder, saved)
+
+    def restore() -> None:
+        shutil.rmtree(folder)
+        shutil.copytree(saved, folder)
+
+    # One byte changed in the store.
+    mlmodel = folder / f"{MODEL}-v{version}" / "model" / "MLmodel"
+    mlmodel.write_bytes(mlmodel.read_bytes() + b" ")
+    state = _reload_challenger(admin, registry, version)
+    assert "challenger" not in state["served"]
+    assert (
+        "the bundle's files differ from what was signed"
+        in state["refused"]["challenger"]
+    )
+    assert "model/MLmodel" in state["refused"]["challenger"]
+    assert state["served"]["champion"]["version"] == 1
+    restore()
+    # The same files signed again with a key that is not the key service's.
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / "other.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    model_signing.signing.Config().use_elliptic_key_signer(private_key=key_file).sign(
+        folder / f"{MODEL}-v{version}", folder / "model.sig"
+    )
+    state = _reload_challenger(admin, registry, version)
+    assert (
+        "not signed by the key service's bundle key" in state["refused"]["challenger"]
+    )
+    restore()
+    # The store's folder of the approved digest holds another (validly signed) bundle.
+    shutil.rmtree(folder)
+    shutil.copytree(_bundle_folder(workspace, champion), folder)
+    state = _reload_challenger(admin, registry, version)
+    assert (
+        f"the store's bundle is {champion[:12]}..., the approved one {challenger[:12]}..."
+        in state["refused"]["challenger"]
+    )
+    restore()
+    state = _reload_challenger(admin, registry, version)
+    assert state["served"]["challenger"]["bundle_digest"] == challenger
+    assert "challenger" not in state["refused"]
+    registry.delete_registered_model_alias(MODEL, "challenger")
+    _ok(admin.post("/v1/admin/reload"))
+
+
+def test_a_champion_alias_or_a_record_naming_an_unpackaged_bundle_changes_nothing(
+    workspace: Path, admin: httpx.Client
+) -> None:
+    """The champion alias moved in the registry to a version approved but never
+    promoted is refused and the champion keeps serving; approvals and promotions
+    naming a bundle the key service did not package for that version are refused
+    by the key service, and audited."""
+    version = _use_challenger(workspace, admin, {"kind": "none"})
+    registry = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    champion = [
+        r["details"]["bundle_digest"]
+        for r in audit_records(workspace)
+        if r["action"] == "model.promote" and r["outcome"] == "allowed"
+    ][-1]
+    registry.set_registered_model_alias(MODEL, "champion", str(version))
+    state = _ok(admin.post("/v1/admin/reload"))
+    assert (
+        f"version {version} (champion) has no promotion in the audit log"
+        in (state["refused"]["champion"])
+    )
+    assert state["served"]["champion"]["version"] == 1  # still serving
+    registry.set_registered_model_alias(MODEL, "champion", "1")
+    assert "champion" not in _ok(admin.post("/v1/admin/reload"))["refused"]
+    # Approvals and promotions naming a bundle the service did not package for
+    # that version are refused by the key service, and audited.
+    for user, action, digest in (
+        ("victor.validator", "model.approve", "0" * 64),
+        ("victor.validator", "model.approve", champion),
+        ("rita.riskofficer", "model.promote", champion),
+    ):
+        with (
+            acting_as(workspace, user) as security,
+            pytest.raises(
+                AccessDenied, match="names no bundle the key service packaged"
+            ),
+        ):
+            security.audit_log().append(
+                action, f"model:{MODEL}/{version}", "allowed", {"bundle_digest": digest}
+            )
+    denied = [
+        r
+        for r in audit_records(workspace)
+        if r["action"] in ("model.approve", "model.promote")
+        and r["resource"] == f"model:{MODEL}/{version}"
+        and r["outcome"] == "denied"
+    ]
+    assert len(denied) == 3
+    assert all("names no bundle" in r["details"]["reason"] for r in denied)
+    registry.delete_registered_model_alias(MODEL, "challenger")
+    _ok(admin.post("/v1/admin/reload"))
 
 
 # Reconstruction ---------------------------------------------------------------

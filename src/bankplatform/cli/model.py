@@ -1,9 +1,10 @@
 """``bankplatform model``: the inventory, model cards, the Annex IV pack, alias
-history and the governed lifecycle (approve, reject, promote, rollback,
-decommission)."""
+history, the package stage and the governed lifecycle (approve, reject, promote,
+rollback, decommission)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -139,6 +140,64 @@ def approve(name: str, version: int, env: str | None) -> None:
     from bankplatform.governance import lifecycle
 
     click.echo(lifecycle.approve(_governed(env, None, "", name), version))
+
+
+@model.command("package")
+@click.argument("name")
+@_VERSION
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also export the signed bundle and the public key here, to verify offline.",
+)
+@_ENV
+def package(name: str, version: int, out: Path | None, env: str | None) -> None:
+    """Package NAME VERSION as a bundle the key service signs (model_validator).
+
+    The bundle: model files, pinned requirements, feature service, gate report and
+    evidence hashes, CycloneDX SBOM, provenance; one digest over all of it. `model
+    approve` packages too and records the digest; the scoring service runs nothing else.
+    """
+    from bankplatform.governance import lifecycle
+    from bankplatform.governance.lifecycle import version_facts
+
+    g = _governed(env, None, "", name)
+    packaged = lifecycle.package(g, version)
+    digest = packaged["digest"]
+    click.echo(f"packaged {g.model} version {version}: bundle sha256:{digest}")
+    click.echo(
+        f"  {packaged['files']} files, {packaged['bytes']:,} bytes, signed by the key service "
+        "(OpenSSF model-signing: DSSE envelope over an in-toto statement, ECDSA P-256)"
+    )
+    approved = version_facts(g.security, g.model, version).approved_bundle
+    click.echo(
+        "  the approval names this bundle"
+        if approved == digest
+        else f"  the approval names another bundle ({approved[:12]}...): this one is not served unless approved"
+        if approved
+        else "  not approved yet: `bankplatform model approve` records this digest"
+    )
+    if out is not None:
+        _export(g, digest, out)
+
+
+def _export(g: Governed, digest: str, out: Path) -> None:
+    from bankplatform.security.bundles import PUBLIC_KEY, unpack, verify_bundle
+
+    bundles = g.security.bundles()
+    target = out / digest
+    if target.exists():
+        raise click.ClickException(f"{target} exists already")
+    target.mkdir(parents=True)
+    unpack(bundles.archive(digest), target)
+    key = out / PUBLIC_KEY
+    key.write_bytes(bundles.public_key())
+    verified = verify_bundle(target, key.read_bytes())
+    click.echo(
+        f"  exported to {target} (verified: {len(verified.files)} files); offline, with OpenSSF's tool:\n"
+        f"    python -m model_signing verify key --signature {target}/model.sig "
+        f"--public_key {key} {verified.folder}"
+    )
 
 
 @model.command("reject")

@@ -272,6 +272,7 @@ def _trace_inputs(env: str | None, request_id: str) -> TraceInputs:
             *security.audit_log().records(resource=f"model:{ctx.model_name}/"),
             *security.audit_log().records(resource=request_resource(request_id)),
         ],
+        bundles=security.bundles(),
     )
 
 

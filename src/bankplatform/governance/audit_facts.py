@@ -17,6 +17,7 @@ from typing import Any
 REGISTER = "model.register"
 EVALUATE = "model.evaluate"
 APPROVE = "model.approve"
+PROMOTE = "model.promote"
 REJECT = "model.reject"
 DECOMMISSION = "model.decommission"
 DECOMMISSIONED = "decommissioned"
@@ -33,6 +34,9 @@ class VersionFacts:
         run_id: The MLflow run that logged it, as the registration recorded it.
         kedro_run_id: The Kedro run that trained it (its lineage run), as the
             registration recorded it.
+        artefact_sha256: The hash of its model files, as the registration recorded it.
+        registered_at: When the registration was recorded (ISO 8601, UTC).
+        feature_service: The feature service it was trained on, and its version.
         gate_status: The latest evaluation's verdict, empty if never evaluated.
         failed_gates: Gates that failed in that evaluation.
         evidence_manifest: Relative path of the evidence manifest.
@@ -41,12 +45,19 @@ class VersionFacts:
         approval: ``approved`` or ``rejected``, the latest of the two; empty if neither.
         decommissioned: A decommission of it was recorded (for good: the registry's
             ``status`` tag only mirrors it for MLflow's UI).
+        approved_bundle: The digest of the signed bundle the latest approval names.
+        promoted_bundle: The digest the latest promotion of it names.
+        approver: Who recorded that approval.
     """
 
     trainer: str = ""
     registered_by: str = ""
     run_id: str = ""
     kedro_run_id: str = ""
+    artefact_sha256: str = ""
+    registered_at: str = ""
+    feature_service: str = ""
+    feature_service_version: str = ""
     gate_status: str = ""
     failed_gates: tuple[str, ...] = ()
     evidence_manifest: str = ""
@@ -54,6 +65,9 @@ class VersionFacts:
     evidence_sha256: dict[str, str] | None = None
     approval: str = ""
     decommissioned: bool = False
+    approved_bundle: str = ""
+    promoted_bundle: str = ""
+    approver: str = ""
 
 
 def fold_version_facts(
@@ -72,6 +86,12 @@ def fold_version_facts(
             facts.registered_by = str(record.get("actor", ""))
             facts.run_id = str(details.get("run_id", ""))
             facts.kedro_run_id = str(details.get("kedro_run_id", ""))
+            facts.artefact_sha256 = str(details.get("artefact_sha256", ""))
+            facts.registered_at = str(record.get("time", ""))
+            facts.feature_service = str(details.get("feature_service", ""))
+            facts.feature_service_version = str(
+                details.get("feature_service_version", "")
+            )
         elif action == EVALUATE:
             facts.gate_status = str(details.get("gate_status", ""))
             facts.failed_gates = tuple(details.get("failed_gates", ()))
@@ -82,8 +102,13 @@ def fold_version_facts(
             facts.evidence_sha256 = dict(details.get("evidence_sha256") or {})
         elif action == APPROVE:
             facts.approval = "approved"
+            facts.approver = str(record.get("actor", ""))
+            facts.approved_bundle = str(details.get("bundle_digest", ""))
         elif action == REJECT:
             facts.approval = "rejected"
+            facts.approved_bundle = ""
+        elif action == PROMOTE:
+            facts.promoted_bundle = str(details.get("bundle_digest", ""))
         elif action == DECOMMISSION:
             facts.decommissioned = True
     return facts

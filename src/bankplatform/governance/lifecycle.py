@@ -22,11 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from bankplatform.errors import BankplatformError
 from bankplatform.governance.audit_facts import (
     DECOMMISSIONED,
     VersionFacts,
     fold_version_facts,
 )
+from bankplatform.governance.bundles import bundle_files, training_lineage
 from bankplatform.governance.evidence import GATE_REPORT, changed_evidence, file_sha256
 from bankplatform.governance.registry import (
     CHALLENGER,
@@ -121,9 +123,63 @@ def approve(g: Governed, version: int) -> str:
             attempt.refuse(f"version {version} is already the approved challenger")
         if alias_holder(g.client, g.model, CHAMPION) == version:
             attempt.refuse(f"version {version} is already the champion")
+        packaged = _packaged(g, version, facts, attempt)
+        attempt.details["bundle_digest"] = packaged["digest"]
         attempt.set_alias(CHALLENGER, version)
-        attempt.tag(approval_status="approved", approved_by=g.actor.name)
-    return f"approved {g.model} version {version}: it is the challenger (promotion needs a model risk officer)"
+        attempt.tag(
+            approval_status="approved",
+            approved_by=g.actor.name,
+            bundle_digest=packaged["digest"],
+        )
+    return (
+        f"approved {g.model} version {version}: it is the challenger (promotion needs a model risk officer); "
+        f"bundle sha256:{packaged['digest']} ({packaged['bytes']:,} bytes, signed by the key service)"
+    )
+
+
+def package(g: Governed, version: int) -> dict[str, Any]:
+    """Build a version's bundle and have the key service check, sign and keep it.
+
+    The same inputs give the same bundle (and digest): approval packages again
+    and finds the bundle this made. Packaging approves nothing.
+
+    Returns:
+        ``digest``, ``bytes`` and ``files`` of the signed bundle.
+
+    Raises:
+        AccessDenied: The actor may not approve models, or the audit log does not
+            let the key service sign (both audited by it).
+        GovernanceError: Something a bundle holds is missing (audited).
+    """
+    version = check_version(version)
+    facts = version_facts(g.security, g.model, version)
+    try:
+        files = bundle_files(g.client, g.root, g.model, version, facts)
+    except GovernanceError as error:
+        g.security.audit_log().append(
+            action="model.package",
+            resource=f"model:{g.model}/{version}",
+            outcome="denied",
+            details={"reason": str(error)},
+        )
+        raise
+    return g.security.bundles().package(
+        g.model, version, files, training_lineage(g.client, facts)
+    )
+
+
+def _packaged(
+    g: Governed, version: int, facts: VersionFacts, attempt: _Attempt
+) -> dict[str, Any]:
+    """The approval's bundle; a refusal of the attempt if it cannot be packaged."""
+    try:
+        files = bundle_files(g.client, g.root, g.model, version, facts)
+        return g.security.bundles().package(
+            g.model, version, files, training_lineage(g.client, facts)
+        )
+    except (AccessDenied, BankplatformError) as error:
+        attempt.refuse(f"the bundle could not be packaged: {error}")
+        raise  # unreachable: refuse raises
 
 
 def reject(g: Governed, version: int, reason: str) -> str:
@@ -169,6 +225,11 @@ def promote(g: Governed, version: int) -> str:
                 f"version {version} is not the approved challenger; a validator approves it first"
             )
         _refuse_changed_evidence(g, attempt.facts)
+        if not attempt.facts.approved_bundle:
+            attempt.refuse(
+                f"version {version}'s approval names no bundle (approved before the package stage): a validator rejects and approves it again"
+            )
+        attempt.details["bundle_digest"] = attempt.facts.approved_bundle
         champion = alias_holder(g.client, g.model, CHAMPION)
         if champion is not None:
             attempt.set_alias(PREVIOUS, champion)
@@ -348,7 +409,7 @@ def _refuse_maker(g: Governed, facts: VersionFacts, verb: str) -> None:
             + " it"
         )
         raise _Refusal(msg)
-    if g.actor.name in {facts.trainer, g.actor.on_behalf_of}:
+    if facts.trainer in {g.actor.name, g.actor.on_behalf_of}:
         msg = f"{g.actor.name} trained this version and may not {verb} it (maker-checker: a second person must)"
         raise _Refusal(msg)
 

@@ -12,7 +12,7 @@ import base64
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from pydantic import BaseModel, Field
 
 from bankplatform.errors import BankplatformError
@@ -22,6 +22,7 @@ from bankplatform.keyservice.authority import (
     Credential,
     KeyAuthority,
 )
+from bankplatform.keyservice.bundles import MAX_FILES, PackageRequest
 from bankplatform.security.audit import AuditWriteError
 from bankplatform.security.kms import KeyManagementError
 from bankplatform.security.policy import AccessDenied, IdentityError, Principal
@@ -90,6 +91,13 @@ class BatchRequest(BaseModel):
     records: list[AppendRequest] = Field(min_length=1, max_length=5_000)
 
 
+class BundleRequest(BaseModel):
+    model: str = Field(max_length=200)
+    version: int = Field(ge=1, le=1_000_000)
+    files: dict[str, str] = Field(max_length=MAX_FILES)
+    lineage: dict[str, Any] = {}
+
+
 class VerifyTokenRequest(BaseModel):
     token: str = Field(min_length=1, max_length=4_000)
 
@@ -117,6 +125,7 @@ public = APIRouter()
 access = APIRouter(prefix="/v1")
 keys = APIRouter(prefix="/v1")
 audit = APIRouter(prefix="/v1")
+bundles = APIRouter(prefix="/v1")
 
 
 def create_app(authority: KeyAuthority) -> FastAPI:
@@ -129,7 +138,7 @@ def create_app(authority: KeyAuthority) -> FastAPI:
     )
     app.state.authority = authority
     install_error_handlers(app, _ERRORS)
-    for router in (public, access, keys, audit):
+    for router in (public, access, keys, audit, bundles):
         app.include_router(router)
     return app
 
@@ -259,6 +268,35 @@ def verify(principal: Caller, authority: Authority) -> dict[str, Any]:
         "checkpoints": verdict.checkpoints,
         "problem": verdict.problem,
     }
+
+
+@bundles.post("/bundles")
+def package(
+    body: BundleRequest, principal: Caller, authority: Authority
+) -> dict[str, Any]:
+    try:
+        files = {
+            name: base64.b64decode(data, validate=True)
+            for name, data in body.files.items()
+        }
+    except ValueError:
+        raise BadRequest("files: not base64") from None
+    return authority.package_bundle(
+        principal, PackageRequest(body.model, body.version, files, body.lineage)
+    )
+
+
+@bundles.get("/bundles/public-key")
+def bundle_public_key(principal: Caller, authority: Authority) -> dict[str, str]:
+    del principal  # any proven identity may verify a bundle
+    return {"pem": authority.keyring.bundle_public_key().decode()}
+
+
+@bundles.get("/bundles/{digest}")
+def bundle_archive(digest: str, principal: Caller, authority: Authority) -> Response:
+    return Response(
+        authority.bundle_archive(principal, digest), media_type="application/x-tar"
+    )
 
 
 def _b64(raw: bytes) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bankplatform.errors import BankplatformError
+from bankplatform.governance.audit_facts import fold_version_facts
 from bankplatform.keyservice.audit_log import (
     AuditLog,
     FileWitness,
@@ -29,6 +30,13 @@ from bankplatform.keyservice.audit_log import (
     Witness,
 )
 from bankplatform.keyservice.audit_store import PostgresAuditStore
+from bankplatform.keyservice.bundles import (
+    BundleStore,
+    PackageRequest,
+    governance_problem,
+    provenance,
+    request_problem,
+)
 from bankplatform.keyservice.decisions import enforce
 from bankplatform.keyservice.local_kms import open_keyring
 from bankplatform.keyservice.pseudonyms import Pseudonymiser
@@ -71,6 +79,9 @@ _GOVERNED_RECORDS = {
     "review.close": Action.CLOSE_REVIEW,
 }
 REGISTER_RECORD = "model.register"
+PACKAGE_RECORD = "model.package"
+# Lifecycle records that must name a bundle this service signed for the version.
+_BUNDLE_RECORDS = ("model.approve", "model.promote")
 # The pipeline whose service identity alone registers a model version.
 TRAINING_PIPELINE = "training"
 # Records the scoring service writes (requests, releases, oversight): only an
@@ -135,6 +146,7 @@ class KeyAuthority:
         self._last_append = 0.0
         self._lock = threading.Lock()
         self._register_lock = threading.Lock()
+        self.bundles = BundleStore(self.settings.bundle_store, self.keyring)
 
     def _audit_store(self) -> Path | PostgresAuditStore:
         """The audit log's file, or its PostgreSQL store when ``audit_store`` is set
@@ -415,7 +427,82 @@ class KeyAuthority:
         self._check_record(principal, action, outcome)
         if action == REGISTER_RECORD and outcome == "allowed":
             return self._register(principal, _resource(resource), details)
+        if action == PACKAGE_RECORD and outcome == "allowed":
+            msg = "audit record refused: an allowed model.package is written by the key service itself, when it signs a bundle"
+            raise BadRequest(msg)
+        if action in _BUNDLE_RECORDS and outcome == "allowed":
+            self._check_bundle_named(principal, action, _resource(resource), details)
         return self._record(principal, action, _resource(resource), outcome, details)
+
+    def _check_bundle_named(
+        self,
+        principal: Principal,
+        action: str,
+        resource: str,
+        details: dict[str, Any] | None,
+    ) -> None:
+        """An approval or a promotion names the bundle it lets run: one this service
+        signed for exactly this version (a promotion: the one its approval named)."""
+        digest = str((details or {}).get("bundle_digest", ""))
+        problem = ""
+        if self.bundles.resource_of(digest) != resource:
+            problem = f"{action} of {resource} names no bundle the key service packaged for it ({digest[:12] or 'none'})"
+        elif action == "model.promote":
+            approved = fold_version_facts(self.audit.records(), resource)
+            if approved.approved_bundle != digest:
+                problem = f"the promotion names bundle {digest[:12]}..., the approval {approved.approved_bundle[:12] or 'none'}"
+        if problem:
+            self._record(principal, action, resource, "denied", {"reason": problem})
+            msg = f"audit record refused: {problem}"
+            raise AccessDenied(msg)
+
+    # Bundles --------------------------------------------------------------
+
+    def package_bundle(
+        self, principal: Principal, request: PackageRequest
+    ) -> dict[str, Any]:
+        """Check a bundle against the audit log, write its provenance, sign and keep it.
+
+        Raises:
+            BadRequest: Malformed (names, sizes, missing parts).
+            AccessDenied: The caller may not approve models, or the audit log does
+                not let this bundle be signed (audited, with the reason).
+        """
+        resource = _resource(request.resource)
+        problem = request_problem(request)
+        if problem:
+            raise BadRequest(f"bundle refused: {problem}")
+        if not self.policy.permits(principal, Action.APPROVE_MODEL):
+            problem = f"{principal.name} may not package a model (needs {Action.APPROVE_MODEL.value})"
+        facts = fold_version_facts(self.audit.records(), resource)
+        training = self.policy.pipelines.get(TRAINING_PIPELINE)
+        problem = problem or governance_problem(
+            request, facts, principal, training.service if training else ""
+        )
+        if problem:
+            self._record(
+                principal, PACKAGE_RECORD, resource, "denied", {"reason": problem}
+            )
+            msg = f"bundle refused: {problem}"
+            raise AccessDenied(msg)
+        written = self.bundles.write(request, provenance(request, facts, principal))
+        self._record(
+            principal,
+            PACKAGE_RECORD,
+            resource,
+            "allowed",
+            {"bundle_digest": written["digest"], "bytes": written["bytes"]},
+        )
+        return written
+
+    def bundle_archive(self, principal: Principal, digest: str) -> bytes:
+        """A signed bundle as a tar, for a reader of reports (the scoring service)."""
+        self._enforce(principal, Action.READ_REPORTS, f"bundle:{_checked(digest)}")
+        archive = self.bundles.archive(digest)
+        if not archive:
+            msg = f"no bundle {digest[:12]}... in the key service's store"
+            raise BadRequest(msg)
+        return archive
 
     def _register(
         self, principal: Principal, resource: str, details: dict[str, Any] | None
@@ -469,6 +556,11 @@ class KeyAuthority:
         """Append a batch of a client's records (a scoring service's requests)."""
         for action, _, outcome, _ in entries:
             self._check_record(principal, action, outcome)
+            if action in (PACKAGE_RECORD, *_BUNDLE_RECORDS):
+                msg = (
+                    f"audit record refused: {action} is recorded alone, not in a batch"
+                )
+                raise BadRequest(msg)
             if action == REGISTER_RECORD and outcome == "allowed":
                 msg = "audit record refused: a model version's registration is recorded alone, not in a batch"
                 raise BadRequest(msg)

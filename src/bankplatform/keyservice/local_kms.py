@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -31,6 +32,7 @@ from cryptography.hazmat.primitives.serialization import (
     NoEncryption,
     PrivateFormat,
     PublicFormat,
+    load_der_private_key,
 )
 from filelock import FileLock
 
@@ -45,6 +47,7 @@ _NONCE = 12
 MASTER_KEY_BYTES = 32
 FORMAT = 2
 _SEAL_CONTEXT = b"keyring-seal:"
+_BUNDLE_CONTEXT = b"bundle-signing"
 
 
 def load_master_key(key_file: Path) -> bytes:
@@ -260,6 +263,45 @@ class LocalKeyring:
                 content["pseudonymisation"] = sealed
                 self._write(content)
         return self._open(sealed, b"pseudonymisation")
+
+    def bundle_signing_key(self) -> ec.EllipticCurvePrivateKey:
+        """The ECDSA P-256 key that signs model bundles, created on first use.
+
+        A key of its own (not the Ed25519 audit and token key): OpenSSF
+        model-signing verifies with elliptic-curve keys, and a bundle's signature
+        must check with its tools. Sealed under the master key like every key here.
+        """
+        with self._lock():
+            content = self._read()
+            entry = content.get("bundle_signing")
+            if entry is None:
+                key = ec.generate_private_key(ec.SECP256R1())
+                entry = {
+                    "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "wrapped": self._seal(
+                        key.private_bytes(
+                            Encoding.DER, PrivateFormat.PKCS8, NoEncryption()
+                        ),
+                        _BUNDLE_CONTEXT,
+                    ),
+                }
+                content["bundle_signing"] = entry
+                self._write(content)
+        loaded = load_der_private_key(
+            self._open(entry["wrapped"], _BUNDLE_CONTEXT), None
+        )
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            msg = f"the keyring {self._path} holds no ECDSA bundle signing key"
+            raise KeyManagementError(msg)
+        return loaded
+
+    def bundle_public_key(self) -> bytes:
+        """The bundle signing key's public half (PEM, SubjectPublicKeyInfo)."""
+        return (
+            self.bundle_signing_key()
+            .public_key()
+            .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        )
 
     def sign(self, message: bytes) -> tuple[int, bytes]:
         """Sign with the current Ed25519 signing key; returns its version (the key id)."""

@@ -169,6 +169,10 @@ class KeyServiceClient:
             stale = response.status_code == 401 and "local session" in response.text  # noqa: PLR2004
             if not (stale and not attempt):
                 break
+        if response.status_code < 400 and response.headers.get(  # noqa: PLR2004
+            "content-type", ""
+        ).startswith("application/x-tar"):
+            return {"archive": response.content}
         try:
             content: dict[str, Any] = response.json()
         except ValueError:
@@ -392,6 +396,40 @@ class ServiceAuditLog:
             int(content["checkpoints"]),
             str(content["problem"]),
         )
+
+
+class ServiceBundles:
+    """Signed model bundles: packaged, kept and handed out by the service."""
+
+    def __init__(self, client: KeyServiceClient) -> None:
+        self._client = client
+
+    def package(
+        self, model: str, version: int, files: dict[str, bytes], lineage: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Have the service check, sign and keep a bundle; ``digest``, ``bytes``, ``files``."""
+        return self._client.call(
+            "POST",
+            "/v1/bundles",
+            {
+                "model": model,
+                "version": version,
+                "files": {
+                    name: base64.b64encode(data).decode()
+                    for name, data in files.items()
+                },
+                "lineage": lineage,
+            },
+        )
+
+    def archive(self, digest: str) -> bytes:
+        """One stored bundle as a tar (its folder and ``model.sig``)."""
+        archive: bytes = self._client.call("GET", f"/v1/bundles/{digest}")["archive"]
+        return archive
+
+    def public_key(self) -> bytes:
+        """The service's bundle signing public key (PEM)."""
+        return str(self._client.call("GET", "/v1/bundles/public-key")["pem"]).encode()
 
 
 class ServiceTokens:

@@ -30,6 +30,7 @@ from bankplatform.security.client import (
     USER_ENV_VAR,
     KeyServiceClient,
     ServiceAuditLog,
+    ServiceBundles,
     ServiceKeys,
     ServicePseudonymiser,
     ServiceTokens,
@@ -87,6 +88,10 @@ class WorkspaceSecurity:
     def audit_log(self) -> ServiceAuditLog:
         """The audit log, appended to and read through the service."""
         return ServiceAuditLog(self.service())
+
+    def bundles(self) -> ServiceBundles:
+        """Signed model bundles, packaged and kept by the service."""
+        return ServiceBundles(self.service())
 
     def pseudonymiser(self) -> ServicePseudonymiser:
         """Pseudonymous tokens computed by the service."""

@@ -44,6 +44,7 @@ class SecuritySettings(BaseModel):
             (TLS); unset, the Unix socket.
         keyservice_tls_cert: Its certificate (clients verify the service with it).
         keyservice_tls_key: Its private key (the service's OS user only).
+        bundle_store: Signed model bundles (written by the key service only).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -68,6 +69,7 @@ class SecuritySettings(BaseModel):
     )
     keyservice_tls_cert: Path = Path(".bankplatform-tls/keyservice.crt")
     keyservice_tls_key: Path = Path(".bankplatform/tls/keyservice.key")
+    bundle_store: Path = Path(".bankplatform/bundles")
     env: str = Field(default="", exclude=True)  # set by ``anchored``
 
     def anchored(self, root: Path, env: str) -> SecuritySettings:
@@ -89,6 +91,7 @@ class SecuritySettings(BaseModel):
                 "audit_witness": root / self.audit_witness,
                 "keyservice_tls_cert": root / self.keyservice_tls_cert,
                 "keyservice_tls_key": root / self.keyservice_tls_key,
+                "bundle_store": root / self.bundle_store,
                 "env": env,
             }
         )

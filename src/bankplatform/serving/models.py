@@ -1,13 +1,15 @@
-"""The versions the scoring service serves: loaded by registry alias, checked
-against the audit log, and hashed.
+"""The versions the scoring service serves: signed bundles, named by registry alias,
+checked against the audit log.
 
-A version is served only if the signed audit log holds an allowed
-``model.approve`` for it (the key service accepts that record only from a
-validator) and no ``model.decommission``, whatever its MLflow tags and aliases
-say: anyone with registry access can move an alias, nobody without the key
-service can write those records. Its files must hash to the
-``artefact_sha256`` recorded at registration: the bytes that score are the
-bytes that were approved.
+A registry alias only says which version is wanted; anyone with registry access can
+move it. A version is served only from **its signed bundle**, fetched from the key
+service's store (never from the shared ``mlruns/``) into a private folder and
+loaded from there, after four checks: the bundle verifies against the key service's
+bundle signing key (every file's sha256, OpenSSF model-signing's format); its
+digest is the one the audit log's approval names (for the champion, the
+promotion's too); the version was never decommissioned; its model files hash to
+the ``artefact_sha256`` the training service recorded at registration. Anything
+else is refused with a one-line reason.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import mlflow.artifacts
 import mlflow.pyfunc
 
 from bankplatform.errors import BankplatformError
+from bankplatform.governance.audit_facts import VersionFacts, fold_version_facts
 from bankplatform.governance.registry import CHALLENGER, CHAMPION, alias_holder
+from bankplatform.security.bundles import BundleRefused, unpack, verify_bundle
 from bankplatform.training.registry import artefact_sha256
 
 if TYPE_CHECKING:
@@ -36,6 +39,21 @@ class ModelRefused(BankplatformError):
     """A version an alias names that the service will not serve; the message says why."""
 
 
+class BundleSource(Protocol):
+    """Where signed bundles come from (the key service's store, ``ServiceBundles``)."""
+
+    def archive(self, digest: str) -> bytes: ...
+    def public_key(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Servable:
+    """A version an alias names that the audit log lets serve, and its bundle."""
+
+    version: int
+    bundle_digest: str
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """One loaded version.
@@ -46,6 +64,7 @@ class ServedModel:
         version: Registry version.
         run_id: The training run that logged it.
         artefact_sha256: Hash of its files, equal to the one registered.
+        bundle_digest: The signed bundle it was loaded from.
         model: The pyfunc's Python model (``CreditDefaultModel``).
         features: Its input columns, in order.
     """
@@ -55,6 +74,7 @@ class ServedModel:
     version: int
     run_id: str
     artefact_sha256: str
+    bundle_digest: str
     model: Any
     features: list[str]
 
@@ -66,40 +86,15 @@ class ServedModel:
             "version": self.version,
             "run_id": self.run_id,
             "artefact_sha256": self.artefact_sha256,
+            "bundle_digest": self.bundle_digest,
         }
 
 
-@dataclass(frozen=True)
-class VersionRecords:
-    """What the audit log says of a version: registered hash, approval, retirement."""
-
-    registered_sha256: str = ""
-    run_id: str = ""
-    approved_by: str = ""
-    decommissioned: bool = False
-    kedro_run_id: str = ""
-
-
-def version_records(
+def version_facts(
     records: Iterable[dict[str, Any]], model: str, version: int
-) -> VersionRecords:
-    """Fold a model's audit records into the facts about one version."""
-    resource = f"model:{model}/{version}"
-    sha, run_id, approver, retired, kedro_run = "", "", "", False, ""
-    for record in records:
-        if record.get("resource") != resource or record.get("outcome") != "allowed":
-            continue
-        details = record.get("details") or {}
-        action = record.get("action")
-        if action == "model.register":
-            sha = str(details.get("artefact_sha256", ""))
-            run_id = str(details.get("run_id", ""))
-            kedro_run = str(details.get("kedro_run_id", ""))
-        elif action == "model.approve":
-            approver = str(record.get("actor", ""))
-        elif action == "model.decommission":
-            retired = True
-    return VersionRecords(sha, run_id, approver, retired, kedro_run)
+) -> VersionFacts:
+    """What the audit log says of one version of ``model``."""
+    return fold_version_facts(records, f"model:{model}/{version}")
 
 
 def servable_version(
@@ -107,55 +102,78 @@ def servable_version(
     model: str,
     alias: str,
     records: list[dict[str, Any]],
-) -> int | None:
-    """The version ``alias`` names if it may be served, ``None`` if the alias is unset.
+) -> Servable | None:
+    """The version ``alias`` names and its bundle, if it may be served; ``None`` if
+    the alias is unset.
 
     Raises:
-        ModelRefused: Decommissioned, never approved, or without a registered hash.
+        ModelRefused: Decommissioned, no approval of a signed bundle, a champion
+            without a promotion of that bundle, or no registered hash.
     """
     version = alias_holder(client, model, alias)
     if version is None:
         return None
-    facts = version_records(records, model, version)
+    facts = version_facts(records, model, version)
+    named = f"{model} version {version} ({alias})"
     if facts.decommissioned:  # the audit log's word; the registry's tag is a copy
-        msg = f"{model} version {version} ({alias}) is decommissioned: never served"
+        msg = f"{named} is decommissioned: never served"
         raise ModelRefused(msg)
-    if not facts.approved_by:
-        msg = f"{model} version {version} ({alias}) has no approval in the audit log: not served"
+    if not facts.approved_bundle:
+        msg = f"{named} has no approval of a signed bundle in the audit log: not served"
         raise ModelRefused(msg)
-    if not facts.registered_sha256:
-        msg = f"{model} version {version} ({alias}) has no registered artefact hash: not served"
+    if alias == CHAMPION and facts.promoted_bundle != facts.approved_bundle:
+        msg = (
+            f"{named}: its promotion names bundle {facts.promoted_bundle[:12]}..., its approval {facts.approved_bundle[:12]}...: not served"
+            if facts.promoted_bundle
+            else f"{named} has no promotion in the audit log: not served"
+        )
         raise ModelRefused(msg)
-    return version
+    if not facts.artefact_sha256:
+        msg = f"{named} has no registered artefact hash: not served"
+        raise ModelRefused(msg)
+    return Servable(version, facts.approved_bundle)
 
 
 def load_served(
-    model: str, version: int, variant: str, records: list[dict[str, Any]]
+    model: str,
+    servable: Servable,
+    variant: str,
+    records: list[dict[str, Any]],
+    bundles: BundleSource,
 ) -> ServedModel:
-    """Download, hash and load one version through MLflow's pyfunc.
+    """Fetch a version's signed bundle, verify it, and load its model through pyfunc.
 
     Raises:
-        ModelRefused: Its files do not hash to the registered ``artefact_sha256``.
+        ModelRefused: The bundle does not verify, is another than the approved
+            one, or its files do not hash to the registered ``artefact_sha256``.
     """
-    facts = version_records(records, model, version)
+    version, digest = servable.version, servable.bundle_digest
+    facts = version_facts(records, model, version)
+    named = f"{model} version {version}"
     with tempfile.TemporaryDirectory(prefix="bankplatform-serve-") as folder:
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                f"models:/{model}/{version}", dst_path=folder
+        try:
+            verified = verify_bundle(
+                unpack(bundles.archive(digest), Path(folder)), bundles.public_key()
             )
-        )
-        digest = artefact_sha256(local)
-        if digest != facts.registered_sha256:
-            msg = f"{model} version {version}: its files hash to {digest[:12]}..., not the registered {facts.registered_sha256[:12]}...: not served"
+        except (BundleRefused, BankplatformError) as error:
+            msg = f"{named}: bundle {digest[:12]}... refused: {error}"
+            raise ModelRefused(msg) from None
+        if verified.digest != digest:
+            msg = f"{named}: the store's bundle is {verified.digest[:12]}..., the approved one {digest[:12]}...: not served"
             raise ModelRefused(msg)
-        pyfunc = mlflow.pyfunc.load_model(str(local))
+        found = artefact_sha256(verified.model_folder)
+        if found != facts.artefact_sha256:
+            msg = f"{named}: its bundle's model files hash to {found[:12]}..., not the registered {facts.artefact_sha256[:12]}...: not served"
+            raise ModelRefused(msg)
+        pyfunc = mlflow.pyfunc.load_model(str(verified.model_folder))
     python_model = pyfunc.unwrap_python_model()
     return ServedModel(
         variant=variant,
         name=model,
         version=version,
         run_id=facts.run_id,
-        artefact_sha256=digest,
+        artefact_sha256=found,
+        bundle_digest=digest,
         model=python_model,
         features=list(python_model.features),
     )

@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from bankplatform.errors import BankplatformError
-from bankplatform.governance.registry import CHALLENGER, CHAMPION, current_aliases
+from bankplatform.governance.registry import (
+    CHALLENGER,
+    CHAMPION,
+    alias_holder,
+    current_aliases,
+)
 from bankplatform.security.audit import AuditWriteError
 from bankplatform.security.policy import AccessDenied, Action, IdentityError
 from bankplatform.serving.models import (
@@ -534,7 +539,11 @@ class ScoringService:
     # Models -----------------------------------------------------------------
 
     def reload(self, actor: str) -> dict[str, Any]:
-        """Re-read the aliases and load what changed; refusals are audited."""
+        """Re-read the aliases and load what changed; refusals are audited.
+
+        A refused version is not served, and what was serving keeps serving
+        unless the refusal is of that very version (decommissioned since).
+        """
         name = self.context.model_name
         records = list(
             self.context.security.audit_log().records(resource=f"model:{name}/")
@@ -542,25 +551,7 @@ class ScoringService:
         changes: dict[str, Any] = {}
         for variant in VARIANTS:
             current = self.served.get(variant)
-            try:
-                version = servable_version(
-                    self.context.registry, name, variant, records
-                )
-                if version is None:
-                    self.served.pop(variant, None)
-                    self.refused.pop(variant, None)
-                elif current is None or current.version != version:
-                    self.served[variant] = load_served(name, version, variant, records)
-                    self.refused.pop(variant, None)
-            except ModelRefused as error:
-                self.served.pop(variant, None)
-                if self.refused.get(variant) != str(error):
-                    self._audit_now(
-                        "scoring.model_refused",
-                        actor,
-                        {"variant": variant, "reason": str(error)},
-                    )
-                self.refused[variant] = str(error)
+            self._reload_variant(variant, records, actor)
             loaded = self.served.get(variant)
             if (loaded.version if loaded else None) != (
                 current.version if current else None
@@ -574,6 +565,40 @@ class ScoringService:
         if changes:
             self._audit_now("scoring.models_loaded", actor, {"changes": changes})
         return {"changes": changes, **self.models()}
+
+    def _reload_variant(
+        self, variant: str, records: list[dict[str, Any]], actor: str
+    ) -> None:
+        name, current = self.context.model_name, self.served.get(variant)
+        wanted: int | None = None
+        try:
+            servable = servable_version(self.context.registry, name, variant, records)
+            if servable is None:
+                self.served.pop(variant, None)
+                self.refused.pop(variant, None)
+                return
+            wanted = servable.version
+            if current is None or (current.version, current.bundle_digest) != (
+                servable.version,
+                servable.bundle_digest,
+            ):
+                self.served[variant] = load_served(
+                    name, servable, variant, records, self.context.security.bundles()
+                )
+            self.refused.pop(variant, None)
+        except ModelRefused as error:
+            if current is not None and current.version == (
+                wanted or alias_holder(self.context.registry, name, variant)
+            ):
+                self.served.pop(variant, None)  # its own standing is gone
+            if self.refused.get(variant) != str(error):
+                _LOG.warning("%s not served: %s", variant, error)
+                self._audit_now(
+                    "scoring.model_refused",
+                    actor,
+                    {"variant": variant, "reason": str(error)},
+                )
+            self.refused[variant] = str(error)
 
     def models(self) -> dict[str, Any]:
         """What ``GET /v1/models`` shows: served versions, refusals, traffic, window."""

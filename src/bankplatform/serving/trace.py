@@ -7,9 +7,10 @@ which approved model, trained on what", re-checking every hash on the way,
 offline (the decision log, the registry's files, the signed audit log and the
 workspace's files; no scoring service needed):
 
-decision (log line, its input hash, its audit record) -> model version and
-artefact hash (recomputed from the registry's files, equal to the registered
-one) -> approval and promotion records -> evidence notebooks (hashes at
+decision (log line, its input hash, its audit record) -> the signed bundle that
+decided it (its digest in the log line equal to the one the approval and the
+promotion name, its signature verified, its model files hashing to the registered
+artefact hash) -> approval and promotion records -> evidence notebooks (hashes at
 evaluation) -> training run -> feature service -> input datasets of the run
 that trained it (re-hashed) -> the raw extract.
 
@@ -31,13 +32,16 @@ from bankplatform.errors import BankplatformError
 from bankplatform.governance.evidence import changed_evidence
 from bankplatform.lineage.fingerprint import FingerprintCache
 from bankplatform.lineage.records import lineage_run_of
-from bankplatform.serving.models import load_served, version_records
+from bankplatform.security.bundles import BundleRefused, unpack, verify_bundle
+from bankplatform.serving.models import Servable, load_served, version_facts
 from bankplatform.serving.records import read_decision_records
 from bankplatform.serving.scoring import input_sha256, score_application
-from bankplatform.training.registry import model_artefact_sha256
+from bankplatform.training.registry import artefact_sha256
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
+
+    from bankplatform.serving.models import BundleSource
 
 RESCORE_TOLERANCE = 1e-9
 RAW_LAYER = "01_raw"
@@ -65,6 +69,7 @@ class TraceInputs:
     registry: MlflowClient
     model_name: str
     audit_records: list[dict[str, Any]]
+    bundles: BundleSource
 
 
 def logged_decision(
@@ -107,8 +112,8 @@ def trace(decision: dict[str, Any], inputs: TraceInputs) -> list[Link]:
         )
         return links
     version = int(model["version"])
-    facts = version_records(inputs.audit_records, inputs.model_name, version)
-    links.append(_artefact_link(model, facts.registered_sha256, inputs))
+    facts = version_facts(inputs.audit_records, inputs.model_name, version)
+    links.append(_bundle_link(decision, facts.artefact_sha256, inputs))
     links.append(rescore_link(decision, inputs))
     links.extend(_governance_links(decision, version, inputs))
     links.append(_evidence_link(version, inputs))
@@ -171,25 +176,60 @@ def _decision_link(decision: dict[str, Any], inputs: TraceInputs) -> Link:
     )
 
 
-def _artefact_link(model: dict[str, Any], registered: str, inputs: TraceInputs) -> Link:
-    version = int(model["version"])
-    now = model_artefact_sha256(f"models:/{inputs.model_name}/{version}")
-    if not registered:
+def _bundle_link(
+    decision: dict[str, Any], registered: str, inputs: TraceInputs
+) -> Link:
+    """The bundle the decision names: the approved (and, for a champion, promoted)
+    digest as of the decision, signed by the key service, its model files the
+    registered ones."""
+    model = decision["model"]
+    version, digest = int(model["version"]), str(model.get("bundle_digest") or "")
+    resource = f"model:{inputs.model_name}/{version}"
+    before = str(decision.get("time", ""))
+    if not digest:
         return Link(
-            "model artefact",
-            False,
-            f"version {version} has no registration record with an artefact hash",
+            "model bundle", False, f"the decision names no bundle of version {version}"
         )
-    if not (now == registered == model.get("artefact_sha256")):
+    steps = [("approval", "model.approve")]
+    if decision.get("variant") == "champion":
+        steps.append(("promotion", "model.promote"))
+    for step, action in steps:
+        named = _named_bundle(inputs, resource, action, before)
+        if digest != named:
+            return Link(
+                "model bundle",
+                False,
+                f"the decision names bundle {digest[:12]}..., the {step} before it {named[:12] or 'none'}",
+            )
+    with tempfile.TemporaryDirectory(prefix="bankplatform-trace-") as folder:
+        try:
+            verified = verify_bundle(
+                unpack(inputs.bundles.archive(digest), Path(folder)),
+                inputs.bundles.public_key(),
+            )
+        except (BundleRefused, BankplatformError) as error:
+            return Link("model bundle", False, f"bundle {digest[:12]}...: {error}")
+        found = artefact_sha256(verified.model_folder)
+    if verified.digest != digest or not (
+        found == registered == model.get("artefact_sha256")
+    ):
         return Link(
-            "model artefact",
+            "model bundle",
             False,
-            f"version {version}: files hash to {now[:12]}, registered {registered[:12]}, served {str(model.get('artefact_sha256'))[:12]}",
+            f"bundle {verified.digest[:12]}... (named {digest[:12]}...): model files hash to {found[:12]}, registered {registered[:12] or '-'}, served {str(model.get('artefact_sha256'))[:12]}",
         )
     return Link(
-        "model artefact",
+        "model bundle",
         True,
-        f"{inputs.model_name} version {version}, files hash {now[:12]} = registered = served",
+        f"{inputs.model_name} version {version}, bundle sha256:{digest[:12]}... signed by the key service = approved = logged; model files hash {found[:12]} = registered = served",
+    )
+
+
+def _named_bundle(inputs: TraceInputs, resource: str, action: str, before: str) -> str:
+    """The bundle digest the latest allowed ``action`` record before ``before`` names."""
+    found = _allowed(inputs, resource, (action,), before)
+    return (
+        str((found[-1].get("details") or {}).get("bundle_digest", "")) if found else ""
     )
 
 
@@ -199,9 +239,16 @@ def rescore_link(decision: dict[str, Any], inputs: TraceInputs) -> Link:
     if not model or decision.get("features") is None or decision.get("score") is None:
         return Link("re-score", False, "no model decided it (halted or referred)")
     version = int(model["version"])
-    served = load_served(
-        inputs.model_name, version, str(model["variant"]), inputs.audit_records
-    )
+    try:
+        served = load_served(
+            inputs.model_name,
+            Servable(version, str(model.get("bundle_digest") or "")),
+            str(model["variant"]),
+            inputs.audit_records,
+            inputs.bundles,
+        )
+    except BankplatformError as error:
+        return Link("re-score", False, str(error))
     score = score_application(served, decision["features"], reason_count=20).score
     logged = float(decision["score"])
     if not math.isclose(score, logged, abs_tol=RESCORE_TOLERANCE):

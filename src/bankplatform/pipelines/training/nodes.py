@@ -112,6 +112,8 @@ def register_credit_default_model(
             "run_id": registration["run_id"],
             "kedro_run_id": registration["tags"]["kedro_run_id"],
             "artefact_sha256": registration["tags"]["artefact_sha256"],
+            "feature_service": registration["tags"]["feature_service"],
+            "feature_service_version": registration["tags"]["feature_service_version"],
         },
     )
     return registration
