@@ -158,6 +158,7 @@ def register_challenger(
     import mlflow.artifacts
 
     from bankplatform.security.client import acting_for
+    from bankplatform.security.runtime import granted_run
     from bankplatform.training.registry import model_artefact_sha256
 
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
@@ -187,7 +188,7 @@ def register_challenger(
     base = _allowed_details(root, f"model:{MODEL}/{base_version}")
     # Registered as a training run registers: the training service, started by her.
     with acting_as(root, "dana.scientist") as security:
-        with acting_for("training"):
+        with granted_run(security, ["training"]), acting_for("training"):
             security.audit_log().append(
                 "model.register",
                 resource,
@@ -201,7 +202,7 @@ def register_challenger(
             )
         # Test set-up: the base version's evaluation stands for its own (the
         # evaluation service records it, as the evaluation pipeline would).
-        with acting_for("evaluation"):
+        with granted_run(security, ["evaluation"]), acting_for("evaluation"):
             security.audit_log().append(
                 "model.evaluate", resource, "allowed", base["model.evaluate"]
             )

@@ -211,7 +211,7 @@ def test_the_witness_catches_a_cut_tail_with_its_checkpoints(tmp_path: Path) -> 
     _rewrite(tmp_path / "audit.jsonl", lambda lines: lines[:10])
     _rewrite(tmp_path / "audit.jsonl.checkpoints", lambda lines: lines[:-1])
     assert audit.verify().problem == (
-        f"log truncated: witness file {witness.path} holds seq 12 but the log ends at seq 10"
+        f"log truncated or wiped: witness file {witness.path} holds seq 12 but the log ends at seq 10"
     )
     witness.path.unlink()
     assert (
@@ -290,5 +290,5 @@ def test_the_mlflow_witness_catches_a_log_cut_with_its_file_witness(
     in_file.path.unlink()
     witnessed_only_in_mlflow = AuditLog(tmp_path / "audit.jsonl", ring, 5, (in_mlflow,))
     assert witnessed_only_in_mlflow.verify().problem == (
-        f"log truncated: {in_mlflow.name} holds seq 7 but the log ends at seq 4"
+        f"log truncated or wiped: {in_mlflow.name} holds seq 7 but the log ends at seq 4"
     )

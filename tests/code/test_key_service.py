@@ -3,6 +3,10 @@ whose name goes into the record, and what a client cannot switch off."""
 
 from __future__ import annotations
 
+import getpass
+import json
+import os
+import pwd
 import shutil
 import stat
 import time
@@ -22,6 +26,7 @@ from bankplatform.security.kms import KeyManagementError
 from bankplatform.security.policy import AccessDenied
 from bankplatform.security.runtime import (
     WorkspaceSecurity,
+    acting_in_run,
     guard_dataset,
     open_security,
 )
@@ -171,7 +176,7 @@ def test_a_malformed_key_request_is_a_one_line_refusal(
     workspace_security: WorkspaceSecurity,
 ) -> None:
     keys = workspace_security.key_service()
-    with acting_for("ingestion"), pytest.raises(KeyManagementError) as caught:
+    with acting_in_run("ingestion"), pytest.raises(KeyManagementError) as caught:
         keys.unwrap(1, b"\x00\x01\x02", key_context("customers_raw"))
     assert str(caught.value) == (
         "data key does not unwrap with key version 1 (wrong key, dataset or damaged)"
@@ -267,7 +272,7 @@ def test_a_version_is_registered_once_and_by_the_training_service_only(
         match=r"only the training service \(svc-training\) registers a model version, not dana.scientist",
     ):
         log.append("model.register", resource, "allowed", {"artefact_sha256": "a" * 64})
-    with acting_for("training"):
+    with acting_in_run("training"):
         first = log.append(
             "model.register", resource, "allowed", {"artefact_sha256": "a" * 64}
         )
@@ -312,6 +317,7 @@ def test_a_service_verifies_client_tokens_only_with_verify_tokens(
 
     from bankplatform.security.client import serve_as
     from bankplatform.security.policy import IdentityError
+    from bankplatform.security.runtime import granted_run
 
     monkeypatch.setenv("BANKPLATFORM_USER", "local-developer")
     client_token, _ = workspace_security.tokens().issue(
@@ -320,23 +326,198 @@ def test_a_service_verifies_client_tokens_only_with_verify_tokens(
     with pytest.raises(AccessDenied, match="may not verify_tokens"):
         workspace_security.tokens().verify(client_token)
     monkeypatch.setattr("bankplatform.security.client._process_pipeline", "")
-    serve_as("scoring")  # the scoring service's identity, started by an admin
-    try:
-        verdict = workspace_security.tokens().verify(client_token)
-        with pytest.raises(IdentityError, match="signature does not verify"):
-            workspace_security.tokens().verify(client_token[:-4] + "AAAA")
-    finally:
-        serve_as("")
+    # The scoring service's identity, started by an admin (with its run credential).
+    with granted_run(workspace_security, ["scoring"]):
+        serve_as("scoring")
+        try:
+            verdict = workspace_security.tokens().verify(client_token)
+            with pytest.raises(IdentityError, match="signature does not verify"):
+                workspace_security.tokens().verify(client_token[:-4] + "AAAA")
+        finally:
+            serve_as("")
     assert (verdict["name"], verdict["roles"], verdict["actions"]) == (
         "origination-system",
         ["scoring_client"],
         ["appeal_decision", "score"],
     )
-    # Someone who may not start the scoring service cannot act as it.
+    # Someone who may not start the scoring service gets no run credential for it.
     monkeypatch.setenv("BANKPLATFORM_USER", "dana.scientist")
-    serve_as("scoring")
-    try:
-        with pytest.raises(AccessDenied, match="may not run pipeline scoring"):
-            workspace_security.tokens().verify(client_token)
-    finally:
-        serve_as("")
+    with pytest.raises(AccessDenied, match="may not run pipeline scoring"):
+        with granted_run(workspace_security, ["scoring"]):
+            pass
+
+
+def test_the_service_decides_from_its_installed_policy_not_the_workspace_conf(
+    tmp_path: Path,
+) -> None:
+    """The first finding: a data scientist added read_pii to her role in the
+    workspace's conf/ and restarted the service. The service decides from its own
+    installed copy; the edit changes nothing until the keyholder installs it,
+    which shows and audits every difference."""
+    import yaml
+
+    from bankplatform.keyservice.admin import install_workspace_policy
+    from bankplatform.keyservice.authority import KeyAuthority
+    from tests.conftest import run_command
+
+    root = make_workspace(tmp_path / "workspace")
+    first = KeyAuthority(root, "test")  # first start: conf/'s policy installed
+    dana = first.policy.user("dana.scientist")
+    with pytest.raises(AccessDenied, match="may not read_pii"):
+        first.dataset_access(dana, "customers_raw", "read")
+    conf = root / "conf" / "base" / "security.yml"
+    security = yaml.safe_load(conf.read_text())
+    before = list(security["access"]["roles"]["data_scientist"])
+    security["access"]["roles"]["data_scientist"].append("read_pii")
+    conf.write_text(yaml.safe_dump(security))
+    restarted = KeyAuthority(root, "test")
+    with pytest.raises(AccessDenied, match="may not read_pii"):
+        restarted.dataset_access(
+            restarted.policy.user("dana.scientist"), "customers_raw", "read"
+        )
+    change = (
+        f"access.roles.data_scientist: {json.dumps(before)} -> "
+        f"{json.dumps([*before, 'read_pii'])}"
+    )
+    assert restarted.policy_status()["differences"] == [change]
+    shown = run_command(["bankplatform", "keys", "policy", "--env", "test"], root)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == [
+        f"  {change}",
+        "env test: conf/ differs from the installed policy in 1 place(s); "
+        "`bankplatform keys policy --install` installs it",
+    ]
+    installed = install_workspace_policy(root, "test", apply=True)
+    assert (installed.differences, installed.installed) == ([change], True)
+    # The running service takes the installed copy up at its next request.
+    restarted.refresh_policy()
+    assert (
+        restarted.dataset_access(
+            restarted.policy.user("dana.scientist"), "customers_raw", "read"
+        )
+        == "pii"
+    )
+    records = [r for r in restarted.audit.records() if r["action"] == "policy.install"]
+    assert [(r["actor"], r["details"].get("initial", False)) for r in records] == [
+        ("keyservice", True),
+        (f"keyholder:{getpass.getuser()}", False),
+    ]
+    assert records[-1]["details"]["differences"] == [change]
+    assert (
+        records[-1]["details"]["sha256"]
+        == restarted.policy_status()["installed_sha256"]
+    )
+
+
+def test_a_client_sends_no_credential_to_a_listener_of_another_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second finding: someone put their own socket where the key service's
+    should be. Before any credential goes out, the client checks who listens
+    (SO_PEERCRED) against the key service's OS user, and refuses in one line; the
+    impostor receives nothing."""
+    import socket
+    import threading
+
+    from bankplatform.security.client import KeyServiceClient, KeyServiceUnavailable
+    from bankplatform.security.settings import SecuritySettings
+
+    path = tmp_path / "impostor.sock"
+    received: list[bytes] = []
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.settimeout(1.0)
+                try:
+                    received.append(connection.recv(65536))
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    settings = SecuritySettings(keyservice_socket=path).anchored(tmp_path, "test")
+    settings = settings.model_copy(update={"keyservice_socket": path})
+    client = KeyServiceClient(tmp_path, "test", settings)
+    monkeypatch.setenv("BANKPLATFORM_TOKEN", "a-token-worth-stealing")
+    monkeypatch.setenv("BANKPLATFORM_KEYSERVICE_USER", "nobody")
+    me = getpass.getuser()
+    with pytest.raises(KeyServiceUnavailable) as refused:
+        client.call("GET", "/v1/whoami")
+    assert str(refused.value) == (
+        f"the socket {path} is served by {me} (uid {os.getuid()}), not the key "
+        f"service's user nobody (uid {pwd.getpwnam('nobody').pw_uid}): no credential "
+        "sent (set $BANKPLATFORM_KEYSERVICE_USER to the service's OS user on a shared host)"
+    )
+    listener.close()
+    assert not any(b"a-token-worth-stealing" in chunk for chunk in received)
+
+
+def test_a_service_identity_needs_the_run_credential_of_a_run_its_caller_started(
+    workspace_security: WorkspaceSecurity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The third finding: whoever may start monitoring sent the pipeline header
+    from a plain script and wrote svc-monitoring's records. The header alone now
+    grants nothing: the key service grants a run credential when a run starts,
+    bound to the run's pipelines and starter, and it ends with the run."""
+    from bankplatform.security.runtime import granted_run
+
+    log = workspace_security.audit_log()
+    resource = f"monitoring:credit_default_pd/{time.time_ns()}"
+    monkeypatch.setenv("BANKPLATFORM_USER", "dana.scientist")
+    with (
+        acting_for("monitoring"),
+        pytest.raises(
+            AccessDenied, match="needs the run credential the key service grants"
+        ),
+    ):
+        log.append("monitoring.action", resource, "allowed", {"action": "none"})
+    with granted_run(workspace_security, ["monitoring"], "run-42") as credential:
+        with acting_for("monitoring"):
+            written = log.append(
+                "monitoring.action", resource, "allowed", {"action": "none"}
+            )
+        with (
+            acting_for("evaluation"),
+            pytest.raises(
+                AccessDenied, match="run run-42 was granted monitoring, not evaluation"
+            ),
+        ):
+            log.append("model.evaluate", "model:credit_default_pd/9", "allowed", {})
+        # The same credential in another person's hands grants nothing.
+        monkeypatch.setenv("BANKPLATFORM_USER", "erin.engineer")
+        with (
+            acting_for("monitoring"),
+            pytest.raises(
+                AccessDenied, match="granted to dana.scientist, not erin.engineer"
+            ),
+        ):
+            log.append("monitoring.action", resource, "allowed", {})
+        monkeypatch.setenv("BANKPLATFORM_USER", "dana.scientist")
+    assert (written["seq"] > 0, bool(credential)) == (True, True)
+    # Ended with the run: the environment no longer holds it, and it grants nothing.
+    monkeypatch.setenv("BANKPLATFORM_RUN_CREDENTIAL", credential)
+    with acting_for("monitoring"), pytest.raises(AccessDenied, match="none, or ended"):
+        log.append("monitoring.action", resource, "allowed", {})
+    records = list(log.records(resource=resource))
+    assert [(r["actor"], r["outcome"]) for r in records] == [
+        ("svc-monitoring", "allowed")
+    ]
+    monkeypatch.setenv("BANKPLATFORM_USER", "local-developer")
+    refusals = [
+        r
+        for r in log.records(resource="pipeline:")
+        if r["action"] == "pipeline.act" and r["outcome"] == "denied"
+    ][-4:]
+    assert [r["actor"] for r in refusals] == [
+        "dana.scientist",
+        "dana.scientist",
+        "erin.engineer",
+        "dana.scientist",
+    ]

@@ -30,6 +30,7 @@ from bankplatform.monitoring.settings import (
 )
 from bankplatform.monitoring.verdict import judge_window
 from bankplatform.monitoring.windows import WindowError, parse_window, window_decisions
+from bankplatform.security.audit import decision_line_sha256
 
 NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
 
@@ -91,11 +92,13 @@ def test_a_window_reads_only_its_scored_decisions(tmp_path: Path) -> None:
             decision("req_second", "2026-11-29T12:00:00.000001+00:00", 0.4),
         ],
     }
+    audited = set()
     for name, lines in records.items():
-        (tmp_path / name).write_bytes(
-            b"\n".join(orjson.dumps(r) for r in lines) + b"\n"
-        )
-    day = window_decisions(tmp_path, parse_window("2026-11-29", NOW))
+        encoded = [orjson.dumps(r) for r in lines]
+        audited |= {decision_line_sha256(line) for line in encoded}
+        (tmp_path / name).write_bytes(b"\n".join(encoded) + b"\n")
+    day, tampered = window_decisions(tmp_path, parse_window("2026-11-29", NOW), audited)
+    assert tampered == 0
     assert day["request_id"].tolist() == ["req_first", "req_second"]
     assert day.columns.tolist() == [
         "request_id",
@@ -105,12 +108,19 @@ def test_a_window_reads_only_its_scored_decisions(tmp_path: Path) -> None:
         "income",
         "purpose",
     ]
-    morning = window_decisions(
-        tmp_path, parse_window("2026-11-28T20:00/2026-11-29T12:00", NOW)
+    morning, _ = window_decisions(
+        tmp_path, parse_window("2026-11-28T20:00/2026-11-29T12:00", NOW), audited
     )
     assert morning["request_id"].tolist() == ["req_late_evening", "req_first"]
     with pytest.raises(WindowError, match="no decision log at"):
-        window_decisions(tmp_path / "missing", parse_window("today", NOW))
+        window_decisions(tmp_path / "missing", parse_window("today", NOW), audited)
+    # A line edited after it was audited, and one planted: counted, never used.
+    path = tmp_path / "decisions-2026-11-29.jsonl"
+    edited = path.read_bytes().replace(b'"score":0.4', b'"score":0.04')
+    planted = orjson.dumps(decision("req_planted", "2026-11-29T13:00:00+00:00", 0.05))
+    path.write_bytes(edited + planted + b"\n")
+    day, tampered = window_decisions(tmp_path, parse_window("2026-11-29", NOW), audited)
+    assert (day["request_id"].tolist(), tampered) == (["req_first"], 2)
 
 
 def _book(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
@@ -436,7 +446,7 @@ def test_encrypted_partitions_keep_the_others_and_load_empty(
     service_workspace: Path,
 ) -> None:
     from bankplatform.datasets import EncryptedPartitionsDataset
-    from bankplatform.security.client import acting_for
+    from bankplatform.security.runtime import acting_in_run
 
     folder = service_workspace / "data" / "07_model_output" / "monitoring_references"
     dataset = EncryptedPartitionsDataset(
@@ -444,7 +454,7 @@ def test_encrypted_partitions_keep_the_others_and_load_empty(
     )
     assert dataset.load() == {}
     first = pd.DataFrame({"x": [1.0, 2.0]})
-    with acting_for("evaluation"):  # the evaluation keeps the references
+    with acting_in_run("evaluation"):  # the evaluation keeps the references
         dataset.save({"credit_default_pd-v1": first})
         dataset.save({"credit_default_pd-v2": first * 2})
     loaded = dataset.load()

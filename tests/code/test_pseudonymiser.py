@@ -11,9 +11,8 @@ import pytest
 
 from bankplatform.keyservice.pseudonyms import Pseudonymiser
 from bankplatform.pipelines.ingestion.pseudonymisation import age_bands, postcode_areas
-from bankplatform.security.client import acting_for
 from bankplatform.security.pseudonyms import IdentifierKind
-from bankplatform.security.runtime import WorkspaceSecurity
+from bankplatform.security.runtime import WorkspaceSecurity, acting_in_run
 from tests.conftest import workspace_keyring
 
 pytestmark = pytest.mark.unit
@@ -90,7 +89,7 @@ def test_the_key_service_makes_the_same_tokens_without_handing_out_its_key(
     workspace_security: WorkspaceSecurity, service_workspace: Path
 ) -> None:
     values = pd.Series(["C00000001", "C00000002", None, "C00000001"])
-    with acting_for("ingestion"):
+    with acting_in_run("ingestion"):
         made = workspace_security.pseudonymiser().tokens(
             values, IdentifierKind.CUSTOMER
         )

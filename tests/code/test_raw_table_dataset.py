@@ -13,6 +13,8 @@ from kedro.io.core import DatasetError
 from bankplatform.contracts.raw import RAW_SCHEMAS
 from bankplatform.datasets import RawTableDataset
 from bankplatform.security.client import acting_for
+from bankplatform.security.policy import AccessDenied
+from bankplatform.security.runtime import acting_in_run
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("workspace_security")]
 
@@ -37,7 +39,7 @@ def lazy(request: pytest.FixtureRequest) -> bool:
 
 
 def _load_error(path: Path, lazy: bool) -> str:
-    with pytest.raises(DatasetError) as error, acting_for("ingestion"):
+    with pytest.raises(DatasetError) as error, acting_in_run("ingestion"):
         RawTableDataset(filepath=str(path), table="loan_outcomes", lazy=lazy).load()
     message = str(error.value)
     assert "\n" not in message
@@ -47,7 +49,7 @@ def _load_error(path: Path, lazy: bool) -> str:
 
 def test_loads_the_table_with_arrow_text(tmp_path: Path, lazy: bool) -> None:
     path = _outcomes(tmp_path / "loan_outcomes.parquet")
-    with acting_for("ingestion"):
+    with acting_in_run("ingestion"):
         loaded = RawTableDataset(
             filepath=str(path), table="loan_outcomes", lazy=lazy
         ).load()
@@ -119,10 +121,18 @@ def test_outside_the_ingestion_service_a_raw_table_is_refused_without_metadata(
     ):
         dataset.load()
     monkeypatch.setenv("BANKPLATFORM_USER", "dana.scientist")
+    # The pipeline header alone grants nothing: a run credential is needed ...
     with (
         pytest.raises(
-            DatasetError, match="dana.scientist .* may not run pipeline ingestion"
+            DatasetError,
+            match="acting as the ingestion pipeline's service needs the run credential",
         ),
         acting_for("ingestion"),
     ):
         dataset.load()
+    # ... and the key service grants one only to whoever may run the pipeline.
+    with pytest.raises(
+        AccessDenied, match="dana.scientist .* may not run pipeline ingestion"
+    ):
+        with acting_in_run("ingestion"):
+            dataset.load()

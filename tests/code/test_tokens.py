@@ -182,6 +182,24 @@ def test_no_token_outlives_the_maximum(tmp_path: Path) -> None:
     with pytest.raises(IdentityError, match="longer than the maximum of 480"):
         capped.issue("audrey", ["auditor"], timedelta(minutes=5_256_000))
     assert capped.issue("audrey", ["auditor"], timedelta(hours=8))[1]
+    # A correctly signed token made to live 10 years (by a service with a longer
+    # maximum, or the key used outside `issue`) is refused at verification too.
+    lenient = TokenService(
+        ring,
+        POLICY,
+        tmp_path / "r.json",
+        "bankplatform",
+        "bankplatform",
+        timedelta(days=3660),
+    )
+    decade, _ = lenient.issue("audrey", ["auditor"], timedelta(days=3650))
+    assert lenient.verify(decade).name == "audrey"
+    assert _rejection(capped, decade) == (
+        "token rejected: made to live 5,256,000 minutes, longer than the maximum "
+        "of 480 (security.token_max_ttl_minutes)"
+    )
+    eight_hours, _ = lenient.issue("audrey", ["auditor"], timedelta(hours=8))
+    assert capped.verify(eight_hours).name == "audrey"
 
 
 def test_revocation_takes_token_ids_only_and_its_list_is_signed(

@@ -209,8 +209,10 @@ def test_a_swapped_champion_file_never_runs_and_scores_equal_the_registered_mode
     marker.unlink()
     with acting_as(workspace, "dana.scientist") as security:
         from bankplatform.security.client import acting_for
+        from bankplatform.security.runtime import granted_run
 
         with (
+            granted_run(security, ["training"]),
             acting_for("training"),
             pytest.raises(AccessDenied, match="registered already"),
         ):

@@ -23,7 +23,11 @@ from bankplatform.features.customer_features import (
 from bankplatform.features.on_ray import customer_snapshot_chunks_on_ray
 from bankplatform.ray_cluster import ray_connection
 from bankplatform.security.client import IdentityError, acting_for
-from bankplatform.security.runtime import DelegatedCaller, WorkspaceSecurity
+from bankplatform.security.runtime import (
+    DelegatedCaller,
+    WorkspaceSecurity,
+    acting_in_run,
+)
 from tests.code.test_customer_features import busy_book
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -50,10 +54,10 @@ def transactions(
         dataset="transactions_primary",
         lazy=True,
     )
-    with acting_for("ingestion"):
+    with acting_in_run("ingestion"):
         step = -(-len(book) // ROW_GROUPS)
         dataset.save(book.iloc[i : i + step] for i in range(0, len(book), step))
-    with acting_for("features"):
+    with acting_in_run("features"):
         table = dataset.load()
     assert isinstance(table, ParquetBatches)
     assert table.metadata().num_row_groups == ROW_GROUPS
@@ -78,7 +82,7 @@ def test_ray_data_computes_the_same_table_as_the_local_path(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     customers, accounts, table = transactions
-    with acting_for("features"):
+    with acting_in_run("features"):
         local = pd.concat(
             customer_snapshot_chunks(
                 customers, accounts, table.batches(BOOKING_COLUMNS), CHUNK
@@ -123,7 +127,7 @@ def test_a_worker_the_key_service_refuses_fails_the_step_in_one_line(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     customers, accounts, table = transactions
-    with acting_for("features"):
+    with acting_in_run("features"):
         caller = DelegatedCaller.of_this_process()
     forged = dataclasses.replace(caller, token="not-a-signed-token")  # noqa: S106
     assert "not-a-signed-token" not in repr(forged)

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from bankplatform.governance import lifecycle
 from bankplatform.governance.lifecycle import Governed
 from bankplatform.governance.registry import GovernanceError
+from bankplatform.keyservice.admin import install_workspace_policy
 from bankplatform.project import env_config_loader
 from bankplatform.security.policy import AccessDenied
 from bankplatform.security.runtime import open_security
@@ -124,6 +125,8 @@ def test_a_validator_who_trained_the_version_may_not_approve_it(
     (workspace / "conf" / "test" / "security.yml").write_text(
         yaml.safe_dump({"access": access["access"]})
     )
+    # conf/ is not in force until the keyholder installs it into the key service.
+    install_workspace_policy(workspace, "test", apply=True)
     g = _governed(workspace, "local-developer", monkeypatch)
     with pytest.raises(GovernanceError) as caught:
         lifecycle.approve(g, 1)

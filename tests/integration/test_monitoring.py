@@ -87,8 +87,11 @@ def _resample(frame: pd.DataFrame, seed: int, rows: int = 600) -> pd.DataFrame:
     return frame.iloc[picked].reset_index(drop=True)
 
 
-def _plant(root: Path, day: str, frame: pd.DataFrame, version: int) -> list[str]:
-    """Write ``frame`` as the scoring service logs decisions, on ``day``."""
+def _plant(
+    root: Path, day: str, frame: pd.DataFrame, version: int, *, audited: bool = True
+) -> list[str]:
+    """Write ``frame`` as the scoring service logs decisions, on ``day`` (and, unless
+    ``audited`` is false, its request records with each line's hash)."""
     folder = root / "data" / "08_reporting" / "decisions"
     folder.mkdir(parents=True, exist_ok=True)
     inputs = [c for c in frame.columns if c not in NOT_INPUTS]
@@ -110,7 +113,34 @@ def _plant(root: Path, day: str, frame: pd.DataFrame, version: int) -> list[str]
             )
         )
     (folder / f"decisions-{day}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    if audited:
+        _audit_as_the_scoring_service(root, ids, lines)
     return ids
+
+
+def _audit_as_the_scoring_service(
+    root: Path, ids: list[str], lines: list[bytes]
+) -> None:
+    """Each line's request record with its hash, as ``bankplatform serve`` writes
+    them (the scoring service's identity, started by an admin)."""
+    from bankplatform.security.audit import decision_line_sha256
+    from bankplatform.security.client import acting_for
+
+    with acting_as(root, "local-developer") as security, acting_for("scoring"):
+        security.audit_log().append_many(
+            [
+                (
+                    "scoring.request",
+                    f"request:{request_id}",
+                    "allowed",
+                    {
+                        "request_id": request_id,
+                        "decision_sha256": decision_line_sha256(line),
+                    },
+                )
+                for request_id, line in zip(ids, lines, strict=True)
+            ]
+        )
 
 
 def _monitor(root: Path, window: str, *params: str) -> Any:
@@ -275,6 +305,30 @@ def reviewed_window(
     return seen
 
 
+def test_decision_lines_the_audit_log_does_not_vouch_for_are_counted_never_used(
+    workspace: Path, reference: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The fourth finding: a day's drifted decisions (audited as the scoring
+    service writes them) replaced with normal ones under the same request ids.
+    Monitoring measures only lines whose hash the audit log holds: the forged ones
+    are counted, none is used, and no verdict comes from them. (On a copy: the
+    shared workspace's window counts stay those the notebook test expects.)"""
+    from tests.conftest import copy_workspace
+
+    root = tmp_path / "workspace"
+    copy_workspace(workspace, root)
+    day = "2026-01-10"
+    drifted = _resample(reference, seed=5)
+    drifted["income"] = drifted["income"] * 0.5
+    ids = _plant(root, day, drifted, version=1)
+    _plant(root, day, _resample(reference, seed=6), version=1, audited=False)
+    action = _monitor(root, day)
+    report = _report(root, action)
+    assert (report["decisions"], report["tampered_decision_lines"]) == (0, len(ids))
+    assert (action["action"], action["findings"]) == ("none", {})
+    assert report["features"] == []
+
+
 def test_planted_feature_drift_opens_one_review_that_only_a_validator_closes(
     workspace: Path,
     quiet_window: dict[str, Any],
@@ -436,9 +490,13 @@ def _deliver_outcomes(root: Path, delivery: str, outcomes: pd.DataFrame) -> None
     data engineer)."""
     from bankplatform.datasets import EncryptedPartitionsDataset
     from bankplatform.security.client import acting_for
-    from bankplatform.security.runtime import activate
+    from bankplatform.security.runtime import activate, granted_run
 
-    with acting_as(root, "erin.engineer") as security, acting_for("loan_outcomes"):
+    with (
+        acting_as(root, "erin.engineer") as security,
+        granted_run(security, ["loan_outcomes"]),
+        acting_for("loan_outcomes"),
+    ):
         activate(security)
         EncryptedPartitionsDataset(
             path=str(root / "data/01_raw/decision_outcomes"),

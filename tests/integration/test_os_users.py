@@ -106,6 +106,8 @@ class Host:
             **command_env(),
             "HOME": str(self.homes[user]),
             "RAY_TMPDIR": str(self.ray_dirs[user]),
+            # Set by the host's administrators: who the key service runs as.
+            "BANKPLATFORM_KEYSERVICE_USER": SERVICE_USER,
             **extra,
         }
 
@@ -224,8 +226,8 @@ try:
         Path(root, sys.argv[2]).read_bytes()
     elif what == "decrypt":
         from bankplatform.datasets import RawTableDataset
-        from bankplatform.security.client import acting_for
-        with acting_for("ingestion"):
+        from bankplatform.security.runtime import acting_in_run
+        with acting_in_run("ingestion"):
             RawTableDataset(filepath=sys.argv[2], table="customers", encrypted=True).load()
     print("READ")
 except Exception as error:
@@ -256,6 +258,28 @@ def test_the_scheduler_runs_the_pipelines_end_to_end_as_another_os_user(
     assert (host.root / ".bankplatform").stat().st_uid == pwd.getpwnam(
         SERVICE_USER
     ).pw_uid
+    # Confidential features are the owner's and the platform group's: 0640 files
+    # in a 0750 folder; another user of the host reads none of them.
+    features = host.root / "data" / "04_feature"
+    files = sorted(
+        p
+        for p in features.iterdir()
+        if p.suffix in (".parquet", ".db") and not p.name.startswith(".")
+    )
+    assert {p.name for p in files} >= {
+        "customer_features.parquet",
+        "online.db",
+        "registry.db",
+    }
+    assert {p: p.stat().st_mode & 0o777 for p in files} == dict.fromkeys(files, 0o640)
+    assert features.stat().st_mode & 0o777 == 0o750
+    for path in files:
+        read = subprocess.run(
+            [_tool("runuser"), "-u", "nobody", "--", "/bin/cat", str(path)],
+            capture_output=True,
+            check=False,
+        )
+        assert read.returncode != 0 and b"Permission denied" in read.stderr, path
 
 
 def test_a_data_scientist_on_another_os_user_reaches_no_pii_key_or_log(
@@ -334,3 +358,71 @@ def test_a_data_scientist_on_another_os_user_reaches_no_pii_key_or_log(
         BANKPLATFORM_TOKEN=auditor,
     )
     assert verified.returncode == 0, verified.stderr
+
+
+IMPOSTOR = """
+import socket, sys
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sys.argv[1])
+listener.listen()
+with open(sys.argv[2], "ab") as log:
+    while True:
+        connection, _ = listener.accept()
+        with connection:
+            connection.settimeout(2)
+            try:
+                log.write(connection.recv(65536) + b"\\n")
+                log.flush()
+            except OSError:
+                pass
+"""
+
+
+def test_no_token_goes_to_a_socket_another_user_serves(host: Host) -> None:
+    """The second finding: a user of the workspace points the key service's socket
+    at one of their own (conf/ is theirs to edit) and listens there. An admin's
+    command checks who listens before it sends a token, and refuses in one line."""
+    home = host.homes[CLIENT_USER]
+    script, socket_path, log = home / "impostor.py", home / "k.sock", home / "got.log"
+    script.write_text(IMPOSTOR)
+    _chown(script, CLIENT_USER)
+    impostor = subprocess.Popen(
+        [
+            _tool("runuser"),
+            "-u",
+            CLIENT_USER,
+            "--",
+            sys.executable,
+            str(script),
+            str(socket_path),
+            str(log),
+        ],
+        env=host.env(CLIENT_USER),
+    )
+    conf = host.root / "conf" / "test" / "security.yml"
+    saved = conf.read_text()
+    try:
+        deadline = time.monotonic() + 30
+        while not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        edited = yaml.safe_load(saved)
+        edited["security"]["keyservice_socket"] = str(socket_path)
+        conf.write_text(yaml.safe_dump(edited))
+        admin = "not-a-real-token-but-a-secret-all-the-same"
+        shown = host.run(
+            CLIENT_USER,
+            ["bankplatform", "audit", "show", "--env", "test"],
+            BANKPLATFORM_TOKEN=admin,
+        )
+        assert shown.returncode == 1
+        assert shown.stderr.strip() == (
+            f"Error: the socket {socket_path} is served by {CLIENT_USER} "
+            f"(uid {pwd.getpwnam(CLIENT_USER).pw_uid}), not the key service's user "
+            f"{SERVICE_USER} (uid {pwd.getpwnam(SERVICE_USER).pw_uid}): no credential sent "
+            "(set $BANKPLATFORM_KEYSERVICE_USER to the service's OS user on a shared host)"
+        )
+        assert admin.encode() not in (log.read_bytes() if log.exists() else b"")
+    finally:
+        conf.write_text(saved)
+        impostor.kill()
+        impostor.wait(timeout=30)

@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from bankplatform.contracts.raw import RAW_TABLES
 from bankplatform.datasets import RawTableDataset
 from bankplatform.pipelines.ingestion import create_pipeline
-from bankplatform.security.client import acting_for
+from bankplatform.security.runtime import acting_in_run
 from bankplatform.synthetic import GeneratorConfig, generate_raw_extract
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -56,7 +56,9 @@ def applications(
             filepath=str(folder / "accepted" / f"{table}.parquet")
         )
     contracts = create_pipeline().to_outputs(*(f"{t}_accepted" for t in RAW_TABLES))
-    with acting_for("ingestion"):  # raw PII: the key service decides as for ingestion
+    with acting_in_run(
+        "ingestion"
+    ):  # raw PII: the key service decides as for ingestion
         SequentialRunner().run(contracts, catalog)
     accepted = {table: catalog.load(f"{table}_accepted") for table in RAW_TABLES}
     return _simple_aggregates(accepted)

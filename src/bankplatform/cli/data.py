@@ -45,6 +45,7 @@ def generate(output: Path | None, env: str | None, **options: Any) -> None:
     from bankplatform.security.client import acting_for
     from bankplatform.security.envelope import sealing_with
     from bankplatform.security.policy import Action
+    from bankplatform.security.runtime import granted_run
     from bankplatform.synthetic import (
         GeneratorConfig,
         generate_raw_extract,
@@ -65,7 +66,7 @@ def generate(output: Path | None, env: str | None, **options: Any) -> None:
     config = GeneratorConfig.model_validate(settings)
     target = output or ctx.root / "data" / "01_raw"
     # Written as the source system (its data keys are the key service's decision).
-    with acting_for("synthetic_extract"):
+    with granted_run(security, ["synthetic_extract"]), acting_for("synthetic_extract"):
         summary = generate_raw_extract(
             config,
             target,

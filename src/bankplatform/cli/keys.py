@@ -84,6 +84,37 @@ def rotate(env: str | None) -> None:
     )
 
 
+@keys.command("policy")
+@click.option("--env", help="Kedro env whose security.yml applies [manifest default].")
+@click.option(
+    "--install",
+    "apply",
+    is_flag=True,
+    help="Install the workspace's conf/ policy into the key service (audited).",
+)
+def policy(env: str | None, apply: bool) -> None:
+    """Show how the workspace's conf/ policy (access: and the catalog's
+    classifications) differs from the one the key service decides from; with
+    --install, install it. Run as the keyholder: editing conf/ changes nothing
+    until then."""
+    from bankplatform.keyservice.admin import install_workspace_policy
+
+    root, name, _ = _keyholder(env)
+    change = install_workspace_policy(root, name, apply=apply)
+    if not change.differences:
+        click.echo(
+            f"env {name}: conf/ is the installed policy (sha256 {change.sha256[:12]})"
+        )
+        return
+    for line in change.differences:
+        click.echo(f"  {line}")
+    click.echo(
+        f"env {name}: installed {len(change.differences)} change(s) (sha256 {change.sha256[:12]}); audited as policy.install"
+        if change.installed
+        else f"env {name}: conf/ differs from the installed policy in {len(change.differences)} place(s); `bankplatform keys policy --install` installs it"
+    )
+
+
 def _keyholder(env: str | None) -> tuple[Path, str, SecuritySettings]:
     """The workspace root, the resolved env and its security settings."""
     from bankplatform.security.runtime import workspace_security

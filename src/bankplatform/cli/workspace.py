@@ -56,6 +56,24 @@ def status(env: str | None) -> None:
     click.echo(_describe_training(ws))
     click.echo(_describe_evaluation(ws))
     click.echo(_describe_lineage(ws))
+    click.echo(_describe_policy(ws))
+
+
+def _describe_policy(ws: Workspace) -> str:
+    """Whether the key service decides from what conf/ says now."""
+    state = ws.settings.security.policy_status()
+    if not state["differences"]:
+        return f"policy: the key service's installed policy is conf/'s (sha256 {state['installed_sha256'][:12]})"
+    first = state["differences"][0]
+    more = (
+        f" (and {len(state['differences']) - 1} more)"
+        if len(state["differences"]) > 1
+        else ""
+    )
+    return (
+        f"policy: conf/ differs from the key service's installed policy: {first}{more}; "
+        "nothing changes until the keyholder runs `bankplatform keys policy --install`"
+    )
 
 
 def _describe_training(ws: Workspace) -> str:

@@ -16,6 +16,24 @@ from bankplatform.datasets.classification import ClassificationPreview
 from bankplatform.datasets.table_batches import ParquetBatches, write_frames
 from bankplatform.security.runtime import guard_dataset
 
+# Confidential feature files: the owner writes, the platform's group reads, nobody
+# else (on a shared host the folder is setgid to that group, so files take it).
+FEATURE_FILE_MODE = 0o640
+FEATURE_FOLDER_MODE = 0o750
+
+
+def restrict_feature_files(folder: Path) -> None:
+    """Give ``folder`` and the files in it (one level down too) the feature layer's
+    modes, where this user owns them."""
+    uid = os.getuid()
+    for path in [folder, *folder.glob("*"), *folder.glob("*/*")]:
+        try:
+            if path.is_symlink() or path.stat().st_uid != uid:
+                continue
+            path.chmod(FEATURE_FOLDER_MODE if path.is_dir() else FEATURE_FILE_MODE)
+        except FileNotFoundError:  # a SQLite journal gone meanwhile
+            continue
+
 
 class ClassifiedParquetDataset(ClassificationPreview, ParquetDataset):  # type: ignore[misc]
     """Kedro's ``pandas.ParquetDataset`` with the key service's decision on every load
@@ -69,6 +87,7 @@ class ClassifiedParquetDataset(ClassificationPreview, ParquetDataset):  # type: 
         guard_dataset(self._dataset, "write")
         if isinstance(data, pd.DataFrame):
             super().save(data)
+            self._restrict()
             return
         path = Path(self._local_path(self._get_save_path()))
         partial = path.with_name(f".{path.name}.partial")
@@ -82,7 +101,14 @@ class ClassifiedParquetDataset(ClassificationPreview, ParquetDataset):  # type: 
             partial.unlink(missing_ok=True)
             raise
         os.replace(partial, path)
+        self._restrict()
         self._invalidate_cache()
+
+    def _restrict(self) -> None:
+        if self._protocol == "file":
+            path = Path(self._local_path(self._get_save_path()))
+            path.chmod(FEATURE_FILE_MODE)
+            path.parent.chmod(FEATURE_FOLDER_MODE)
 
     def _local_path(self, path: Any) -> str:
         if self._protocol != "file":

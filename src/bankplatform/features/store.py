@@ -13,6 +13,7 @@ import pandas as pd
 from feast import FeatureService, FeatureStore, FeatureView, FileSource
 from feast.errors import FeastObjectNotFoundException
 
+from bankplatform.datasets.classified_parquet import restrict_feature_files
 from bankplatform.errors import BankplatformError
 from bankplatform.feature_repo.services import service_features
 
@@ -49,6 +50,7 @@ def register_definitions(store: FeatureStore, objects: Sequence[Any]) -> dict[st
             )
             raise FeatureStoreError(msg)
     store.apply(_anchored(objects, Path(store.config.repo_path or ".")))
+    restrict_feature_files(Path(store.config.repo_path or "."))
     return {
         "project": store.project,
         "feature_views": sorted(v.name for v in store.list_feature_views()),
@@ -208,4 +210,5 @@ def write_online(
             for view in views:
                 store.write_to_online_store(view, part)
         written += len(frame)
+    restrict_feature_files(Path(store.config.repo_path or "."))
     return written

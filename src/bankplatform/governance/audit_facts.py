@@ -38,6 +38,7 @@ class VersionFacts:
         registered_at: When the registration was recorded (ISO 8601, UTC).
         feature_service: The feature service it was trained on, and its version.
         gate_status: The latest evaluation's verdict, empty if never evaluated.
+        evaluated_seq: That evaluation record's place in the log.
         failed_gates: Gates that failed in that evaluation.
         evidence_manifest: Relative path of the evidence manifest.
         evidence_manifest_sha256: Its hash at evaluation.
@@ -59,6 +60,7 @@ class VersionFacts:
     feature_service: str = ""
     feature_service_version: str = ""
     gate_status: str = ""
+    evaluated_seq: int = 0
     failed_gates: tuple[str, ...] = ()
     evidence_manifest: str = ""
     evidence_manifest_sha256: str = ""
@@ -94,6 +96,7 @@ def fold_version_facts(
             )
         elif action == EVALUATE:
             facts.gate_status = str(details.get("gate_status", ""))
+            facts.evaluated_seq = int(record.get("seq", 0) or 0)
             facts.failed_gates = tuple(details.get("failed_gates", ()))
             facts.evidence_manifest = str(details.get("evidence_manifest", ""))
             facts.evidence_manifest_sha256 = str(

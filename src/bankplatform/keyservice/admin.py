@@ -12,8 +12,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bankplatform.keyservice.authority import KeyAuthority
+from bankplatform.keyservice.authority import PRIVATE_ENV, KeyAuthority
 from bankplatform.keyservice.local_kms import create_master_key_file, open_keyring
+from bankplatform.keyservice.policy_store import (
+    INSTALL_RECORD,
+    differences,
+    install,
+    read_installed,
+    workspace_policy,
+)
 from bankplatform.keyservice.rotation import (
     RotationResult,
     files_per_key_version,
@@ -100,6 +107,44 @@ def _audit_as_keyholder(
         details=details,
     )
     authority.audit.sign_head()
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """What ``keys policy`` found: the differences, and whether they were installed."""
+
+    differences: list[str]
+    installed: bool
+    sha256: str
+
+
+def install_workspace_policy(root: Path, env: str, *, apply: bool) -> PolicyChange:
+    """Compare the workspace's ``conf/`` policy with the installed one; with
+    ``apply``, install it (audited as the keyholder, with every difference)."""
+    from bankplatform.project import env_config_loader  # noqa: PLC0415
+
+    authority = KeyAuthority(root, env)
+    installed = read_installed(authority.policy_file)
+    proposed = workspace_policy(
+        env_config_loader(root, "base" if env == PRIVATE_ENV else env)
+    )
+    found = differences(installed, proposed) if installed else ["(nothing installed)"]
+    if not apply or not found:
+        return PolicyChange(found, False, installed.sha256 if installed else "")
+    install(authority.policy_file, proposed)
+    authority.audit.append(
+        actor=f"keyholder:{getpass.getuser()}",
+        action=INSTALL_RECORD,
+        resource=f"policy:{env}",
+        outcome="allowed",
+        details={
+            "sha256": proposed.sha256,
+            "previous_sha256": installed.sha256 if installed else "",
+            "differences": found[:200],
+        },
+    )
+    authority.audit.sign_head()
+    return PolicyChange(found, True, proposed.sha256)
 
 
 def issue_first_token(

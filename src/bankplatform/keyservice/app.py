@@ -98,6 +98,17 @@ class BundleRequest(BaseModel):
     lineage: dict[str, Any] = {}
 
 
+class RunRequest(BaseModel):
+    run_id: str = Field(min_length=1, max_length=200)
+    pipelines: list[str] = Field(min_length=1, max_length=50)
+    minutes: int = Field(default=24 * 60, ge=1, le=24 * 60)
+
+
+class RunCredentialRequest(BaseModel):
+    credential: str = Field(min_length=1, max_length=200)
+    minutes: int = Field(default=24 * 60, ge=1, le=24 * 60)
+
+
 class VerifyTokenRequest(BaseModel):
     token: str = Field(min_length=1, max_length=4_000)
 
@@ -112,10 +123,16 @@ def _caller(
     authorization: Annotated[str, Header()] = "",
     x_bankplatform_user: Annotated[str, Header()] = "",
     x_bankplatform_pipeline: Annotated[str, Header()] = "",
+    x_bankplatform_run: Annotated[str, Header()] = "",
 ) -> Principal:
     """The proven identity of a request (every route but ``/healthz``)."""
     return _authority(request).authenticate(
-        Credential(authorization, x_bankplatform_user, x_bankplatform_pipeline)
+        Credential(
+            authorization,
+            x_bankplatform_user,
+            x_bankplatform_pipeline,
+            x_bankplatform_run,
+        )
     )
 
 
@@ -153,12 +170,46 @@ def whoami(principal: Caller, authority: Authority) -> dict[str, Any]:
     return authority.describe(principal)
 
 
+@access.get("/policy")
+def policy(principal: Caller, authority: Authority) -> dict[str, Any]:
+    """The installed policy's hash, the workspace conf's, and their differences."""
+    del principal  # any proven identity may see whether conf/ is in force
+    return authority.policy_status()
+
+
 @access.post("/access/decide")
 def decide(
     body: DecideRequest, principal: Caller, authority: Authority
 ) -> dict[str, bool]:
     authority.decide(principal, body.action, body.resource, body.details)
     return {"allowed": True}
+
+
+@access.post("/runs")
+def start_run(
+    body: RunRequest, principal: Caller, authority: Authority
+) -> dict[str, str]:
+    """A run credential for the pipelines a run acts for (its starter's decisions)."""
+    credential = authority.grant_run(
+        principal, body.run_id, body.pipelines, body.minutes
+    )
+    return {"credential": credential}
+
+
+@access.post("/runs/renew")
+def renew_run(
+    body: RunCredentialRequest, principal: Caller, authority: Authority
+) -> dict[str, bool]:
+    authority.renew_run(principal, body.credential, body.minutes)
+    return {"renewed": True}
+
+
+@access.post("/runs/end")
+def end_run(
+    body: RunCredentialRequest, principal: Caller, authority: Authority
+) -> dict[str, bool]:
+    authority.end_run(principal, body.credential)
+    return {"ended": True}
 
 
 @access.post("/datasets/access")

@@ -33,7 +33,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,6 +81,23 @@ class FileWitness:
         if not self.path.is_file():
             return None
         return _parse_checkpoint(self.path.read_text(encoding="utf-8"))
+
+
+class CarriedHead:
+    """A signed head copied into something the log's writer handed out (a bundle's
+    provenance): read only, compared by ``verify``."""
+
+    def __init__(self, name: str, head: dict[str, Any]) -> None:
+        self.name = name
+        self._head = head
+
+    def record(self, checkpoint: dict[str, Any]) -> None:
+        """Nothing: a carried head is never rewritten."""
+        del checkpoint
+
+    def read(self) -> dict[str, Any] | None:
+        """The head as carried, if it has a checkpoint's shape."""
+        return _parse_checkpoint(canonical(self._head).decode())
 
 
 class MlflowWitness:
@@ -269,8 +286,20 @@ class AuditLog:
                     if isinstance(record, dict):
                         yield record
 
-    def verify(self) -> Verdict:
-        """Check the chain, its checkpoints and witnesses; stop at the first problem."""
+    def checkpoint_covering(self, seq: int) -> dict[str, Any] | None:
+        """The first signed checkpoint at or after record ``seq`` (the head is signed
+        now if none is): what a bundle carries as a witness of the log. The same
+        ``seq`` gives the same checkpoint for good (checkpoints are only appended)."""
+        self.sign_head()
+        for line in self._checkpoint_lines():
+            checkpoint = _parse_checkpoint(line)
+            if checkpoint is not None and int(checkpoint["seq"]) >= seq:
+                return checkpoint
+        return None
+
+    def verify(self, carried: Sequence[Witness] = ()) -> Verdict:
+        """Check the chain, its checkpoints and witnesses (the configured ones and
+        ``carried``: heads copied elsewhere, a bundle's); stop at the first problem."""
         try:
             checkpoints, problem = self._signed_checkpoints()
             if problem:
@@ -282,7 +311,9 @@ class AuditLog:
             return Verdict(False, 0, 0, problem)
         if problem:
             return Verdict(False, count, len(checkpoints), problem)
-        problem = self._coverage(checkpoints, count) or self._witnessed(heads, count)
+        problem = self._coverage(checkpoints, count) or self._witnessed(
+            heads, count, (*self._witnesses, *carried)
+        )
         return Verdict(not problem, count, len(checkpoints), problem)
 
     def _signed_checkpoints(self) -> tuple[list[dict[str, Any]], str]:
@@ -325,8 +356,10 @@ class AuditLog:
             )
         return ""
 
-    def _witnessed(self, heads: dict[int, str], count: int) -> str:
-        for witness in self._witnesses:
+    def _witnessed(
+        self, heads: dict[int, str], count: int, witnesses: Sequence[Witness]
+    ) -> str:
+        for witness in witnesses:
             head = witness.read()
             if head is None:
                 if count:
@@ -336,7 +369,7 @@ class AuditLog:
                 return f"{witness.name}: signature does not verify (forged or altered)"
             seq = int(head["seq"])
             if seq > count:
-                return f"log truncated: {witness.name} holds seq {seq} but the log ends at seq {count}"
+                return f"log truncated or wiped: {witness.name} holds seq {seq} but the log ends at seq {count}"
             if heads.get(seq) != head["head_hash"]:
                 return f"{witness.name}: its signed head at seq {seq} is not among the log's checkpoints (checkpoints removed or replaced)"
         return ""

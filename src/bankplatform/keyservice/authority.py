@@ -10,7 +10,9 @@ proven by the caller's credential, never with a name the caller sends.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 import os
 import re
 import secrets
@@ -25,6 +27,7 @@ from bankplatform.errors import BankplatformError
 from bankplatform.governance.audit_facts import fold_version_facts
 from bankplatform.keyservice.audit_log import (
     AuditLog,
+    CarriedHead,
     FileWitness,
     MlflowWitness,
     Witness,
@@ -39,6 +42,14 @@ from bankplatform.keyservice.bundles import (
 )
 from bankplatform.keyservice.decisions import enforce
 from bankplatform.keyservice.local_kms import open_keyring
+from bankplatform.keyservice.policy_store import (
+    INSTALL_RECORD,
+    PolicyStoreError,
+    differences,
+    install,
+    read_installed,
+    workspace_policy,
+)
 from bankplatform.keyservice.pseudonyms import Pseudonymiser
 from bankplatform.keyservice.tokens import TokenService
 from bankplatform.lineage.settings import load_settings
@@ -56,7 +67,6 @@ from bankplatform.security.policy import (
 from bankplatform.security.pseudonyms import IdentifierKind
 from bankplatform.security.settings import (
     SecuritySettings,
-    load_access_policy,
     load_security_settings,
 )
 
@@ -92,6 +102,7 @@ _REPORT_RESOURCES = ("model:", "request:", "monitoring:", "review:")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
 _RESOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+=-]{0,299}$")
 MAX_PSEUDONYM_VALUES = 2_000_000
+MAX_RUN_MINUTES = 24 * 60  # a longer run (a scoring service) renews its grant
 PRIVATE_ENV = "local"  # git-ignored: each person's own overrides
 
 
@@ -101,11 +112,31 @@ class BadRequest(BankplatformError):
 
 @dataclass(frozen=True)
 class Credential:
-    """What a caller presented: ``Authorization`` and, with a local session, a user."""
+    """What a caller presented: ``Authorization`` and, with a local session, a user;
+    to act as a pipeline's service, the pipeline and the run credential granted
+    when the run started."""
 
     authorization: str
     user: str = ""
     pipeline: str = ""
+    run: str = ""
+
+
+@dataclass(frozen=True)
+class RunGrant:
+    """A run's right to act as its pipelines' service identities.
+
+    Attributes:
+        run_id: The run (a Kedro session id, a scoring service's start).
+        pipelines: The declared pipelines it may act for.
+        starter: Who started it (the identity proven when it was granted).
+        expires: The Unix time after which it grants nothing.
+    """
+
+    run_id: str
+    pipelines: frozenset[str]
+    starter: str
+    expires: float
 
 
 class KeyAuthority:
@@ -117,8 +148,6 @@ class KeyAuthority:
         loader = env_config_loader(root, "base" if env == PRIVATE_ENV else env)
         self.root, self.env = root, env
         self.settings: SecuritySettings = load_security_settings(loader, root, env)
-        self.policy: AccessPolicy = load_access_policy(loader)
-        self._catalog = _catalog_resolver(loader)
         self.production = (
             load_manifest(root).production or self.settings.trust_domain == "production"
         )
@@ -133,6 +162,23 @@ class KeyAuthority:
             self.settings.audit_checkpoint_every,
             tuple(witnesses),
         )
+        # The policy and classifications are the service's own installed copy.
+        self.policy_file = self.settings.keyring.parent / "policy" / f"{env}.json"
+        self._policy_stamp: tuple[int, int, int] | None = None
+        document = read_installed(self.policy_file)
+        if document is None:  # first start: installed from the workspace, audited
+            document = workspace_policy(loader)
+            install(self.policy_file, document)
+            self.audit.append(
+                actor="keyservice",
+                action=INSTALL_RECORD,
+                resource=f"policy:{env}",
+                outcome="allowed",
+                details={"sha256": document.sha256, "initial": True},
+            )
+        self.policy: AccessPolicy = AccessPolicy.model_validate(document.access)
+        self._catalog = _catalog_resolver(document.catalog)
+        self._policy_stamp = _stamp(self.policy_file)
         self.tokens = TokenService(
             self.keyring,
             self.policy,
@@ -142,11 +188,45 @@ class KeyAuthority:
             timedelta(minutes=self.settings.token_max_ttl_minutes),
         )
         self.session_secret = secrets.token_urlsafe(32)
+        # Live run credentials (their sha256), kept in the service's folder so a
+        # restarted service (an idle stop, an upgrade) honours them.
+        self._runs_file = self.settings.keyring.parent / f"runs-{env}.json"
+        self._runs: dict[str, RunGrant] = _load_runs(self._runs_file)
         self._pseudonymiser: Pseudonymiser | None = None
         self._last_append = 0.0
         self._lock = threading.Lock()
         self._register_lock = threading.Lock()
         self.bundles = BundleStore(self.settings.bundle_store, self.keyring)
+
+    def refresh_policy(self) -> None:
+        """Take up a newly installed policy (``keys policy --install``): one stat
+        per request; the workspace's ``conf/`` is never read here."""
+        stamp = _stamp(self.policy_file)
+        if stamp == self._policy_stamp:
+            return
+        with self._lock:
+            document = read_installed(self.policy_file)
+            if document is None:
+                msg = f"the installed policy {self.policy_file} is gone: reinstall it with `bankplatform keys policy --install`"
+                raise PolicyStoreError(msg)
+            self.policy = AccessPolicy.model_validate(document.access)
+            self._catalog = _catalog_resolver(document.catalog)
+            self.tokens.policy = self.policy
+            self._policy_stamp = stamp
+
+    def policy_status(self) -> dict[str, Any]:
+        """The installed policy's hash, the workspace's, and what installing the
+        workspace's would change."""
+        installed = read_installed(self.policy_file)
+        loader = env_config_loader(
+            self.root, "base" if self.env == PRIVATE_ENV else self.env
+        )
+        proposed = workspace_policy(loader)
+        return {
+            "installed_sha256": installed.sha256 if installed else "",
+            "workspace_sha256": proposed.sha256,
+            "differences": differences(installed, proposed) if installed else [],
+        }
 
     def _audit_store(self) -> Path | PostgresAuditStore:
         """The audit log's file, or its PostgreSQL store when ``audit_store`` is set
@@ -184,6 +264,7 @@ class KeyAuthority:
             IdentityError: No, a bad or an unacceptable credential.
             AccessDenied: The caller may not act for the pipeline it names.
         """
+        self.refresh_policy()
         scheme, _, secret = credential.authorization.partition(" ")
         if scheme == "Bearer" and secret:
             principal = self.tokens.verify(secret)
@@ -193,8 +274,99 @@ class KeyAuthority:
             msg = "no credential: send a bearer token ($BANKPLATFORM_TOKEN)"
             raise IdentityError(msg)
         if credential.pipeline:
-            return self.policy.delegate(principal, _checked(credential.pipeline))
+            self._check_run(principal, _checked(credential.pipeline), credential.run)
+            return self.policy.delegate(principal, credential.pipeline)
         return principal
+
+    # Runs -----------------------------------------------------------------
+
+    def grant_run(
+        self, principal: Principal, run_id: str, pipelines: list[str], minutes: int
+    ) -> str:
+        """A run credential: the right to act as ``pipelines``' service identities,
+        for this run, its starter and at most ``minutes`` (each pipeline's
+        ``run_pipeline`` decision audited with the run id).
+
+        Raises:
+            BadRequest: No pipeline, an undeclared one, or a bad run id or length.
+            AccessDenied: A service asks, or the starter may not run one of them.
+        """
+        if principal.on_behalf_of:
+            msg = f"access denied: {principal.name} acts for {principal.on_behalf_of}; a run is started by a person or a scheduler"
+            raise AccessDenied(msg)
+        names = sorted({_checked(name) for name in pipelines})
+        unknown = [name for name in names if name not in self.policy.pipelines]
+        if not names or unknown:
+            msg = f"a run credential names declared pipelines only (not {', '.join(unknown) or 'none'})"
+            raise BadRequest(msg)
+        if not 1 <= minutes <= MAX_RUN_MINUTES:
+            msg = f"a run credential lasts 1 to {MAX_RUN_MINUTES} minutes"
+            raise BadRequest(msg)
+        for name in names:
+            self._decide_run(principal, name, _checked(run_id))
+        secret = secrets.token_urlsafe(32)
+        with self._lock:
+            now = time.time()
+            self._runs = {k: g for k, g in self._runs.items() if g.expires > now}
+            self._runs[_digest(secret)] = RunGrant(
+                run_id, frozenset(names), principal.name, now + minutes * 60
+            )
+            _save_runs(self._runs_file, self._runs)
+        return secret
+
+    def renew_run(self, principal: Principal, secret: str, minutes: int) -> None:
+        """Extend a live run credential of the caller's (a long-running service).
+
+        Raises:
+            AccessDenied: No such live credential of this caller.
+        """
+        with self._lock:
+            grant = self._runs.get(_digest(secret))
+            if (
+                grant is None
+                or grant.starter != principal.name
+                or grant.expires < time.monotonic()
+            ):
+                raise AccessDenied(
+                    "access denied: no live run credential of yours to renew"
+                )
+            self._runs[_digest(secret)] = RunGrant(
+                grant.run_id,
+                grant.pipelines,
+                grant.starter,
+                time.monotonic() + min(max(minutes, 1), MAX_RUN_MINUTES) * 60,
+            )
+
+    def end_run(self, principal: Principal, secret: str) -> None:
+        """End a run: its credential grants nothing from now on."""
+        with self._lock:
+            grant = self._runs.get(_digest(secret))
+            if grant is not None and grant.starter == principal.name:
+                del self._runs[_digest(secret)]
+                _save_runs(self._runs_file, self._runs)
+
+    def _check_run(self, principal: Principal, pipeline: str, secret: str) -> None:
+        """Acting as a pipeline's service needs the live credential of a run that
+        this caller started for that pipeline; a header alone grants nothing
+        (the refusal is audited)."""
+        grant = self._runs.get(_digest(secret)) if secret else None
+        problem = ""
+        if grant is None or grant.expires < time.time():
+            problem = f"acting as the {pipeline} pipeline's service needs the run credential the key service grants when a run starts (none, or ended)"
+        elif grant.starter != principal.name:
+            problem = f"the run credential was granted to {grant.starter}, not {principal.name}"
+        elif pipeline not in grant.pipelines:
+            problem = f"run {grant.run_id} was granted {', '.join(sorted(grant.pipelines))}, not {pipeline}"
+        if problem:
+            self._record(
+                principal,
+                "pipeline.act",
+                f"pipeline:{pipeline}",
+                "denied",
+                {"reason": problem},
+            )
+            msg = f"access denied: {problem}"
+            raise AccessDenied(msg)
 
     def _local_user(self, secret: str, user: str) -> Principal:
         if not self.local_sessions:
@@ -259,7 +431,9 @@ class KeyAuthority:
             return
         self._enforce(principal, chosen, _resource(resource), details)
 
-    def _decide_run(self, principal: Principal, pipeline: str) -> None:
+    def _decide_run(
+        self, principal: Principal, pipeline: str, run_id: str = ""
+    ) -> None:
         """``run_pipeline`` on a declared pipeline: one of its ``run_by`` roles too."""
         allowed = self.policy.may_run(principal, pipeline)
         self._record(
@@ -270,6 +444,7 @@ class KeyAuthority:
             {
                 "roles": sorted(principal.roles),
                 "run_by": self.policy.pipelines[pipeline].run_by,
+                **({"run_id": run_id} if run_id else {}),
             },
         )
         self.policy.require_run(principal, pipeline)
@@ -485,7 +660,10 @@ class KeyAuthority:
             )
             msg = f"bundle refused: {problem}"
             raise AccessDenied(msg)
-        written = self.bundles.write(request, provenance(request, facts, principal))
+        head = self.audit.checkpoint_covering(facts.evaluated_seq)
+        written = self.bundles.write(
+            request, provenance(request, facts, principal, head)
+        )
         self._record(
             principal,
             PACKAGE_RECORD,
@@ -629,7 +807,10 @@ class KeyAuthority:
         """Verify the log; the read is audited only when the chain is intact."""
         if not self.policy.permits(principal, Action.READ_AUDIT_LOG):
             self._enforce(principal, Action.READ_AUDIT_LOG, "audit_log")
-        verdict = self.audit.verify()
+        carried = [
+            CarriedHead(name, head) for name, head in self.bundles.carried_heads()
+        ]
+        verdict = self.audit.verify(carried)
         if verdict.ok:
             self._enforce(principal, Action.READ_AUDIT_LOG, "audit_log")
         return verdict
@@ -644,19 +825,67 @@ class KeyAuthority:
             self.audit.sign_head()
 
 
-def _catalog_resolver(loader: Any) -> Any:
+def _load_runs(path: Path) -> dict[str, RunGrant]:
+    """The live run credentials a previous start of the service granted."""
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    now, found = time.time(), {}
+    for digest, entry in (content if isinstance(content, dict) else {}).items():
+        try:
+            grant = RunGrant(
+                str(entry["run_id"]),
+                frozenset(entry["pipelines"]),
+                str(entry["starter"]),
+                float(entry["expires"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+        if grant.expires > now:
+            found[str(digest)] = grant
+    return found
+
+
+def _save_runs(path: Path, runs: dict[str, RunGrant]) -> None:
+    """Keep the live run credentials' hashes (the service's OS user only)."""
+    content = {
+        digest: {
+            "run_id": g.run_id,
+            "pipelines": sorted(g.pipelines),
+            "starter": g.starter,
+            "expires": g.expires,
+        }
+        for digest, g in runs.items()
+    }
+    temporary = path.with_name(path.name + f".{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as stream:
+        json.dump(content, stream)
+    temporary.replace(path)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return (found.st_ino, found.st_mtime_ns, found.st_size)
+
+
+def _catalog_resolver(catalog: dict[str, Any]) -> Any:
     from kedro.io import CatalogConfigResolver  # noqa: PLC0415
 
-    try:
-        config = dict(loader["catalog"] or {})
-    except Exception:
-        config = {}
-    # Types and metadata decide here: the entries' secrets stay with the clients.
+    # Types and metadata decide here (the installed copy holds nothing else).
     config = {
         name: {k: v for k, v in entry.items() if k != "credentials"}
         if isinstance(entry, dict)
         else entry
-        for name, entry in config.items()
+        for name, entry in catalog.items()
     }
     # Declared entries and their patterns only: nothing is created at run time.
     resolver = CatalogConfigResolver(config=config, default_runtime_patterns={})

@@ -167,9 +167,14 @@ def _evidence_problem(request: PackageRequest, facts: VersionFacts) -> str:
 
 
 def provenance(
-    request: PackageRequest, facts: VersionFacts, packager: Principal
+    request: PackageRequest,
+    facts: VersionFacts,
+    packager: Principal,
+    audit_head: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The provenance statement: the audit log's facts, and the lineage as stated."""
+    """The provenance statement: the audit log's facts, the lineage as stated, and
+    the audit log's signed head at packaging (a witness that travels with the
+    bundle: ``audit verify`` fails on a log shorter than any bundle's head)."""
     lineage = request.lineage
     return {
         "format": PROVENANCE_FORMAT,
@@ -201,6 +206,7 @@ def provenance(
             "evidence_manifest_sha256": facts.evidence_manifest_sha256,
         },
         "approver": packager.name,
+        "audit_head": audit_head or {},
     }
 
 
@@ -260,6 +266,18 @@ class BundleStore:
             "bytes": _size(final / _BUNDLE / request.folder_name),
             "files": len(request.files) + 1,
         }
+
+    def carried_heads(self) -> list[tuple[str, dict[str, Any]]]:
+        """The audit heads the stored bundles carry, named by bundle."""
+        found = []
+        for path in sorted(self.folder.glob(f"*/{_BUNDLE}/*/{PROVENANCE}")):
+            try:
+                head = json.loads(path.read_text()).get("audit_head") or {}
+            except (OSError, ValueError, AttributeError):
+                continue
+            if head:
+                found.append((f"bundle {path.parents[2].name[:12]}...", head))
+        return found
 
     def resource_of(self, digest: str) -> str:
         """The ``model:<name>/<version>`` a stored bundle was packaged for; empty if none."""

@@ -31,6 +31,7 @@ from bankplatform.security.policy import AccessPolicy, IdentityError, Principal
 
 ALGORITHM = "EdDSA"
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti"]
+_CLOCK_SKEW_SECONDS = 60
 _JTI = re.compile(r"^[0-9a-f]{32}$")
 _KID = re.compile(r"^signing-v([0-9]{1,6})$")
 
@@ -70,7 +71,7 @@ class TokenService:
     ) -> None:
         self._kms = kms
         self._max_ttl = max_ttl
-        self._policy = policy
+        self.policy = policy
         self._revocation_list = revocation_list
         self._issuer = issuer
         self._audience = audience
@@ -158,6 +159,7 @@ class TokenService:
         except jwt.InvalidTokenError as error:
             msg = f"token rejected: {error}"
             raise IdentityError(msg) from None
+        self._check_lifetime(claims)
         if claims["jti"] in self.revoked():
             raise IdentityError("token rejected: revoked")
         roles = claims.get("roles")
@@ -166,6 +168,24 @@ class TokenService:
         self._check_roles(roles, prefix="token rejected: ")
         self._check_binding(str(claims["sub"]), roles, prefix="token rejected: ")
         return Principal(str(claims["sub"]), frozenset(roles), "token")
+
+    def _check_lifetime(self, claims: dict[str, Any]) -> None:
+        """The maximum lifetime holds at verification too: a correctly signed token
+        made for longer (by an older setting, or a key used outside ``issue``) is
+        refused, and so is one issued in the future."""
+        try:
+            issued, expires = int(claims["iat"]), int(claims["exp"])
+        except (TypeError, ValueError):
+            raise IdentityError("token rejected: iat and exp must be numbers") from None
+        if issued > datetime.now(UTC).timestamp() + _CLOCK_SKEW_SECONDS:
+            raise IdentityError("token rejected: issued in the future")
+        allowed = self._max_ttl.total_seconds()
+        if expires - issued > allowed:
+            msg = (
+                f"token rejected: made to live {(expires - issued) // 60:,} minutes, longer than the "
+                f"maximum of {int(allowed // 60):,} (security.token_max_ttl_minutes)"
+            )
+            raise IdentityError(msg)
 
     def _public_key(self, kid: str) -> Ed25519PublicKey:
         match = _KID.match(kid)
@@ -182,10 +202,10 @@ class TokenService:
         return self._public_keys[version]
 
     def _check_binding(self, subject: str, roles: list[str], prefix: str = "") -> None:
-        if subject not in self._policy.users:
+        if subject not in self.policy.users:
             msg = f"{prefix}{subject!r} is not a user declared in security.yml (access.users)"
             raise IdentityError(msg)
-        foreign = sorted(set(roles) - set(self._policy.users[subject]))
+        foreign = sorted(set(roles) - set(self.policy.users[subject]))
         if foreign:
             msg = f"{prefix}user {subject} does not hold role(s) {', '.join(foreign)}"
             raise IdentityError(msg)
@@ -247,7 +267,7 @@ class TokenService:
         return revoked
 
     def _check_roles(self, roles: list[str], prefix: str = "") -> None:
-        unknown = sorted(set(roles) - set(self._policy.roles))
+        unknown = sorted(set(roles) - set(self.policy.roles))
         if unknown:
             msg = f"{prefix}unknown role(s) {', '.join(unknown)}"
             raise IdentityError(msg)

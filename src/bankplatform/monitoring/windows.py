@@ -7,6 +7,7 @@ folder and makes sure the same window never triggers its action twice.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ import orjson
 import pandas as pd
 
 from bankplatform.errors import BankplatformError
+from bankplatform.security.audit import decision_line_sha256
 
 SCORE = "score"
 REQUEST_ID = "request_id"
@@ -75,9 +77,19 @@ def parse_window(spec: str, now: datetime | None = None) -> Window:
     return Window(start, end)
 
 
-def window_decisions(folder: Path, window: Window) -> pd.DataFrame:
-    """The scored decisions of a window: request id, time, model version, score
-    and the model's inputs (one column each), oldest first.
+def window_decisions(
+    folder: Path, window: Window, audited: Collection[str]
+) -> tuple[pd.DataFrame, int]:
+    """The scored decisions of a window whose log line is the one audited: request
+    id, time, model version, score and the model's inputs (one column each),
+    oldest first; and how many of the window's decision lines were not (edited,
+    planted or never audited: counted, never used).
+
+    Args:
+        folder: The decision log.
+        window: The window.
+        audited: The sha256 of every decision line the audit log vouches for (the
+            ``decision_sha256`` of the scoring service's request records).
 
     Raises:
         WindowError: The decision log folder does not exist.
@@ -86,25 +98,41 @@ def window_decisions(folder: Path, window: Window) -> pd.DataFrame:
         msg = f"no decision log at {folder}: has the scoring service run in this workspace?"
         raise WindowError(msg)
     rows: list[dict[str, Any]] = []
+    tampered = 0
     for day in window.days():
         path = folder / f"decisions-{day.isoformat()}.jsonl"
         if path.is_file():
-            rows.extend(_scored(path, window))
+            found, unaudited = _scored(path, window, audited)
+            rows.extend(found)
+            tampered += unaudited
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=[REQUEST_ID, "time", MODEL_VERSION, SCORE])
-    return frame.sort_values("time", kind="stable").reset_index(drop=True)
+        empty = pd.DataFrame(columns=[REQUEST_ID, "time", MODEL_VERSION, SCORE])
+        return empty, tampered
+    return frame.sort_values("time", kind="stable").reset_index(drop=True), tampered
 
 
-def _scored(path: Path, window: Window) -> list[dict[str, Any]]:
-    rows = []
+def _scored(
+    path: Path, window: Window, audited: Collection[str]
+) -> tuple[list[dict[str, Any]], int]:
+    rows, tampered = [], 0
     start, end = window.start.isoformat(), window.end.isoformat()
     with path.open("rb") as stream:
         for line in stream:
-            record = orjson.loads(line)
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+                time = _utc_text(record["time"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                tampered += 1  # not even a record
+                continue
             if record.get("type") != "decision" or record.get(SCORE) is None:
                 continue
-            if not start <= _utc_text(record["time"]) < end:
+            if not start <= time < end:
+                continue
+            if decision_line_sha256(line) not in audited:
+                tampered += 1
                 continue
             rows.append(
                 {
@@ -115,7 +143,7 @@ def _scored(path: Path, window: Window) -> list[dict[str, Any]]:
                     **(record.get("features") or {}),
                 }
             )
-    return rows
+    return rows, tampered
 
 
 def _utc_text(stamp: str) -> str:

@@ -5,12 +5,21 @@ stores and witnesses belong to the key holder (``bankplatform.keyservice.audit_l
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
 from bankplatform.errors import BankplatformError
 
 Outcome = Literal["allowed", "denied", "failed"]
+# The detail of a scoring request's audit record that binds its decision-log line.
+DECISION_SHA256 = "decision_sha256"
+
+
+def decision_line_sha256(line: bytes) -> str:
+    """The sha256 of one decision-log line (without its line ending): what the
+    request's audit record carries, so an edited line no longer matches it."""
+    return hashlib.sha256(line.rstrip(b"\r\n")).hexdigest()
 
 
 class AuditWriteError(BankplatformError):

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import base64
 import os
+import pwd
+import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -48,6 +51,10 @@ if TYPE_CHECKING:
 
 TOKEN_ENV_VAR = "BANKPLATFORM_TOKEN"  # noqa: S105 - a variable name, not a secret
 USER_ENV_VAR = "BANKPLATFORM_USER"
+KEYSERVICE_USER_ENV_VAR = "BANKPLATFORM_KEYSERVICE_USER"
+# The run credential the key service granted when the run started: what lets a
+# node (and the run's worker processes) act as its pipeline's service identity.
+RUN_CREDENTIAL_ENV_VAR = "BANKPLATFORM_RUN_CREDENTIAL"
 _CONTEXT_PREFIX = b"bankplatform-dataset:"
 _START_SECONDS = 60.0
 _BATCH = 200_000
@@ -127,6 +134,7 @@ class KeyServiceClient:
         self._socket = settings.keyservice_socket
         self._clients: dict[int, httpx.Client] = {}
         self._secret: str | None = None
+        self._listener_checked: set[int] = set()
 
     def call(
         self,
@@ -143,6 +151,7 @@ class KeyServiceClient:
             KeyServiceUnavailable: No service, and none could be started.
         """
         for attempt in (0, 1):
+            self._check_listener()
             headers = self._headers(renew=attempt > 0)
             payload = None
             if body is not None:
@@ -186,6 +195,38 @@ class KeyServiceClient:
             )
         return content
 
+    def _check_listener(self) -> None:
+        """Before a credential goes out, the process on the socket must run as the
+        key service's OS user (``SO_PEERCRED``): ``$BANKPLATFORM_KEYSERVICE_USER`` on
+        a shared host (set by its administrators, not in the workspace anyone can
+        edit), this user on a single-user workstation (one trust domain). Checked
+        once per process; a TLS service is checked by its certificate instead.
+
+        Raises:
+            KeyServiceUnavailable: Another user's process listens there.
+        """
+        if self.settings.keyservice_url or os.getpid() in self._listener_checked:
+            return
+        expected = expected_service_uid()
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(5.0)
+                probe.connect(str(self._socket))
+                raw = probe.getsockopt(
+                    socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+                )
+        except OSError:
+            return  # nobody listens yet: the request says so, or starts one
+        _, uid, _ = struct.unpack("3i", raw)
+        if uid != expected:
+            msg = (
+                f"the socket {self._socket} is served by {_user_name(uid)}, not the key "
+                f"service's user {_user_name(expected)}: no credential sent (set "
+                f"${KEYSERVICE_USER_ENV_VAR} to the service's OS user on a shared host)"
+            )
+            raise KeyServiceUnavailable(msg)
+        self._listener_checked.add(os.getpid())
+
     def _http(self) -> httpx.Client:
         pid = os.getpid()  # a client made before a fork is not reused after it
         if pid not in self._clients:
@@ -207,7 +248,10 @@ class KeyServiceClient:
         return self._clients[pid]
 
     def _headers(self, renew: bool = False) -> dict[str, str]:
-        headers = {"X-Bankplatform-Pipeline": acting_pipeline()}
+        pipeline = acting_pipeline()
+        headers = {"X-Bankplatform-Pipeline": pipeline}
+        if pipeline:
+            headers["X-Bankplatform-Run"] = os.environ.get(RUN_CREDENTIAL_ENV_VAR, "")
         token = os.environ.get(TOKEN_ENV_VAR)
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -293,6 +337,30 @@ class KeyServiceClient:
             if _missing(keyring):
                 return f"no keyring at {keyring}; run `bankplatform keys init`"
         return f"the key service of env {self.env} is not running at {where or self._socket}; its operator starts it with `bankplatform keyservice --env {self.env}`"
+
+
+def expected_service_uid() -> int:
+    """The OS user the key service must run as: ``$BANKPLATFORM_KEYSERVICE_USER``,
+    else this process's own (a single-user workstation).
+
+    Raises:
+        KeyServiceUnavailable: The variable names no user of this host.
+    """
+    name = os.environ.get(KEYSERVICE_USER_ENV_VAR, "").strip()
+    if not name:
+        return os.getuid()
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        msg = f"${KEYSERVICE_USER_ENV_VAR} names {name!r}, not a user of this host"
+        raise KeyServiceUnavailable(msg) from None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _missing(path: Path) -> bool:

@@ -11,6 +11,7 @@ does not start (the write raises).
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
 from bankplatform.project import pipeline_names
+from bankplatform.security.client import RUN_CREDENTIAL_ENV_VAR
 from bankplatform.security.policy import AccessDenied, Action, Principal
 from bankplatform.security.residency import ResidencyViolation, residency_violations
 from bankplatform.security.runtime import (
@@ -40,6 +42,7 @@ class AccessHook:
         self._security: WorkspaceSecurity | None = None
         self._starter: Principal | None = None
         self._pipelines: set[str] = set()
+        self._run: tuple[str, str | None] | None = None  # credential, previous value
 
     @hook_impl
     def before_pipeline_run(
@@ -61,8 +64,18 @@ class AccessHook:
         touched = {
             tag for node in pipeline.nodes for tag in node.tags
         } & self._pipelines
-        for name in dict.fromkeys([*pipeline_names(run_params), *sorted(touched)]):
-            security.enforce(Action.RUN_PIPELINE, f"pipeline:{name}")
+        for name in pipeline_names(run_params):
+            if name not in touched:
+                security.enforce(Action.RUN_PIPELINE, f"pipeline:{name}")
+        if touched:
+            # The run's right to act as its pipelines' services: granted for this
+            # run and its starter only, ended when the run ends.
+            run_id = run_params.get("run_id") or run_params.get("session_id")
+            credential = security.start_run(
+                str(run_id or f"run-{uuid.uuid4().hex}"), sorted(touched)
+            )
+            self._run = (credential, os.environ.get(RUN_CREDENTIAL_ENV_VAR))
+            os.environ[RUN_CREDENTIAL_ENV_VAR] = credential
         mismatches = security.service().call(
             "POST",
             "/v1/datasets/check",
@@ -118,6 +131,14 @@ class AccessHook:
         act_for_node(None)
         if starter is None or self._security is None:
             return
+        run, self._run = self._run, None
+        if run is not None:
+            credential, previous = run
+            if previous is None:
+                os.environ.pop(RUN_CREDENTIAL_ENV_VAR, None)
+            else:
+                os.environ[RUN_CREDENTIAL_ENV_VAR] = previous
+            self._security.end_run(credential)
         # Appended as the starter (no node acts now); the service stamps the name.
         self._security.audit_log().append(
             action="pipeline.run.end",

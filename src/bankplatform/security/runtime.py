@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import getpass
 import os
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from bankplatform.errors import BankplatformError
 from bankplatform.manifest import load_manifest
 from bankplatform.project import env_config_loader, find_project_root, resolve_env
 from bankplatform.security.client import (
+    RUN_CREDENTIAL_ENV_VAR,
     TOKEN_ENV_VAR,
     USER_ENV_VAR,
     KeyServiceClient,
@@ -88,6 +90,34 @@ class WorkspaceSecurity:
     def audit_log(self) -> ServiceAuditLog:
         """The audit log, appended to and read through the service."""
         return ServiceAuditLog(self.service())
+
+    def start_run(
+        self, run_id: str, pipelines: list[str], minutes: int = 24 * 60
+    ) -> str:
+        """A run credential for ``pipelines`` (asked as the starter, never a service)."""
+        with acting_for(""):
+            content = self.service().call(
+                "POST",
+                "/v1/runs",
+                {"run_id": run_id, "pipelines": pipelines, "minutes": minutes},
+            )
+        return str(content["credential"])
+
+    def renew_run(self, credential: str, minutes: int = 24 * 60) -> None:
+        """Extend a live run credential (a long-running service)."""
+        with acting_for(""):
+            self.service().call(
+                "POST", "/v1/runs/renew", {"credential": credential, "minutes": minutes}
+            )
+
+    def end_run(self, credential: str) -> None:
+        """End a run: its credential grants nothing from now on."""
+        with acting_for(""):
+            self.service().call("POST", "/v1/runs/end", {"credential": credential})
+
+    def policy_status(self) -> dict[str, Any]:
+        """The key service's installed policy against the workspace's ``conf/``."""
+        return self.service().call("GET", "/v1/policy")
 
     def bundles(self) -> ServiceBundles:
         """Signed model bundles, packaged and kept by the service."""
@@ -231,6 +261,7 @@ class DelegatedCaller:
     pipeline: str
     user: str | None
     token: str | None = field(default=None, repr=False)
+    run_credential: str | None = field(default=None, repr=False)
 
     @classmethod
     def of_this_process(cls) -> DelegatedCaller:
@@ -242,6 +273,7 @@ class DelegatedCaller:
             pipeline=acting_pipeline(),
             user=os.environ.get(USER_ENV_VAR),
             token=os.environ.get(TOKEN_ENV_VAR),
+            run_credential=os.environ.get(RUN_CREDENTIAL_ENV_VAR),
         )
 
     @contextmanager
@@ -249,17 +281,19 @@ class DelegatedCaller:
         """Inside the block this process asks this workspace's service as the caller
         (the worker's own credential variables are put back afterwards)."""
         global _active  # noqa: PLW0603 - a worker process acts for one task at a time
-        previous = (
-            _active,
-            {name: os.environ.get(name) for name in (TOKEN_ENV_VAR, USER_ENV_VAR)},
-        )
+        carried = (TOKEN_ENV_VAR, USER_ENV_VAR, RUN_CREDENTIAL_ENV_VAR)
+        previous = (_active, {name: os.environ.get(name) for name in carried})
         where = (self.root, self.env)
         if where not in _delegated:  # one client per worker process and workspace
             _delegated[where] = open_security(
                 env_config_loader(self.root, self.env), self.root, self.env
             )
         _active = _delegated[where]
-        for name, value in ((TOKEN_ENV_VAR, self.token), (USER_ENV_VAR, self.user)):
+        for name, value in (
+            (TOKEN_ENV_VAR, self.token),
+            (USER_ENV_VAR, self.user),
+            (RUN_CREDENTIAL_ENV_VAR, self.run_credential),
+        ):
             _set_or_remove(name, value)
         try:
             with acting_for(self.pipeline):
@@ -271,6 +305,35 @@ class DelegatedCaller:
 
 
 _delegated: dict[tuple[Path, str], WorkspaceSecurity] = {}
+
+
+@contextmanager
+def granted_run(
+    security: WorkspaceSecurity, pipelines: list[str], run_id: str = ""
+) -> Iterator[str]:
+    """Inside the block this process (and the processes it starts) holds a run
+    credential for ``pipelines``; it is ended afterwards.
+
+    Raises:
+        AccessDenied: The starter may not run one of them (audited).
+    """
+    credential = security.start_run(run_id or f"adhoc-{uuid.uuid4().hex}", pipelines)
+    previous = os.environ.get(RUN_CREDENTIAL_ENV_VAR)
+    os.environ[RUN_CREDENTIAL_ENV_VAR] = credential
+    try:
+        yield credential
+    finally:
+        _set_or_remove(RUN_CREDENTIAL_ENV_VAR, previous)
+        with suppress(BankplatformError):  # an ended service ends its grants too
+            security.end_run(credential)
+
+
+@contextmanager
+def acting_in_run(pipeline: str) -> Iterator[None]:
+    """Act as ``pipeline``'s service inside the block, under a run credential the
+    key service grants for it now (``data generate``, an import, a test's set-up)."""
+    with granted_run(active_security(), [pipeline]), acting_for(pipeline):
+        yield
 
 
 def _set_or_remove(name: str, value: str | None) -> None:

@@ -135,18 +135,19 @@ def load_security_settings(
     Returns:
         The settings with absolute paths.
     """
-    section = _security_file(config_loader).get("security", {})
+    section = security_file(config_loader).get("security", {})
     return SecuritySettings.model_validate(section).anchored(root, env)
 
 
 def load_access_policy(config_loader: AbstractConfigLoader) -> AccessPolicy:
     """Read ``access:`` (roles, users, services, pipelines) from ``security.yml``."""
     return AccessPolicy.model_validate(
-        _security_file(config_loader).get("access", {"roles": {}})
+        security_file(config_loader).get("access", {"roles": {}})
     )
 
 
-def _security_file(config_loader: AbstractConfigLoader) -> dict[str, Any]:
+def security_file(config_loader: AbstractConfigLoader) -> dict[str, Any]:
+    """The env's resolved ``security.yml`` (base and the env), or nothing."""
     known_patterns = getattr(config_loader, "config_patterns", None)
     if isinstance(known_patterns, dict):
         known_patterns.setdefault("security", ["security*", "security*/**"])

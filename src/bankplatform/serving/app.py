@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bankplatform.errors import BankplatformError
 from bankplatform.http_api import ErrorPolicy, install_error_handlers
+from bankplatform.security.audit import DECISION_SHA256
 from bankplatform.security.policy import AccessDenied, Action, IdentityError
 from bankplatform.serving.schemas import (
     REQUEST_ID,
@@ -295,6 +296,8 @@ async def score(
         "model_version": response["model_version"],
         "variant": response["variant"],
         "decision": response["decision"],
+        # The decision-log line, bound to the signed log: an edit shows.
+        DECISION_SHA256: service.logged_line_sha256(arguments[2]),
     }
     # Built by the service to the ScoreResponse schema; not validated twice.
     return Response(orjson.dumps(response), media_type="application/json")

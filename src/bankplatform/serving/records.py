@@ -17,12 +17,14 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import orjson
+
+from bankplatform.security.audit import decision_line_sha256
 
 _LOG = logging.getLogger("bankplatform.serving")
 Item = TypeVar("Item")
@@ -104,35 +106,55 @@ class BackgroundWriter(Generic[Item]):
 
 
 class DecisionLog:
-    """The decision log: a folder of daily JSON-lines files, pseudonymous only."""
+    """The decision log: a folder of daily JSON-lines files, pseudonymous only.
+
+    Each line is encoded once (``decision_line``); its sha256 goes into the
+    request's audit record, so a line edited afterwards no longer matches the
+    signed log (``decision trace`` and monitoring check it).
+    """
 
     def __init__(self, folder: Path, flush_seconds: float) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self._writer: BackgroundWriter[dict[str, Any]] = BackgroundWriter(
+        self._writer: BackgroundWriter[bytes] = BackgroundWriter(
             "decision-log", self._append, flush_seconds
         )
 
     @property
-    def writer(self) -> BackgroundWriter[dict[str, Any]]:
+    def writer(self) -> BackgroundWriter[bytes]:
         """Its background writer (backlog, health)."""
         return self._writer
 
-    def put(self, record: dict[str, Any]) -> None:
-        """Queue one record (a decision, a shadow score, an override)."""
-        self._writer.put(record)
+    def put(self, record: dict[str, Any]) -> str:
+        """Queue one record (a decision, a shadow score, an override); its line's sha256."""
+        line = decision_line(record)
+        self._writer.put(line)
+        return decision_line_sha256(line)
 
-    def _append(self, records: list[dict[str, Any]]) -> None:
+    def _append(self, lines: list[bytes]) -> None:
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         path = self.folder / f"decisions-{day}.jsonl"
-        # orjson writes NaN and infinity as null: the log stays strict JSON.
-        payload = b"".join(orjson.dumps(r) + b"\n" for r in records)
+        payload = b"".join(line + b"\n" for line in lines)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
             os.write(descriptor, payload)
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+
+def decision_line(record: dict[str, Any]) -> bytes:
+    """A record as its decision-log line (without the newline). orjson writes NaN
+    and infinity as null: the log stays strict JSON."""
+    return orjson.dumps(record)
+
+
+def decision_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each record of one decision-log file with its line's sha256."""
+    with path.open("rb") as stream:
+        for line in stream:
+            if line.strip():
+                yield decision_line_sha256(line), orjson.loads(line)
 
 
 def read_decision_records(folder: Path) -> list[dict[str, Any]]:

@@ -8,7 +8,11 @@ on behalf of the person who starts it, which the key service grants only to a
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,7 +29,7 @@ from bankplatform.feature_repo.services import service_features
 from bankplatform.features.settings import FeaturesParameters
 from bankplatform.governance.settings import GovernanceSettings
 from bankplatform.manifest import WorkspaceManifest
-from bankplatform.security.client import serve_as
+from bankplatform.security.client import RUN_CREDENTIAL_ENV_VAR, serve_as
 from bankplatform.security.runtime import WorkspaceSecurity, activate
 from bankplatform.serving.app import create_app
 from bankplatform.serving.scoring import OnlineFeatures
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 SERVICE_PIPELINE = "scoring"
+_RENEW_SECONDS = 3600.0
+_LOG = logging.getLogger(__name__)
 
 
 class ServingError(BankplatformError):
@@ -80,10 +86,13 @@ def build_service(workspace: ServiceWorkspace) -> ScoringService:
     Raises:
         ServingError: No served champion can be loaded, or the starter may not run it.
     """
-    serve_as(SERVICE_PIPELINE)
     security = workspace.security
     activate(security)
-    security.whoami()  # the key service grants svc-scoring only to whoever may start it
+    # The key service grants svc-scoring only to whoever may start it, for this
+    # service's lifetime: the credential is renewed while it runs.
+    _hold_run_credential(security)
+    serve_as(SERVICE_PIPELINE)
+    security.whoami()
     service_name = FeaturesParameters.model_validate(
         workspace.params.get("features", {})
     ).feature_service
@@ -101,6 +110,23 @@ def build_service(workspace: ServiceWorkspace) -> ScoringService:
         cut_off=workspace.governance.decision_cut_off,
     )
     return ScoringService(context)
+
+
+def _hold_run_credential(security: WorkspaceSecurity) -> None:
+    """Take a run credential for the scoring pipeline and renew it hourly (each
+    renewal lasts a day) in a background thread for as long as the process lives."""
+    credential = security.start_run(f"serve-{uuid.uuid4().hex}", [SERVICE_PIPELINE])
+    os.environ[RUN_CREDENTIAL_ENV_VAR] = credential
+
+    def renew() -> None:
+        while True:
+            time.sleep(_RENEW_SECONDS)
+            try:
+                security.renew_run(credential)
+            except Exception as error:  # the next hour tries again
+                _LOG.warning("run credential not renewed: %s", type(error).__name__)
+
+    threading.Thread(target=renew, name="run-credential", daemon=True).start()
 
 
 def _feature_store(root: Path, env: str) -> Any:

@@ -31,7 +31,7 @@ from bankplatform.governance.registry import (
     alias_holder,
     current_aliases,
 )
-from bankplatform.security.audit import AuditWriteError
+from bankplatform.security.audit import DECISION_SHA256, AuditWriteError
 from bankplatform.security.policy import AccessDenied, Action, IdentityError
 from bankplatform.serving.models import (
     VARIANTS,
@@ -392,12 +392,21 @@ class ScoringService:
             "halted": halted,
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         }
-        self.decisions.put(record)
+        digest = self.decisions.put(record)
         self._remember(
             request_id,
-            {"decision": decision, "model_version": response["model_version"]},
+            {
+                "decision": decision,
+                "model_version": response["model_version"],
+                DECISION_SHA256: digest,
+            },
         )
         return response
+
+    def logged_line_sha256(self, request_id: str) -> str:
+        """The sha256 of a recent decision's log line (for its audit record)."""
+        with self._lock:
+            return str(self._recent.get(request_id, {}).get(DECISION_SHA256, ""))
 
     def _remember(self, request_id: str, summary: dict[str, Any]) -> None:
         with self._lock:

@@ -32,9 +32,10 @@ from bankplatform.errors import BankplatformError
 from bankplatform.governance.evidence import changed_evidence
 from bankplatform.lineage.fingerprint import FingerprintCache
 from bankplatform.lineage.records import lineage_run_of
+from bankplatform.security.audit import DECISION_SHA256
 from bankplatform.security.bundles import BundleRefused, unpack, verify_bundle
 from bankplatform.serving.models import Servable, load_served, version_facts
-from bankplatform.serving.records import read_decision_records
+from bankplatform.serving.records import decision_lines
 from bankplatform.serving.scoring import input_sha256, score_application
 from bankplatform.training.registry import artefact_sha256
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 RESCORE_TOLERANCE = 1e-9
 RAW_LAYER = "01_raw"
+LINE_SHA256 = "line_sha256"  # the logged line's hash, computed when read
 
 
 class DecisionUnknown(BankplatformError):
@@ -75,23 +77,24 @@ class TraceInputs:
 def logged_decision(
     folder: Path, request_id: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The decision record of a request and what followed it (overrides, appeals).
+    """The decision record of a request (with its line's sha256 as ``line_sha256``)
+    and what followed it (overrides, appeals).
 
     Raises:
         DecisionUnknown: No decision with that id (or no log at all).
     """
-    try:
-        records = read_decision_records(folder)
-    except FileNotFoundError as error:
-        raise DecisionUnknown(str(error)) from None
+    if not folder.is_dir():
+        msg = f"no decision log at {folder}"
+        raise DecisionUnknown(msg)
     decision, later = None, []
-    for record in records:
-        if record.get("request_id") != request_id:
-            continue
-        if record.get("type") == "decision":
-            decision = record
-        else:
-            later.append(record)
+    for path in sorted(folder.glob("decisions-*.jsonl")):
+        for digest, record in decision_lines(path):
+            if record.get("request_id") != request_id:
+                continue
+            if record.get("type") == "decision":
+                decision = {**record, LINE_SHA256: digest}
+            else:
+                later.append(record)
     if decision is None:
         msg = f"no decision with request id {request_id} in {folder}"
         raise DecisionUnknown(msg)
@@ -161,6 +164,12 @@ def _decision_link(decision: dict[str, Any], inputs: TraceInputs) -> Link:
             f"no audit record of request {request_id}: the decision log line is not in the signed log",
         )
     details = audited[-1].get("details") or {}
+    if details.get(DECISION_SHA256) != decision.get(LINE_SHA256):
+        return Link(
+            "decision",
+            False,
+            "the decision log line is not the one audited (its sha256 differs from the audit record's): edited after the decision",
+        )
     if details.get("model_version") != decision.get("model_version") or details.get(
         "decision"
     ) != decision.get("decision"):

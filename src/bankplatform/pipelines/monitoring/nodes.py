@@ -32,6 +32,7 @@ from bankplatform.monitoring.inputs import (
 from bankplatform.monitoring.reports import DRIFT_JSON, write_html
 from bankplatform.monitoring.verdict import WindowVerdict, judge_window
 from bankplatform.monitoring.windows import parse_window, window_decisions
+from bankplatform.security.audit import DECISION_SHA256
 
 REPORTS = Path("data") / "08_reporting" / "monitoring"
 
@@ -80,7 +81,15 @@ def collect_window_decisions(
         ``window`` (its id, start and end) and ``decisions``.
     """
     window = parse_window(workspace.monitoring.window)
-    decisions = window_decisions(workspace.serving.decision_log, window)
+    # Only lines the scoring service's audit records vouch for are measured.
+    audited = {
+        str((r.get("details") or {}).get(DECISION_SHA256, ""))
+        for r in workspace.security.audit_log().records(resource="request:")
+        if r.get("action") == "scoring.request"
+    }
+    decisions, tampered = window_decisions(
+        workspace.serving.decision_log, window, audited - {""}
+    )
     outcomes = (
         pd.concat([load() for load in decision_outcomes.values()], ignore_index=True)
         if decision_outcomes
@@ -93,6 +102,7 @@ def collect_window_decisions(
             "end": window.end.isoformat(),
         },
         "decisions": with_outcomes(decisions, outcomes),
+        "tampered_decision_lines": tampered,
     }
 
 
@@ -122,6 +132,8 @@ def judge_monitoring_window(
         "model_version": champion_reference["model_version"],
         "reference_rows": len(champion_reference["reference"]),
         **verdict.summary(),
+        # Decision lines the audit log does not vouch for: counted, never used.
+        "tampered_decision_lines": window_decisions.get("tampered_decision_lines", 0),
         "settings": settings.model_dump(mode="json"),
     }
     hashes = _write_reports(root, folder, verdict, summary)
