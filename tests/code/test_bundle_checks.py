@@ -172,6 +172,10 @@ def test_each_reason_to_refuse_a_signature(
         ("/etc/passwd", "not an acceptable bundle file name"),
         ("model/../../x", "not an acceptable bundle file name"),
         ("provenance.json", "not an acceptable bundle file name"),
+        (
+            "model/__pycache__/pd_model.cpython-311.pyc",
+            "not an acceptable bundle file name",
+        ),
     ],
 )
 def test_malformed_requests_are_named(name: str, reason: str) -> None:

@@ -26,6 +26,7 @@ from bankplatform.governance.registry import GovernanceError
 from bankplatform.lineage.provenance import LOCK_FILE
 from bankplatform.lineage.records import lineage_run_of
 from bankplatform.security.bundles import MODEL_FOLDER
+from bankplatform.training.registry import model_files
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -160,8 +161,7 @@ def _model_files(model: str, version: int) -> dict[str, bytes]:
         )
         return {
             path.relative_to(local).as_posix(): path.read_bytes()
-            for path in sorted(local.rglob("*"))
-            if path.is_file()
+            for path in model_files(local)
         }
 
 

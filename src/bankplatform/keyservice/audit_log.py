@@ -119,6 +119,18 @@ class MlflowWitness:
     def _client(self) -> Any:
         from mlflow.tracking import MlflowClient  # noqa: PLC0415 - only when configured
 
+        local = (
+            self._uri.removeprefix("sqlite:///")
+            if self._uri.startswith("sqlite:///")
+            else ""
+        )
+        if local and not os.access(
+            local if os.path.exists(local) else os.path.dirname(local) or ".",
+            os.R_OK | os.W_OK,
+        ):
+            # MLflow would retry opening it for minutes; this OS user cannot.
+            msg = f"{self.name}: not writable by this OS user"
+            raise PermissionError(msg)
         return MlflowClient(tracking_uri=self._uri)
 
     def _run(self, create: bool) -> str | None:
@@ -360,7 +372,10 @@ class AuditLog:
         self, heads: dict[int, str], count: int, witnesses: Sequence[Witness]
     ) -> str:
         for witness in witnesses:
-            head = witness.read()
+            try:
+                head = witness.read()
+            except Exception as error:  # a store down or not ours to read
+                return f"{witness.name}: cannot be read ({type(error).__name__}: {str(error)[:200]})"
             if head is None:
                 if count:
                     return f"{witness.name}: missing (the log has {count} records)"

@@ -96,7 +96,14 @@ def request_problem(request: PackageRequest) -> str:
     if len(request.files) > MAX_FILES:
         return f"{len(request.files)} files: a bundle has at most {MAX_FILES}"
     for name in sorted(request.files):
-        if not _FILE.match(name) or ".." in name.split("/") or name == PROVENANCE:
+        parts = name.split("/")
+        if (
+            not _FILE.match(name)
+            or ".." in parts
+            or "__pycache__" in parts
+            or name.endswith(".pyc")
+            or name == PROVENANCE
+        ):
             return f"not an acceptable bundle file name: {name[:80]!r}"
     size = sum(len(content) for content in request.files.values())
     if size > MAX_BUNDLE_BYTES:

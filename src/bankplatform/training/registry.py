@@ -44,15 +44,30 @@ def pinned_requirements(lock_file: Path) -> list[str]:
     return [pins[name] for name in _MODEL_PACKAGES if name in pins]
 
 
-def artefact_sha256(folder: Path) -> str:
-    """One hash over a logged model's files (relative path and content of each).
+def model_files(folder: Path) -> list[Path]:
+    """A logged model's files, without Python's bytecode caches: ``__pycache__`` is
+    rewritten by whichever process imports the model's code where it lies, and a
+    cached ``.pyc`` could run other code than its source; it is never hashed,
+    packaged or served."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix != ".pyc"
+        and "__pycache__" not in p.relative_to(folder).parts
+    )
 
-    Recorded at registration (in the audit log) and recomputed by the scoring
-    service when it loads a version and by ``decision trace``: the bytes that
-    score are the bytes that were registered and approved.
+
+def artefact_sha256(folder: Path) -> str:
+    """One hash over a logged model's files (relative path and content of each;
+    bytecode caches excluded, see ``model_files``).
+
+    Recorded at registration (in the audit log) and recomputed when the version is
+    packaged, by the scoring service when it loads its bundle and by ``decision
+    trace``: the bytes that score are the bytes that were registered and approved.
     """
     digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for file in model_files(folder):
         digest.update(file.relative_to(folder).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(file.read_bytes()).digest())
     return digest.hexdigest()
