@@ -22,13 +22,17 @@ def test_verify_records_a_check_only_on_an_intact_chain(workspace_dir: Path) -> 
         ["bankplatform", "audit", "verify", "--env", "test"], workspace_dir
     )
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "audit log intact: 0 records, 0 signed checkpoints"
+    # The service's first start installed its policy: the log's first record.
+    assert first.stdout.strip() == "audit log intact: 1 records, 1 signed checkpoints"
     lines = _audit(workspace_dir).read_text().splitlines()
-    assert [json.loads(line)["action"] for line in lines] == ["read_audit_log"]
-    # Edit the one record: the next verify finds it and appends nothing.
-    edited = lines[0].replace('"actor":"local-developer"', '"actor":"mallory"')
-    assert edited != lines[0]
-    _audit(workspace_dir).write_text(edited + "\n")
+    assert [json.loads(line)["action"] for line in lines] == [
+        "policy.install",
+        "read_audit_log",
+    ]
+    # Edit the check's record: the next verify finds it and appends nothing.
+    edited = lines[1].replace('"actor":"local-developer"', '"actor":"mallory"')
+    assert edited != lines[1]
+    _audit(workspace_dir).write_text(lines[0] + "\n" + edited + "\n")
     checkpoints = _audit(workspace_dir).with_name("audit.jsonl.checkpoints")
     signed = checkpoints.read_text()
     broken = run_command(
@@ -36,9 +40,9 @@ def test_verify_records_a_check_only_on_an_intact_chain(workspace_dir: Path) -> 
     )
     assert broken.returncode == 1
     assert broken.stderr.strip() == (
-        "Error: audit log NOT intact: record seq 1: content does not match its hash (edited)"
+        "Error: audit log NOT intact: record seq 2: content does not match its hash (edited)"
     )
-    assert _audit(workspace_dir).read_text() == edited + "\n"
+    assert _audit(workspace_dir).read_text() == lines[0] + "\n" + edited + "\n"
     assert checkpoints.read_text() == signed
 
 

@@ -117,10 +117,15 @@ def test_the_run_is_in_the_audit_log_and_verify_sees_tampering(
 ) -> None:
     shown = run_command(["bankplatform", "audit", "show"], ingested_workspace)
     records = [json.loads(line) for line in shown.stdout.splitlines()]
-    # The fixture's run comes first; later tests of the group may append.
-    end = next(i for i, r in enumerate(records) if r["action"] == "pipeline.run.end")
-    run = records[: end + 1]
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    # The key service's first start installed its policy; the fixture's run comes
+    # next; later tests of the group may append.
+    assert (records[0]["action"], records[0]["actor"]) == (
+        "policy.install",
+        "keyservice",
+    )
+    end = next(i for i, r in enumerate(records) if r["action"] == "pipeline.run.end")
+    run = records[1 : end + 1]
     assert (run[0]["action"], run[0]["actor"], run[0]["outcome"]) == (
         "run_pipeline",
         "local-developer",

@@ -125,8 +125,13 @@ def _audit_as_the_scoring_service(
     them (the scoring service's identity, started by an admin)."""
     from bankplatform.security.audit import decision_line_sha256
     from bankplatform.security.client import acting_for
+    from bankplatform.security.runtime import granted_run
 
-    with acting_as(root, "local-developer") as security, acting_for("scoring"):
+    with (
+        acting_as(root, "local-developer") as security,
+        granted_run(security, ["scoring"]),
+        acting_for("scoring"),
+    ):
         security.audit_log().append_many(
             [
                 (

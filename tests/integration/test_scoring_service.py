@@ -957,6 +957,22 @@ def test_a_decision_is_reconstructed_and_traced_to_the_raw_extract(
     assert (
         tampered.returncode == 1 and "the chain breaks at: decision" in tampered.stderr
     )
+    # One byte of the customer token changed (the decision moved to another
+    # customer): the line is no longer the one whose hash was audited.
+    moved = json.loads(text.splitlines()[index])
+    token = moved["customer_token"]
+    moved["customer_token"] = token[:-1] + ("0" if token[-1] != "0" else "1")
+    edited = text.splitlines()
+    edited[index] = json.dumps(moved, separators=(",", ":"))
+    log.write_text("\n".join(edited) + "\n")
+    shifted = run_command(
+        ["bankplatform", "decision", "trace", request_id, "--env", "test"],
+        workspace,
+        extra_env=auditor,
+    )
+    log.write_text(text)
+    assert shifted.returncode == 1
+    assert "the decision log line is not the one audited" in shifted.stdout
 
 
 # TLS ---------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def bundle_files(
         raise GovernanceError(msg)
     files = {
         f"{MODEL_FOLDER}/{name}": data
-        for name, data in _model_files(model, version).items()
+        for name, data in _model_files(client, model, version).items()
     }
     files["requirements.lock"] = lock.read_bytes()
     files["feature_service.json"] = _json(_feature_service(facts))
@@ -149,14 +149,21 @@ def _pins(lock: str) -> list[tuple[str, str]]:
     return sorted(pins)
 
 
-def _model_files(model: str, version: int) -> dict[str, bytes]:
+def _model_files(client: MlflowClient, model: str, version: int) -> dict[str, bytes]:
+    """The registered version's files, from the env's own registry (never a
+    process-wide tracking URI another workspace may have set)."""
     import mlflow.artifacts  # noqa: PLC0415
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # ``models:/`` as the training service hashed it, in this client's stores.
+    stores = {
+        "tracking_uri": client._tracking_client.tracking_uri,
+        "registry_uri": client._registry_uri,
+    }
     with tempfile.TemporaryDirectory(prefix="bankplatform-package-") as folder:
         local = Path(
             mlflow.artifacts.download_artifacts(
-                f"models:/{model}/{version}", dst_path=folder
+                artifact_uri=f"models:/{model}/{version}", dst_path=folder, **stores
             )
         )
         return {

@@ -152,6 +152,8 @@ class MlflowWitness:
                 self._run_id = client.create_run(
                     experiment_id, run_name="audit-witness"
                 ).info.run_id
+                # A holder of tags, not a run in progress: finished at once.
+                client.set_terminated(self._run_id)
         return self._run_id
 
     def record(self, checkpoint: dict[str, Any]) -> None:
