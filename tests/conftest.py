@@ -469,3 +469,23 @@ def workspace_security(
     runtime.activate(active_test_security)
     yield active_test_security
     runtime._active = previous
+
+
+@pytest.fixture(autouse=True)
+def mlflow_tracking_uri_restored() -> Iterator[None]:
+    """A test that points MLflow at its own workspace leaves nothing behind:
+    ``mlflow.set_tracking_uri`` also sets ``$MLFLOW_TRACKING_URI``, which every
+    later in-process run and subprocess of the worker would otherwise use (a
+    retraining registered its version in another test's registry)."""
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if os.environ.get("MLFLOW_TRACKING_URI") == saved:
+        return
+    if saved is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+    if "mlflow" in sys.modules:
+        from mlflow.tracking._tracking_service import utils
+
+        utils._tracking_uri = saved  # MLflow keeps no public reset

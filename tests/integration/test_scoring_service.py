@@ -944,33 +944,38 @@ def test_a_decision_is_reconstructed_and_traced_to_the_raw_extract(
         for i, line in enumerate(lines)
         if f'"request_id":"{request_id}"' in line and '"type":"decision"' in line
     ]
-    record = json.loads(lines[index])
-    record["decision"] = "approve" if record["decision"] == "decline" else "decline"
-    lines[index] = json.dumps(record, separators=(",", ":"))
-    log.write_text("\n".join(lines) + "\n")
-    tampered = run_command(
-        ["bankplatform", "decision", "trace", request_id, "--env", "test"],
-        workspace,
-        extra_env=auditor,
-    )
-    log.write_text(text)
+
+    def trace_edited(field: str, value: Any) -> subprocess.CompletedProcess[str]:
+        """The trace with one field of the logged decision changed, then put back."""
+        record = json.loads(lines[index])
+        record[field] = value
+        edited = [
+            *lines[:index],
+            json.dumps(record, separators=(",", ":")),
+            *lines[index + 1 :],
+        ]
+        log.write_text("\n".join(edited) + "\n")
+        try:
+            return run_command(
+                ["bankplatform", "decision", "trace", request_id, "--env", "test"],
+                workspace,
+                extra_env=auditor,
+            )
+        finally:
+            log.write_text(text)
+
+    logged = json.loads(lines[index])
+    flipped = "approve" if logged["decision"] == "decline" else "decline"
+    tampered = trace_edited("decision", flipped)
     assert (
         tampered.returncode == 1 and "the chain breaks at: decision" in tampered.stderr
     )
     # One byte of the customer token changed (the decision moved to another
     # customer): the line is no longer the one whose hash was audited.
-    moved = json.loads(text.splitlines()[index])
-    token = moved["customer_token"]
-    moved["customer_token"] = token[:-1] + ("0" if token[-1] != "0" else "1")
-    edited = text.splitlines()
-    edited[index] = json.dumps(moved, separators=(",", ":"))
-    log.write_text("\n".join(edited) + "\n")
-    shifted = run_command(
-        ["bankplatform", "decision", "trace", request_id, "--env", "test"],
-        workspace,
-        extra_env=auditor,
+    token = logged["customer_token"]
+    shifted = trace_edited(
+        "customer_token", token[:-1] + ("0" if token[-1] != "0" else "1")
     )
-    log.write_text(text)
     assert shifted.returncode == 1
     assert "the decision log line is not the one audited" in shifted.stdout
 

@@ -208,7 +208,10 @@ def _retrain(case: WindowCase, settings: MonitoringSettings) -> dict[str, Any]:
             cwd=case.root,
             stdout=output,
             stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
+            # The workspace's conf/ names the tracking store: a process-wide
+            # $MLFLOW_TRACKING_URI (mlflow.set_tracking_uri sets one) must not
+            # send the new version to another registry.
+            env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
             timeout=_RETRAIN_TIMEOUT_S,
             check=False,
         )
