@@ -31,8 +31,8 @@ from bankplatform.keyservice.local_kms import LocalKeyring, load_master_key
 from bankplatform.pipelines.ingestion import create_pipeline
 from bankplatform.project import env_config_loader
 from bankplatform.security import runtime
-from bankplatform.security.client import acting_for
 from bankplatform.security.envelope import EncryptingWriter
+from bankplatform.security.runtime import acting_in_run
 from bankplatform.synthetic import GeneratorConfig, generate_raw_extract
 from key_service import _workspace
 
@@ -83,7 +83,7 @@ def _catalog(raw: Path, out: Path) -> DataCatalog:
 def _ingest(raw: Path, out: Path) -> float:
     catalog = _catalog(raw, out)
     started = time.perf_counter()
-    with acting_for("ingestion"):
+    with acting_in_run("ingestion"):
         SequentialRunner().run(create_pipeline(), catalog)
     return time.perf_counter() - started
 

@@ -34,7 +34,7 @@ from bankplatform.keyservice.local_kms import (
 from bankplatform.keyservice.tokens import TokenService
 from bankplatform.project import env_config_loader
 from bankplatform.security import runtime
-from bankplatform.security.client import acting_for
+from bankplatform.security.runtime import acting_in_run
 from bankplatform.security.settings import load_access_policy
 from encrypted_parquet import _TEXT, _table, _timed
 
@@ -88,7 +88,9 @@ def main(quick: bool = False) -> None:
         )
         plain = root / "plain.parquet"
         times: dict[str, list[float]] = {k: [] for k in ("plain", "inside", "service")}
-        with acting_for("features"):  # training_set is the features service's to write
+        with acting_in_run(
+            "features"
+        ):  # training_set is the features service's to write
             for _ in range(REPEATS):
                 times["plain"].append(
                     _timed(
