@@ -36,6 +36,7 @@ from bankplatform.security.bundles import (
     MODEL_FOLDER,
     PROVENANCE,
     SIGNATURE,
+    files_sha256,
     pack,
     statement,
 )
@@ -122,7 +123,7 @@ def governance_problem(
 ) -> str:
     """Why the audit log does not let this bundle be signed; empty if it does."""
     version = request.version
-    found = _artefact_sha256(_model_files(request))
+    found = files_sha256(_model_files(request))
     checks = [
         (
             not facts.registered_by,
@@ -321,15 +322,6 @@ def _model_files(request: PackageRequest) -> dict[str, bytes]:
         for name, data in request.files.items()
         if name.startswith(prefix)
     }
-
-
-def _artefact_sha256(files: dict[str, bytes]) -> str:
-    """``training.registry.artefact_sha256`` of files held in memory."""
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0")
-        digest.update(hashlib.sha256(files[name]).digest())
-    return digest.hexdigest()
 
 
 def _json(value: dict[str, Any]) -> bytes:

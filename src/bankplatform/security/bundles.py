@@ -13,12 +13,14 @@ public key verifies, here or with ``model_signing verify key``, offline.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import tarfile
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from bankplatform.errors import BankplatformError
@@ -145,6 +147,18 @@ def pack(root: Path) -> bytes:
         for path in sorted(root.rglob("*")):
             tar.add(path, arcname=path.relative_to(root).as_posix(), recursive=False)
     return buffer.getvalue()
+
+
+def files_sha256(files: Mapping[str, bytes]) -> str:
+    """One hash over a model's files (relative POSIX path and content of each), in
+    path order: the artefact hash the training service records at registration,
+    recomputed over the files of a folder (``training.registry.artefact_sha256``) or
+    as the key service receives them."""
+    digest = hashlib.sha256()
+    for name in sorted(files, key=lambda n: PurePosixPath(n).parts):
+        digest.update(name.encode() + b"\0")
+        digest.update(hashlib.sha256(files[name]).digest())
+    return digest.hexdigest()
 
 
 def _why(library_message: str) -> str:

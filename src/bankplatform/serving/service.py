@@ -129,6 +129,8 @@ class ScoringService:
         )
         self.served: dict[str, ServedModel] = {}
         self.refused: dict[str, str] = {}
+        # The version each refusal was about: an alias still naming it has not moved.
+        self._refused_versions: dict[str, int | None] = {}
         self._tokens: dict[str, tuple[float, Caller | str]] = {}
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._shadow = ThreadPoolExecutor(1, thread_name_prefix="shadow")
@@ -585,6 +587,7 @@ class ScoringService:
             if servable is None:
                 self.served.pop(variant, None)
                 self.refused.pop(variant, None)
+                self._refused_versions.pop(variant, None)
                 return
             wanted = servable.version
             if current is None or (current.version, current.bundle_digest) != (
@@ -595,10 +598,11 @@ class ScoringService:
                     name, servable, variant, records, self.context.security.bundles()
                 )
             self.refused.pop(variant, None)
+            self._refused_versions.pop(variant, None)
         except ModelRefused as error:
-            if current is not None and current.version == (
-                wanted or alias_holder(self.context.registry, name, variant)
-            ):
+            refused = wanted or alias_holder(self.context.registry, name, variant)
+            self._refused_versions[variant] = refused
+            if current is not None and current.version == refused:
                 self.served.pop(variant, None)  # its own standing is gone
             if self.refused.get(variant) != str(error):
                 _LOG.warning("%s not served: %s", variant, error)
@@ -634,13 +638,17 @@ class ScoringService:
                 )
 
     def _aliases_moved(self) -> bool:
-        """Whether an alias names another version than the one loaded (one registry
-        call: a decommissioning removes the aliases, and whatever an alias is moved
-        to is checked against the audit log when it loads)."""
+        """Whether an alias names another version than the one loaded or last
+        refused (one registry call: a decommissioning removes the aliases, and
+        whatever an alias is moved to is checked against the audit log when it
+        loads; a refusal is not re-read at every poll while the alias stays)."""
         held = current_aliases(self.context.registry, self.context.model_name)
         return any(
             held.get(variant)
-            != (self.served[variant].version if variant in self.served else None)
+            not in {
+                self.served[variant].version if variant in self.served else None,
+                self._refused_versions.get(variant, -1),
+            }
             for variant in VARIANTS
         )
 

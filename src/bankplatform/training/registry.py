@@ -11,7 +11,6 @@ from the lock file (inferring them cost ~2 s of a ~3 s ``log_model`` here).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -26,6 +25,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from bankplatform.security.bundles import files_sha256
 from bankplatform.third_party import mlflow_event_lines_off
 from bankplatform.training import pd_model
 from bankplatform.training.boosting import BoostingConfig, predict
@@ -66,11 +66,9 @@ def artefact_sha256(folder: Path) -> str:
     packaged, by the scoring service when it loads its bundle and by ``decision
     trace``: the bytes that score are the bytes that were registered and approved.
     """
-    digest = hashlib.sha256()
-    for file in model_files(folder):
-        digest.update(file.relative_to(folder).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(file.read_bytes()).digest())
-    return digest.hexdigest()
+    return files_sha256(
+        {p.relative_to(folder).as_posix(): p.read_bytes() for p in model_files(folder)}
+    )
 
 
 def model_artefact_sha256(model_uri: str) -> str:
