@@ -4,11 +4,13 @@ Models-from-code: MLflow runs this file when the version loads. It is the real
 credit model (same booster, same design) with one injected fault from its
 ``fault`` artifact: ``raise`` (raises on a share of applications), ``nan``
 (returns NaN on a share), ``sleep`` (answers after a delay), ``shift`` (adds a
-constant to the log-odds), ``none`` (a healthy copy).
+constant to the log-odds), ``extra_column`` (one output too many), ``exit``
+(calls ``sys.exit``), ``none`` (a healthy copy).
 """
 
 import json
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,11 @@ class FaultyChallenger(CreditDefaultModel):
             raise RuntimeError("injected fault")
         if kind == "sleep":
             time.sleep(float(self.fault["seconds"]))
+        if kind == "exit":
+            sys.exit(3)
         values = super().contributions_of(applicants)
+        if kind == "extra_column":
+            return np.hstack([values, np.zeros((len(values), 1))])
         if kind == "nan" and draw < rate:
             values[:] = np.nan
         if kind == "shift":

@@ -142,6 +142,27 @@ def token(root: Path, user: str, *roles: str, minutes: int = 60) -> str:
     return str(signed)
 
 
+def install_policy(root: Path, env: str = "test") -> Any:
+    """Install the workspace's conf/ policy as a tier 1 workspace's admins do: one
+    admin proposes, a second installs (developer domain: ``$BANKPLATFORM_USER``)."""
+    from bankplatform.keyservice.admin import install_workspace_policy
+
+    saved = {
+        k: os.environ.pop(k, None) for k in ("BANKPLATFORM_TOKEN", "BANKPLATFORM_USER")
+    }
+    try:
+        for admin in ("paul.admin", "nora.admin"):
+            os.environ["BANKPLATFORM_USER"] = admin
+            change = install_workspace_policy(root, env, apply=True)
+        assert change.installed and change.proposed_by == "paul.admin", change
+        return change
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None)
+            if value is not None:
+                os.environ[key] = value
+
+
 def audit_records(root: Path) -> list[dict[str, Any]]:
     """Every record of the workspace's audit log, read from the file."""
     log = root / ".bankplatform" / "audit" / "audit.jsonl"
@@ -159,7 +180,7 @@ def register_challenger(
 
     from bankplatform.security.client import acting_for
     from bankplatform.security.runtime import granted_run
-    from bankplatform.training.registry import model_artefact_sha256
+    from bankplatform.training.registry import registered_artefact_sha256
 
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     with tempfile.TemporaryDirectory() as folder:
@@ -183,7 +204,9 @@ def register_challenger(
                 pip_requirements=[],
             )
         version = int(mlflow.register_model(info.model_uri, MODEL).version)
-    digest = model_artefact_sha256(f"models:/{MODEL}/{version}")
+    digest = registered_artefact_sha256(
+        mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}"), MODEL, version
+    )
     resource = f"model:{MODEL}/{version}"
     base = _allowed_details(root, f"model:{MODEL}/{base_version}")
     # Registered as a training run registers: the training service, started by her.

@@ -19,6 +19,7 @@ from kedro.pipeline import Node, Pipeline
 from kedro.runner import SequentialRunner
 
 from bankplatform.errors import BankplatformError
+from bankplatform.keyservice.admin import PolicyChange
 from bankplatform.project import env_config_loader
 from bankplatform.security.client import act_for_node, acting_for, acting_pipeline
 from bankplatform.security.envelope import key_context
@@ -356,7 +357,6 @@ def test_the_service_decides_from_its_installed_policy_not_the_workspace_conf(
     which shows and audits every difference."""
     import yaml
 
-    from bankplatform.keyservice.admin import install_workspace_policy
     from bankplatform.keyservice.authority import KeyAuthority
     from tests.conftest import run_command
 
@@ -385,10 +385,37 @@ def test_the_service_decides_from_its_installed_policy_not_the_workspace_conf(
     assert shown.stdout.splitlines() == [
         f"  {change}",
         "env test: conf/ differs from the installed policy in 1 place(s); "
-        "`bankplatform keys policy --install` installs it",
+        "`bankplatform keys policy --install` installs it "
+        "(two people: a proposal, then a second admin's install)",
     ]
-    installed = install_workspace_policy(root, "test", apply=True)
+    # A tier 1 workspace: the first admin's install is a proposal of this exact
+    # document; the same admin cannot complete it; a data scientist cannot either.
+    install = ["bankplatform", "keys", "policy", "--env", "test", "--install"]
+    proposed = run_command(install, root, extra_env={"BANKPLATFORM_USER": "paul.admin"})
+    assert proposed.returncode == 0, proposed.stderr
+    assert proposed.stdout.splitlines()[-1].startswith(
+        "env test: proposed by paul.admin (sha256 "
+    )
+    again = run_command(install, root, extra_env={"BANKPLATFORM_USER": "paul.admin"})
+    assert again.returncode == 1
+    assert again.stderr.strip() == (
+        "Error: paul.admin proposed this policy change; a second platform admin "
+        "installs it (two people: the installed policy's tier asks for it)"
+    )
+    by_dana = run_command(
+        install, root, extra_env={"BANKPLATFORM_USER": "dana.scientist"}
+    )
+    assert by_dana.returncode == 1
+    assert by_dana.stderr.strip() == (
+        "Error: dana.scientist (roles: data_scientist) may not manage_keys: "
+        "installing a policy is a platform admin's"
+    )
+    restarted.refresh_policy()  # still the old copy in force
+    with pytest.raises(AccessDenied, match="may not read_pii"):
+        restarted.dataset_access(dana, "customers_raw", "read")
+    installed = install_workspace_policy_as(root, "nora.admin")
     assert (installed.differences, installed.installed) == ([change], True)
+    assert installed.proposed_by == "paul.admin"
     # The running service takes the installed copy up at its next request.
     restarted.refresh_policy()
     assert (
@@ -397,16 +424,43 @@ def test_the_service_decides_from_its_installed_policy_not_the_workspace_conf(
         )
         == "pii"
     )
-    records = [r for r in restarted.audit.records() if r["action"] == "policy.install"]
-    assert [(r["actor"], r["details"].get("initial", False)) for r in records] == [
-        ("keyservice", True),
-        (f"keyholder:{getpass.getuser()}", False),
+    records = [
+        r
+        for r in restarted.audit.records()
+        if r["action"] in ("policy.install", "policy.propose")
+    ]
+    assert [
+        (r["action"], r["actor"], r["outcome"], r["details"].get("initial", False))
+        for r in records
+    ] == [
+        ("policy.install", "keyservice", "allowed", True),
+        ("policy.propose", "paul.admin", "allowed", False),
+        ("policy.install", "paul.admin", "denied", False),
+        ("policy.install", "nora.admin", "allowed", False),
     ]
     assert records[-1]["details"]["differences"] == [change]
+    assert records[-1]["details"]["proposed_by"] == "paul.admin"
     assert (
         records[-1]["details"]["sha256"]
+        == records[1]["details"]["sha256"]
         == restarted.policy_status()["installed_sha256"]
     )
+    # Lowering the tier in the manifest (the client's file) is itself a change
+    # that takes two people: the installed copy's rule decides.
+    manifest = root / ".kedro.yml"
+    manifest.write_text(manifest.read_text().replace("tier_1", "tier_3"))
+    lowered = install_workspace_policy_as(root, "paul.admin")
+    assert (lowered.installed, lowered.installers) == (False, 2)
+    assert lowered.differences == ['rules.model_risk_tier: "tier_1" -> "tier_3"']
+
+
+def install_workspace_policy_as(root: Path, admin: str) -> PolicyChange:
+    from bankplatform.keyservice.admin import install_workspace_policy
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BANKPLATFORM_USER", admin)
+        patch.delenv("BANKPLATFORM_TOKEN", raising=False)
+        return install_workspace_policy(root, "test", apply=True)
 
 
 def test_a_client_sends_no_credential_to_a_listener_of_another_user(

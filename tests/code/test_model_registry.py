@@ -3,18 +3,20 @@ nested trial runs, signature and pinned requirements."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.artifacts
 import mlflow.pyfunc
 import pytest
 from mlflow.tracking import MlflowClient
 
 from bankplatform.training.boosting import fit, predict
 from bankplatform.training.registry import (
-    model_artefact_sha256,
+    artefact_sha256,
     register_candidate,
     synthetic_applicant,
 )
@@ -83,11 +85,16 @@ def test_a_candidate_is_registered_pending_with_its_trials(
         "feature_service": "credit_default_v1",
         "feature_service_version": "1",
         "auc_out_of_time": "0.8123",
-        "artefact_sha256": model_artefact_sha256(
-            f"models:/credit_default_pd/{registered['version']}"
-        ),
+        "artefact_sha256": version.tags["artefact_sha256"],
     }
-    assert len(version.tags["artefact_sha256"]) == 64
+    # The hash read through the client's own stores equals the hash of MLflow's
+    # own ``models:/`` download (its registered_model_meta file included).
+    with tempfile.TemporaryDirectory() as folder:
+        downloaded = mlflow.artifacts.download_artifacts(
+            f"models:/credit_default_pd/{registered['version']}", dst_path=folder
+        )
+        assert (Path(downloaded) / "registered_model_meta").is_file()
+        assert version.tags["artefact_sha256"] == artefact_sha256(Path(downloaded))
     parent = client.get_run(registered["run_id"])
     assert parent.info.run_name == "candidate:credit_default_pd"
     assert parent.data.metrics["auc_out_of_time"] == 0.8123

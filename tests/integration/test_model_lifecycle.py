@@ -15,12 +15,11 @@ from mlflow.tracking import MlflowClient
 from bankplatform.governance import lifecycle
 from bankplatform.governance.lifecycle import Governed
 from bankplatform.governance.registry import GovernanceError
-from bankplatform.keyservice.admin import install_workspace_policy
 from bankplatform.project import env_config_loader
 from bankplatform.security.policy import AccessDenied
 from bankplatform.security.runtime import open_security
 from tests.conftest import REPO, copy_workspace, run_command
-from tests.helpers import audit_records
+from tests.helpers import audit_records, install_policy
 from tests.pipelines import run_in_memory
 
 pytestmark = [
@@ -126,7 +125,7 @@ def test_a_validator_who_trained_the_version_may_not_approve_it(
         yaml.safe_dump({"access": access["access"]})
     )
     # conf/ is not in force until the keyholder installs it into the key service.
-    install_workspace_policy(workspace, "test", apply=True)
+    install_policy(workspace)
     g = _governed(workspace, "local-developer", monkeypatch)
     with pytest.raises(GovernanceError) as caught:
         lifecycle.approve(g, 1)

@@ -227,6 +227,13 @@ try:
         open_workspace(env="test").catalog.load(sys.argv[2])
     elif what == "file":
         Path(root, sys.argv[2]).read_bytes()
+    elif what == "monitoring-record":
+        from bankplatform.security.client import acting_for
+        security = open_workspace(env="test").settings.security
+        with acting_for("monitoring"):
+            security.audit_log().append(
+                "monitoring.action", sys.argv[2], "allowed", {"action": "none"}
+            )
     elif what == "decrypt":
         from bankplatform.datasets import RawTableDataset
         from bankplatform.security.runtime import acting_in_run
@@ -361,6 +368,111 @@ def test_a_data_scientist_on_another_os_user_reaches_no_pii_key_or_log(
         BANKPLATFORM_TOKEN=auditor,
     )
     assert verified.returncode == 0, verified.stderr
+
+
+def _probe(host: Host, *args: str, **extra: str) -> str:
+    script = host.homes[CLIENT_USER] / "probe.py"
+    if not script.exists():
+        script.write_text(SCRIPT)
+        _chown(script, CLIENT_USER)
+    done = host.run(CLIENT_USER, [sys.executable, str(script), *args], **extra)
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
+
+
+def test_a_policy_edited_in_conf_decides_nothing_until_two_admins_install_it(
+    host: Host,
+) -> None:
+    """The first finding: the client owns conf/. Adding read_pii to her role there
+    gives the data scientist nothing: the service decides from its installed copy,
+    says that conf/ differs, and a tier 1 workspace's install takes two people."""
+    conf = host.root / "conf" / "test" / "security.yml"
+    saved = conf.read_text()
+    try:
+        edited = yaml.safe_load(saved)
+        base = yaml.safe_load((REPO / "conf" / "base" / "security.yml").read_text())
+        edited["access"] = base["access"]
+        edited["access"]["roles"]["data_scientist"].append("read_pii")
+        conf.write_text(yaml.safe_dump(edited))
+        as_dana = {
+            "BANKPLATFORM_TOKEN": host.token("dana.scientist", "data_scientist"),
+            "KEDRO_ENV": "test",
+        }
+        assert "may not read_pii on dataset:customers_raw" in _probe(
+            host, "catalog", "customers_raw", **as_dana
+        )
+        status = host.run(
+            CLIENT_USER,
+            ["bankplatform", "workspace", "status", "--env", "test"],
+            **as_dana,
+        )
+        assert status.returncode == 0, status.stderr
+        assert (
+            "policy: conf/ differs from the key service's installed policy: "
+            "access.roles.data_scientist: "
+        ) in status.stdout
+        # The keyholder's install, with the first admin's token, only proposes.
+        install = ["bankplatform", "keys", "policy", "--env", "test", "--install"]
+        proposed = host.run(
+            SERVICE_USER,
+            install,
+            BANKPLATFORM_TOKEN=host.token("paul.admin", "platform_admin"),
+        )
+        assert proposed.returncode == 0, proposed.stderr
+        assert "proposed by paul.admin" in proposed.stdout
+        assert "may not read_pii on dataset:customers_raw" in _probe(
+            host, "catalog", "customers_raw", **as_dana
+        )
+    finally:
+        conf.write_text(saved)
+
+
+def test_the_pipeline_header_alone_acts_as_no_service(host: Host) -> None:
+    """The third finding: the scheduler may start monitoring; from a plain script
+    (no run) the pipeline header wrote svc-monitoring's records. Now refused."""
+    scheduler = host.token("scheduler", "data_scientist", "data_engineer")
+    refused = _probe(
+        host,
+        "monitoring-record",
+        f"monitoring:credit_default_pd/{time.time_ns()}",
+        BANKPLATFORM_TOKEN=scheduler,
+        KEDRO_ENV="test",
+    )
+    assert refused.startswith("AccessDenied"), refused
+    assert "needs the run credential the key service grants" in refused
+
+
+FORGE = """
+from datetime import timedelta
+from pathlib import Path
+from bankplatform.keyservice.authority import KeyAuthority
+from bankplatform.keyservice.tokens import TokenService
+authority = KeyAuthority(Path.cwd(), "test")
+settings = authority.settings
+ten_years = timedelta(days=3650)
+tokens = TokenService(authority.keyring, authority.policy, settings.revocation_list,
+                      settings.token_issuer, settings.token_audience, ten_years)
+print(tokens.issue("paul.admin", ["platform_admin"], ten_years)[0])
+"""
+
+
+def test_a_correctly_signed_ten_year_token_is_refused(host: Host) -> None:
+    """The sixth finding: the maximum lifetime held at issue only. A token signed
+    with the real key for ten years (a key used outside ``issue``) is refused."""
+    script = host.homes[SERVICE_USER] / "forge.py"
+    script.write_text(FORGE)
+    _chown(script, SERVICE_USER)
+    forged = host.run(SERVICE_USER, [sys.executable, str(script)])
+    assert forged.returncode == 0, forged.stderr[-2000:]
+    shown = host.run(
+        CLIENT_USER,
+        ["bankplatform", "audit", "show", "--env", "test"],
+        BANKPLATFORM_TOKEN=forged.stdout.strip().splitlines()[-1],
+    )
+    assert shown.returncode == 1
+    assert shown.stderr.strip() == (
+        "Error: token rejected: made to live 5,256,000 minutes, longer than the "
+        "maximum of 1,440 (security.token_max_ttl_minutes)"
+    )
 
 
 IMPOSTOR = """

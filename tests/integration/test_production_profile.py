@@ -93,6 +93,16 @@ def _with_ports(
             }
         },
     )
+    # The shipped socket folder, /run/bankplatform/<workspace id>/, is the host
+    # administrators' to make (root): here a folder only this user may write.
+    run = root.parent / "run"
+    run.mkdir(mode=0o700, exist_ok=True)
+    security = yaml.safe_load((prod / "security.yml").read_text())
+    assert security["security"]["keyservice_socket"] == (
+        "/run/bankplatform/{workspace}/keyservice-prod.sock"
+    )
+    security["security"]["keyservice_socket"] = str(run / "{workspace}" / "keys.sock")
+    _yaml(prod / "security.yml", security)
     # The bank's extract stands in: this workspace may generate one (prod refuses).
     _yaml(prod / "parameters_data.yml", {"synthetic_extract": {"enabled": True}})
 

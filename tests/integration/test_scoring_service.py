@@ -11,13 +11,16 @@ never served, and a decision reconstructed and traced from the log.
 
 from __future__ import annotations
 
+import http.server
 import json
+import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pandas as pd
@@ -133,6 +136,20 @@ def _decisions(root: Path) -> list[dict[str, Any]]:
     ]
 
 
+def _shadow_records(root: Path, ids: set[str]) -> list[dict[str, Any]]:
+    """The shadow records of requests ``ids``, once every one is logged."""
+
+    def logged() -> list[dict[str, Any]] | None:
+        found = [
+            d
+            for d in _decisions(root)
+            if d["type"] == "shadow" and d["request_id"] in ids
+        ]
+        return found if len(found) == len(ids) else None
+
+    return list(wait_for(logged, what="shadow records logged"))
+
+
 def _use_challenger(root: Path, admin: httpx.Client, fault: dict[str, Any]) -> int:
     version = register_challenger(root, fault)
     served = _ok(admin.post("/v1/admin/reload"))["served"]
@@ -212,11 +229,15 @@ def test_bad_tokens_are_refused(
         ("not-a-token", "token rejected"),
         (forged, "signature does not verify"),
         (unsigned, "token rejected"),
+        # Once 503 "key service unavailable" on every route (the key service
+        # answered 400), asked again at each request.
+        (good + "A" * 4_100, "token rejected: longer than 4,000 characters"),
     ]:
         with service.client(bad) as client:
             refused = _score(client, customers[0])
-        assert refused.status_code == 401
-        assert reason in refused.json()["error"]
+            again = client.get("/v1/models")
+        assert refused.status_code == 401 and again.status_code == 401
+        assert reason in refused.json()["error"] and reason in again.json()["error"]
     # A revoked token stops working within token_cache_seconds (1 s in test).
     short = token(workspace, "origination-system", "scoring_client")
     with service.client(short) as client:
@@ -355,7 +376,8 @@ def test_a_decision_has_a_score_reason_codes_and_is_logged_and_audited(
     admin: httpx.Client,
 ) -> None:
     with service.client(tokens["client"]) as client:
-        answers = [_ok(_score(client, c)) for c in customers[:40]]
+        # Enough applications that both decisions occur whatever the trained model.
+        answers = [_ok(_score(client, c)) for c in customers[:200]]
     cut_off = answers[0]["cut_off"]
     for answer in answers:
         assert 0.0 < answer["score"] < 1.0
@@ -376,7 +398,7 @@ def test_a_decision_has_a_score_reason_codes_and_is_logged_and_audited(
             for d in _decisions(workspace)
             if d.get("request_id") in ids and d["type"] == "decision"
         ]
-        if len([d for d in _decisions(workspace) if d.get("request_id") in ids]) == 40
+        if len([d for d in _decisions(workspace) if d.get("request_id") in ids]) == 200
         else None,
         what="decisions logged",
     )
@@ -417,7 +439,7 @@ def test_a_decision_has_a_score_reason_codes_and_is_logged_and_audited(
                 and r["details"].get("request_id") in ids
             ]
         )
-        == 40
+        == 200
         else None,
         what="requests audited",
     )
@@ -429,7 +451,7 @@ def test_a_decision_has_a_score_reason_codes_and_is_logged_and_audited(
     assert {r["resource"] for r in audited} == {
         f"request:{r['details']['request_id']}" for r in audited
     }
-    assert len({r["resource"] for r in audited}) == 40
+    assert len({r["resource"] for r in audited}) == 200
 
 
 # Releases -------------------------------------------------------------------------
@@ -468,8 +490,19 @@ def test_canary_is_sticky_by_customer_and_splits_at_the_weight(
         ({"kind": "nan", "rate": 0.1, "seed": 2}, "error rate"),
         ({"kind": "sleep", "seconds": 0.2}, "p99 latency"),
         ({"kind": "shift", "log_odds": 1.5}, "differ from the champion"),
+        ({"kind": "extra_column"}, "error rate"),
+        ({"kind": "exit"}, "error rate"),
+        ({"kind": "sleep", "seconds": 30}, "error rate"),
     ],
-    ids=["raises-20pct", "nan-10pct", "sleeps-200ms", "shifted-scores"],
+    ids=[
+        "raises-20pct",
+        "nan-10pct",
+        "sleeps-200ms",
+        "shifted-scores",
+        "extra-column",
+        "sys-exit",
+        "hangs-30s",
+    ],
 )
 def test_a_broken_challenger_is_rolled_back_with_no_client_visible_error(
     service: RunningService,
@@ -519,8 +552,13 @@ def test_a_broken_challenger_is_rolled_back_with_no_client_visible_error(
         rollback["details"]["automatic"] is True
         and breach in rollback["details"]["reason"]
     )
-    if fault["kind"] in ("raise", "nan"):
+    if (
+        fault["kind"] in ("raise", "nan", "extra_column", "exit")
+        or fault.get("seconds", 0) > 1
+    ):
         assert challenger_answers < len(answers)  # the champion answered the failures
+    if fault["kind"] in ("extra_column", "exit"):
+        assert challenger_answers == 0  # every call failed
 
 
 def test_shadow_scores_silently_and_blue_green_switches_all(
@@ -540,16 +578,7 @@ def test_shadow_scores_silently_and_blue_green_switches_all(
         shadowed = [_ok(_score(client, c)) for c in sample]
         assert {a["variant"] for a in shadowed} == {"champion"}
         ids = {a["request_id"] for a in shadowed}
-
-        def logged() -> list[dict[str, Any]] | None:
-            found = [
-                d
-                for d in _decisions(workspace)
-                if d["type"] == "shadow" and d["request_id"] in ids
-            ]
-            return found if len(found) == len(ids) else None
-
-        shadows = wait_for(logged, what="shadow scores logged")
+        shadows = _shadow_records(workspace, ids)
         _ok(
             admin.post(
                 "/v1/admin/traffic",
@@ -578,6 +607,53 @@ def test_shadow_scores_silently_and_blue_green_switches_all(
         )
 
 
+def test_shadow_work_is_bounded_counted_and_dropped_at_rollback(
+    service: RunningService,
+    tokens: dict[str, str],
+    workspace: Path,
+    customers: list[str],
+    admin: httpx.Client,
+) -> None:
+    """A shadow challenger with one output too many once leaked its backlog count
+    (shadow scoring stopped silently); a slow one rolled back kept working through
+    its queue. Now each failure is a shadow record with its fault, and a rollback
+    drops the queued work."""
+    _use_challenger(workspace, admin, {"kind": "extra_column"})
+    _ok(admin.post("/v1/admin/traffic", json={"shadow": True, "reason": "shadow"}))
+    sample = customers[:15]  # under min_requests: the policy does not judge yet
+    with service.client(tokens["client"]) as client:
+        ids = {_ok(_score(client, c))["request_id"] for c in sample}
+    logged = _shadow_records(workspace, ids)
+    version = logged[0]["model"]["version"]
+    (fault,) = {d["fault"] for d in logged}
+    found = re.fullmatch(
+        rf"version {version} gave (\d+) outputs, expected (\d+)", fault
+    )
+    assert found and int(found[1]) == int(found[2]) + 1, fault
+    assert {d["score"] for d in logged} == {None}
+    window = _ok(admin.get("/v1/models"))["challenger_window"]
+    assert window["shadow_skipped"] == 0
+    # A slow shadow challenger with a full queue, then rolled back.
+    _use_challenger(workspace, admin, {"kind": "sleep", "seconds": 0.2})
+    _ok(admin.post("/v1/admin/traffic", json={"shadow": True, "reason": "shadow"}))
+    with service.client(tokens["client"]) as client:
+        queued = {_ok(_score(client, c))["request_id"] for c in customers[100:160]}
+    _ok(admin.post("/v1/admin/rollback", json={"reason": "too slow"}))
+    rolled_back = time.monotonic()
+    time.sleep(1.0)
+    scored = [
+        d
+        for d in _decisions(workspace)
+        if d["type"] == "shadow" and d["request_id"] in queued
+    ]
+    # At most what was running when the rollback came (0.2 s each) plus the
+    # second waited here: never the whole queue of 60 (12 s of work).
+    assert len(scored) <= 20, len(scored)
+    window = _ok(admin.get("/v1/models"))["challenger_window"]
+    assert window["shadow_cancelled"] >= 60 - 20, window
+    assert time.monotonic() - rolled_back < 5
+
+
 # Human oversight ------------------------------------------------------------
 
 
@@ -595,6 +671,12 @@ def test_the_kill_switch_refers_every_application_to_a_person(
         assert {(a["decision"], a["score"], a["model_version"]) for a in referred} == {
             ("refer", None, None)
         }
+        # Halted or not, a customer the bank does not know is 404, never "refer".
+        unknown = _score(client, "cus_" + "0" * 32)
+        assert (unknown.status_code, unknown.json()["error"]) == (
+            404,
+            "unknown customer: no features in the online store for this customer token",
+        )
         resumed = _traffic(service, tokens, "resume", "--reason", "incident closed")
         assert resumed.returncode == 0, resumed.stderr
         assert _ok(_score(client, customers[0]))["decision"] in ("approve", "decline")
@@ -609,6 +691,47 @@ def test_the_kill_switch_refers_every_application_to_a_person(
         ("scoring.halt", "paul.admin", "suspected data incident"),
         ("scoring.resume", "paul.admin", "incident closed"),
     ]
+
+
+def test_with_no_champion_every_application_is_referred_to_a_person(
+    service: RunningService,
+    tokens: dict[str, str],
+    workspace: Path,
+    customers: list[str],
+    admin: httpx.Client,
+) -> None:
+    """The champion decommissioned (its alias gone) with no replacement once gave
+    503 to every application; a bank refers them to manual underwriting."""
+    registry = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    champion = registry.get_model_version_by_alias(MODEL, "champion").version
+    registry.delete_registered_model_alias(MODEL, "champion")
+    try:
+        assert "champion" not in _ok(admin.post("/v1/admin/reload"))["served"]
+        with service.client(tokens["client"]) as client:
+            referred = _score(client, customers[0])
+            unknown = _score(client, "cus_" + "0" * 32)
+        assert referred.status_code == 200, referred.text
+        answer = referred.json()
+        assert (answer["decision"], answer["score"], answer["model_version"]) == (
+            "refer",
+            None,
+            None,
+        )
+        assert unknown.status_code == 404
+        logged = wait_for(
+            lambda: [
+                d
+                for d in _decisions(workspace)
+                if d.get("request_id") == answer["request_id"]
+            ],
+            what="the referral logged",
+        )
+        assert logged[0]["fallback"] == "no champion: no champion is set"
+    finally:
+        registry.set_registered_model_alias(MODEL, "champion", champion)
+        assert _ok(admin.post("/v1/admin/reload"))["served"]["champion"][
+            "version"
+        ] == int(champion)
 
 
 def test_a_reviewer_overrides_and_an_applicant_appeals(
@@ -865,6 +988,23 @@ def test_a_champion_alias_or_a_record_naming_an_unpackaged_bundle_changes_nothin
 # Reconstruction ---------------------------------------------------------------
 
 
+def _decided_and_audited(
+    service: RunningService, tokens: dict[str, str], root: Path, customer: str
+) -> dict[str, Any]:
+    """One decision for ``customer``, returned once its audit record is written."""
+    with service.client(tokens["client"]) as client:
+        decided = _ok(_score(client, customer))
+    wait_for(
+        lambda: any(
+            r["details"].get("request_id") == decided["request_id"]
+            for r in audit_records(root)
+            if r["action"] == "scoring.request"
+        ),
+        what="audited",
+    )
+    return decided
+
+
 def test_a_decision_is_reconstructed_and_traced_to_the_raw_extract(
     service: RunningService,
     tokens: dict[str, str],
@@ -872,17 +1012,8 @@ def test_a_decision_is_reconstructed_and_traced_to_the_raw_extract(
     customers: list[str],
     admin: httpx.Client,
 ) -> None:
-    with service.client(tokens["client"]) as client:
-        decided = _ok(_score(client, customers[2]))
+    decided = _decided_and_audited(service, tokens, workspace, customers[2])
     request_id = decided["request_id"]
-    wait_for(
-        lambda: any(
-            r["details"].get("request_id") == request_id
-            for r in audit_records(workspace)
-            if r["action"] == "scoring.request"
-        ),
-        what="audited",
-    )
     auditor = {"BANKPLATFORM_USER": "audrey.auditor"}
     # A validator reads reports, not the whole audit log: the model's records and
     # this request's are enough to show the decision.
@@ -912,7 +1043,8 @@ def test_a_decision_is_reconstructed_and_traced_to_the_raw_extract(
         "approval",
         "promotion",
         "evidence",
-        "training",
+        "training",  # the run
+        "training",  # the data it made and read
         "input",
         "raw",
     ]
@@ -980,7 +1112,117 @@ def test_a_decision_is_reconstructed_and_traced_to_the_raw_extract(
     assert "the decision log line is not the one audited" in shifted.stdout
 
 
+def test_a_changed_training_set_or_feature_snapshot_breaks_the_trace(
+    service: RunningService,
+    tokens: dict[str, str],
+    workspace: Path,
+    customers: list[str],
+) -> None:
+    """The trace once passed after a byte of the training set or of the feature
+    snapshots changed: the run recorded digests of the raw extract only."""
+    request_id = _decided_and_audited(service, tokens, workspace, customers[3])[
+        "request_id"
+    ]
+    auditor = {"BANKPLATFORM_USER": "audrey.auditor"}
+    # One byte of the training set or of the feature snapshot, changed after the
+    # run that trained the champion, breaks the chain there (it once passed).
+    for made in (
+        workspace / "data" / "05_model_input" / "training_set.parquet.enc",
+        workspace / "data" / "04_feature" / "customer_features.parquet",
+    ):
+        assert made.is_file(), made
+        saved = made.read_bytes()
+        made.write_bytes(saved[:-1] + bytes([saved[-1] ^ 1]))
+        try:
+            edited = run_command(
+                ["bankplatform", "decision", "trace", request_id, "--env", "test"],
+                workspace,
+                extra_env=auditor,
+            )
+        finally:
+            made.write_bytes(saved)
+        assert edited.returncode == 1, edited.stdout
+        assert "the chain breaks at: training data" in edited.stderr
+        assert "changed since the run" in edited.stdout
+
+
 # TLS ---------------------------------------------------------------------------
+
+
+class _Impostor(http.server.BaseHTTPRequestHandler):
+    """Holds a port and answers like a healthy service; keeps every header."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.extend(f"{k}: {v}" for k, v in self.headers.items())
+        body = b'{"status": "ok"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def _simulate(root: Path, url: str) -> subprocess.CompletedProcess[str]:
+    """``bankplatform simulate traffic`` of 3 applications, sent to ``url``."""
+    return run_command(
+        ["bankplatform", "simulate", "traffic", "--env", "test", "--requests", "3"],
+        root,
+        extra_env={"BANKPLATFORM_SCORING_URL": url},
+    )
+
+
+def test_a_taken_port_stops_serve_and_gets_no_token(
+    service: RunningService, workspace: Path
+) -> None:
+    """`make demo` once sent the workspace's bearer token to whatever held port
+    8080. The server stops in one line when its port is taken; the shipped
+    clients check who answers before a token goes out."""
+    impostor = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Impostor)
+    port = impostor.server_address[1]
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    try:
+        started = run_command(
+            ["bankplatform", "serve", "--env", "test", "--port", str(port)], workspace
+        )
+        assert started.returncode == 1
+        assert started.stderr.strip() == (
+            f"Error: port {port} on 127.0.0.1 is taken by another process: stop it, "
+            "or serve on another port (--port, or serving.port)"
+        )
+        url = f"http://127.0.0.1:{port}"
+        simulated = _simulate(workspace, url)
+        assert simulated.returncode == 1
+        assert simulated.stderr.strip() == (
+            f"Error: no scoring service started from this workspace listens on port "
+            f"{port} (no listener key): no token sent; start it with `bankplatform serve`"
+        )
+        # A key left by an earlier service on that port does not help the impostor.
+        stale = workspace / ".bankplatform-run" / f"scoring-{port}.key"
+        stale.write_text("ab" * 32)
+        simulated = _simulate(workspace, url)
+        assert simulated.returncode == 1
+        assert simulated.stderr.strip() == (
+            f"Error: the process answering at {url} is not the scoring service this "
+            "workspace started (the port is taken by another?): no token sent"
+        )
+        assert not [h for h in _Impostor.seen if h.lower().startswith("authorization")]
+        assert _Impostor.seen  # it was asked, and told nothing
+    finally:
+        impostor.shutdown()
+        (workspace / ".bankplatform-run" / f"scoring-{port}.key").unlink(
+            missing_ok=True
+        )
+    # The real service proves itself and the same command goes through.
+    served = _simulate(workspace, service.url)
+    assert served.returncode == 0, served.stderr
+    assert served.stdout.startswith("requests=3 ")
 
 
 def test_tls_serves_https_only_and_a_production_workspace_refuses_plain_http(
@@ -1042,3 +1284,82 @@ def test_the_online_lookup_returns_what_feast_get_online_features_returns(
         assert found == {name: values[0] for name, values in expected.items()}
     with pytest.raises(UnknownCustomer):
         lookup.of("cus_" + "0" * 32)
+
+
+def test_killed_under_load_every_answered_decision_can_be_traced(
+    workspace: Path, tokens: dict[str, str], customers: list[str]
+) -> None:
+    """kill -9 under load once left answered decisions with no decision line or
+    no audit record (trace failed for them forever, an appeal got 404). Now an
+    answer waits for its durable line, and the next start appends the audit
+    records the dead process had queued."""
+    doomed = start_service(workspace)
+    answered: list[str] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def load(offset: int) -> None:
+        with doomed.client(tokens["client"]) as client:
+            for customer in customers[offset::4]:
+                if stop.is_set():
+                    return
+                try:
+                    response = _score(client, customer)
+                except httpx.HTTPError as error:
+                    errors.append(type(error).__name__)
+                    return
+                if response.status_code == 200:
+                    answered.append(response.json()["request_id"])
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: len(answered) >= 300 or None, timeout=120, what="load")
+    doomed.process.kill()  # SIGKILL: nothing is flushed
+    doomed.process.wait(timeout=30)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    restarted = start_service(workspace)
+    try:
+        lines = {
+            d["request_id"]: d
+            for d in _decisions(workspace)
+            if d["type"] == "decision" and d["request_id"] in set(answered)
+        }
+        assert set(lines) == set(answered)  # no answer without its durable line
+        audited = {
+            r["details"]["request_id"]: r
+            for r in audit_records(workspace)
+            if r["action"] == "scoring.request"
+            and r["details"].get("request_id") in lines
+        }
+        assert set(audited) == set(answered), len(set(answered) - set(audited))
+        from bankplatform.serving.records import decision_lines
+
+        hashes = {
+            record["request_id"]: sha256
+            for path in sorted(
+                (workspace / "data" / "08_reporting" / "decisions").glob("*.jsonl")
+            )
+            for sha256, record in decision_lines(path)
+            if record.get("request_id") in lines and record["type"] == "decision"
+        }
+        assert {
+            k: r["details"]["decision_sha256"] for k, r in audited.items()
+        } == hashes
+        replayed = [k for k, r in audited.items() if r["details"].get("replayed")]
+        # The last answer before the kill: traced, and appealed on the new process.
+        last = replayed[-1] if replayed else answered[-1]
+        traced = run_command(
+            ["bankplatform", "decision", "trace", last, "--env", "test"], workspace
+        )
+        assert traced.returncode == 0, traced.stdout + traced.stderr
+        with restarted.client(tokens["client"]) as client:
+            appealed = client.post(
+                f"/v1/decisions/{last}/appeal", json={"reason": "please look again"}
+            )
+        assert appealed.status_code == 200, appealed.text
+        print(f"answered {len(answered)}, replayed {len(replayed)}, errors {errors}")
+    finally:
+        restarted.stop()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from bankplatform.keyservice.admin import PolicyChange
     from bankplatform.security.settings import SecuritySettings
 
 
@@ -108,11 +109,25 @@ def policy(env: str | None, apply: bool) -> None:
         return
     for line in change.differences:
         click.echo(f"  {line}")
-    click.echo(
-        f"env {name}: installed {len(change.differences)} change(s) (sha256 {change.sha256[:12]}); audited as policy.install"
-        if change.installed
-        else f"env {name}: conf/ differs from the installed policy in {len(change.differences)} place(s); `bankplatform keys policy --install` installs it"
+    click.echo(_policy_outcome(name, change))
+
+
+def _policy_outcome(env: str, change: PolicyChange) -> str:
+    count = len(change.differences)
+    if change.installed:
+        second = f", proposed by {change.proposed_by}" if change.proposed_by else ""
+        return f"env {env}: installed {count} change(s) (sha256 {change.sha256[:12]}{second}); audited as policy.install"
+    if change.proposed_by:
+        return (
+            f"env {env}: proposed by {change.proposed_by} (sha256 {change.sha256[:12]}); "
+            "two people change this policy: a second platform admin runs `bankplatform keys policy --install`"
+        )
+    people = (
+        " (two people: a proposal, then a second admin's install)"
+        if change.installers > 1
+        else ""
     )
+    return f"env {env}: conf/ differs from the installed policy in {count} place(s); `bankplatform keys policy --install` installs it{people}"
 
 
 def _keyholder(env: str | None) -> tuple[Path, str, SecuritySettings]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +24,7 @@ from bankplatform.governance.registry import GovernanceError
 from bankplatform.lineage.provenance import LOCK_FILE
 from bankplatform.lineage.records import lineage_run_of
 from bankplatform.security.bundles import MODEL_FOLDER
-from bankplatform.training.registry import model_files
+from bankplatform.training.registry import registered_model_files
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -59,7 +57,7 @@ def bundle_files(
         raise GovernanceError(msg)
     files = {
         f"{MODEL_FOLDER}/{name}": data
-        for name, data in _model_files(client, model, version).items()
+        for name, data in registered_model_files(client, model, version).items()
     }
     files["requirements.lock"] = lock.read_bytes()
     files["feature_service.json"] = _json(_feature_service(facts))
@@ -147,29 +145,6 @@ def _pins(lock: str) -> list[tuple[str, str]]:
         if sep and not line.startswith(("#", " ")):
             pins.append((name.lower(), version.split()[0]))
     return sorted(pins)
-
-
-def _model_files(client: MlflowClient, model: str, version: int) -> dict[str, bytes]:
-    """The registered version's files, from the env's own registry (never a
-    process-wide tracking URI another workspace may have set)."""
-    import mlflow.artifacts  # noqa: PLC0415
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # ``models:/`` as the training service hashed it, in this client's stores.
-    stores = {
-        "tracking_uri": client._tracking_client.tracking_uri,
-        "registry_uri": client._registry_uri,
-    }
-    with tempfile.TemporaryDirectory(prefix="bankplatform-package-") as folder:
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{model}/{version}", dst_path=folder, **stores
-            )
-        )
-        return {
-            path.relative_to(local).as_posix(): path.read_bytes()
-            for path in model_files(local)
-        }
 
 
 def _feature_service(facts: VersionFacts) -> dict[str, Any]:

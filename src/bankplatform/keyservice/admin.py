@@ -16,8 +16,11 @@ from bankplatform.keyservice.authority import PRIVATE_ENV, KeyAuthority
 from bankplatform.keyservice.local_kms import create_master_key_file, open_keyring
 from bankplatform.keyservice.policy_store import (
     INSTALL_RECORD,
+    PROPOSE_RECORD,
+    PolicyDocument,
     differences,
     install,
+    installers_required,
     read_installed,
     workspace_policy,
 )
@@ -26,7 +29,9 @@ from bankplatform.keyservice.rotation import (
     files_per_key_version,
     rotate_keys,
 )
+from bankplatform.security.client import TOKEN_ENV_VAR, USER_ENV_VAR
 from bankplatform.security.kms import MASTER_KEY_ENV_VAR, KeyVersion
+from bankplatform.security.policy import AccessDenied, Action, IdentityError
 from bankplatform.security.settings import SecuritySettings
 
 
@@ -111,40 +116,132 @@ def _audit_as_keyholder(
 
 @dataclass(frozen=True)
 class PolicyChange:
-    """What ``keys policy`` found: the differences, and whether they were installed."""
+    """What ``keys policy`` found and did.
+
+    Attributes:
+        differences: One line per difference between installed and ``conf/``.
+        installed: The workspace's policy is now the installed one.
+        sha256: The installed copy's hash (the proposed one's while proposed).
+        proposed_by: Who proposed it, where a second person must install it.
+        installers: People the change takes (1, or 2 where the tier asks).
+    """
 
     differences: list[str]
     installed: bool
     sha256: str
+    proposed_by: str = ""
+    installers: int = 1
 
 
 def install_workspace_policy(root: Path, env: str, *, apply: bool) -> PolicyChange:
     """Compare the workspace's ``conf/`` policy with the installed one; with
-    ``apply``, install it (audited as the keyholder, with every difference)."""
+    ``apply``, install it (audited as the installer, with every difference).
+
+    Where the installed or the proposed document's tier asks for two people, the
+    first ``apply`` records a proposal of that exact document and a second platform
+    admin's installs it; the installer is who ``$BANKPLATFORM_TOKEN`` proves (in a
+    developer domain, ``$BANKPLATFORM_USER``).
+
+    Raises:
+        AccessDenied: The installer may not manage keys, or proposed this change.
+        IdentityError: Two people are needed and no signed token says who acts.
+    """
     from bankplatform.project import env_config_loader  # noqa: PLC0415
 
     authority = KeyAuthority(root, env)
     installed = read_installed(authority.policy_file)
     proposed = workspace_policy(
-        env_config_loader(root, "base" if env == PRIVATE_ENV else env)
+        env_config_loader(root, "base" if env == PRIVATE_ENV else env), root
     )
     found = differences(installed, proposed) if installed else ["(nothing installed)"]
+    people = installers_required(installed, proposed) if installed else 1
     if not apply or not found:
-        return PolicyChange(found, False, installed.sha256 if installed else "")
+        return PolicyChange(
+            found, False, installed.sha256 if installed else "", installers=people
+        )
+    installer = _policy_installer(authority, required=people > 1)
+    details: dict[str, Any] = {
+        "sha256": proposed.sha256,
+        "previous_sha256": installed.sha256 if installed else "",
+        "differences": found[:200],
+    }
+    if people > 1 and installed is not None:
+        proposer = standing_proposal(authority, proposed, installed)
+        if not proposer:
+            authority.audit.append(
+                actor=installer,
+                action=PROPOSE_RECORD,
+                resource=f"policy:{env}",
+                outcome="allowed",
+                details={**details, "installers": people},
+            )
+            authority.audit.sign_head()
+            return PolicyChange(found, False, proposed.sha256, installer, people)
+        if proposer == installer:
+            authority.audit.append(
+                actor=installer,
+                action=INSTALL_RECORD,
+                resource=f"policy:{env}",
+                outcome="denied",
+                details={**details, "reason": "installer proposed it"},
+            )
+            msg = f"{installer} proposed this policy change; a second platform admin installs it (two people: the installed policy's tier asks for it)"
+            raise AccessDenied(msg)
+        details["proposed_by"] = proposer
     install(authority.policy_file, proposed)
     authority.audit.append(
-        actor=f"keyholder:{getpass.getuser()}",
+        actor=installer,
         action=INSTALL_RECORD,
         resource=f"policy:{env}",
         outcome="allowed",
-        details={
-            "sha256": proposed.sha256,
-            "previous_sha256": installed.sha256 if installed else "",
-            "differences": found[:200],
-        },
+        details=details,
     )
     authority.audit.sign_head()
-    return PolicyChange(found, True, proposed.sha256)
+    return PolicyChange(
+        found, True, proposed.sha256, details.get("proposed_by", ""), people
+    )
+
+
+def standing_proposal(
+    authority: KeyAuthority, proposed: PolicyDocument, installed: PolicyDocument
+) -> str:
+    """Who proposed installing ``proposed`` over ``installed`` since the last
+    install ("" when nobody has): a proposal made against another installed
+    copy is stale."""
+    resource = f"policy:{authority.env}"
+    proposer = ""
+    for record in authority.audit.records():
+        if record.get("resource") != resource or record.get("outcome") != "allowed":
+            continue
+        details = record.get("details") or {}
+        if record.get("action") == INSTALL_RECORD:
+            proposer = ""
+        elif (
+            record.get("action") == PROPOSE_RECORD
+            and details.get("sha256") == proposed.sha256
+            and details.get("previous_sha256") == installed.sha256
+        ):
+            proposer = str(record.get("actor", ""))
+    return proposer
+
+
+def _policy_installer(authority: KeyAuthority, *, required: bool) -> str:
+    """Who installs: the user a signed token proves, a developer domain's
+    ``$BANKPLATFORM_USER``, or (one-person tiers only) the keyholder's OS user."""
+    token = os.environ.get(TOKEN_ENV_VAR, "").strip()
+    if token:
+        principal = authority.tokens.verify(token)
+    elif authority.local_sessions and os.environ.get(USER_ENV_VAR):
+        principal = authority.policy.user(os.environ[USER_ENV_VAR])
+    elif required:
+        msg = f"two people change env {authority.env}'s policy: each runs `keys policy --install` with their own signed token in ${TOKEN_ENV_VAR}"
+        raise IdentityError(msg)
+    else:
+        return f"keyholder:{getpass.getuser()}"
+    if not authority.policy.permits(principal, Action.MANAGE_KEYS):
+        msg = f"{principal.name} (roles: {', '.join(sorted(principal.roles))}) may not manage_keys: installing a policy is a platform admin's"
+        raise AccessDenied(msg)
+    return principal.name
 
 
 def issue_first_token(

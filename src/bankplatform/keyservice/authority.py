@@ -167,7 +167,7 @@ class KeyAuthority:
         self._policy_stamp: tuple[int, int, int] | None = None
         document = read_installed(self.policy_file)
         if document is None:  # first start: installed from the workspace, audited
-            document = workspace_policy(loader)
+            document = workspace_policy(loader, root)
             install(self.policy_file, document)
             self.audit.append(
                 actor="keyservice",
@@ -221,7 +221,7 @@ class KeyAuthority:
         loader = env_config_loader(
             self.root, "base" if self.env == PRIVATE_ENV else self.env
         )
-        proposed = workspace_policy(loader)
+        proposed = workspace_policy(loader, self.root)
         return {
             "installed_sha256": installed.sha256 if installed else "",
             "workspace_sha256": proposed.sha256,

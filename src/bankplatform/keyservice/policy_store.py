@@ -8,6 +8,13 @@ only by ``bankplatform keys policy --install``, run as the keyholder: the change
 shown line by line and audited (``policy.install``, with the differences and the
 new copy's sha256). Editing ``conf/`` changes nothing until then; ``workspace
 status`` says when the two differ.
+
+Where the workspace's tier asks for it (a tier 1 model, or a production
+workspace), a change takes two people: the first ``--install`` records a
+``policy.propose`` of the exact document (its sha256), and only another platform
+admin's ``--install`` of the same document installs it. The rule itself is part
+of the installed document (the manifest's tier and ``production``), so lowering
+the tier in ``.kedro.yml`` is a change that still needs two people.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +30,8 @@ from bankplatform.errors import BankplatformError
 
 POLICY_FORMAT = 1
 INSTALL_RECORD = "policy.install"
+PROPOSE_RECORD = "policy.propose"
+TWO_PERSON_TIERS = frozenset({"tier_1"})
 
 
 class PolicyStoreError(BankplatformError):
@@ -37,15 +46,24 @@ class PolicyDocument:
         access: ``access:`` as ``security.yml`` resolves it for the env.
         catalog: Dataset name (or pattern) -> ``type`` and ``metadata`` (never
             credentials).
+        rules: How the policy itself changes: the manifest's ``model_risk_tier``
+            and ``production`` when installed (empty in a copy installed before
+            the rule existed).
     """
 
     access: dict[str, Any]
     catalog: dict[str, Any]
+    rules: dict[str, Any] = field(default_factory=dict)
 
     def canonical(self) -> bytes:
         """The document as the bytes its hash covers."""
         return json.dumps(
-            {"format": POLICY_FORMAT, "access": self.access, "catalog": self.catalog},
+            {
+                "format": POLICY_FORMAT,
+                "access": self.access,
+                "catalog": self.catalog,
+                "rules": self.rules,
+            },
             sort_keys=True,
             separators=(",", ":"),
             default=str,
@@ -55,9 +73,25 @@ class PolicyDocument:
     def sha256(self) -> str:
         return hashlib.sha256(self.canonical()).hexdigest()
 
+    @property
+    def installers(self) -> int:
+        """How many people a change of this document takes (1 or 2)."""
+        two = self.rules.get("production") or (
+            self.rules.get("model_risk_tier") in TWO_PERSON_TIERS
+        )
+        return 2 if two else 1
 
-def workspace_policy(loader: Any) -> PolicyDocument:
-    """The policy the workspace's ``conf/`` states now (base and the env)."""
+
+def installers_required(installed: PolicyDocument, proposed: PolicyDocument) -> int:
+    """People needed to replace ``installed`` by ``proposed``: the stricter of the
+    two documents' rules (lowering the tier is itself a two-person change)."""
+    return max(installed.installers, proposed.installers)
+
+
+def workspace_policy(loader: Any, root: Path) -> PolicyDocument:
+    """The policy the workspace's ``conf/`` states now (base and the env), with
+    the manifest's tier and production flag as its change rules."""
+    from bankplatform.manifest import load_manifest  # noqa: PLC0415
     from bankplatform.security.settings import security_file  # noqa: PLC0415
 
     access = dict(security_file(loader).get("access") or {"roles": {}})
@@ -70,7 +104,12 @@ def workspace_policy(loader: Any) -> PolicyDocument:
         for name, entry in catalog.items()
         if isinstance(entry, dict) and not name.startswith("_")
     }
-    return PolicyDocument(_plain(access), _plain(decided))
+    manifest = load_manifest(root)
+    rules = {
+        "model_risk_tier": manifest.model_risk_tier.value,
+        "production": manifest.production,
+    }
+    return PolicyDocument(_plain(access), _plain(decided), rules)
 
 
 def read_installed(path: Path) -> PolicyDocument | None:
@@ -89,7 +128,11 @@ def read_installed(path: Path) -> PolicyDocument | None:
     if not isinstance(content, dict) or content.get("format") != POLICY_FORMAT:
         msg = f"installed policy {path} is not a format-{POLICY_FORMAT} policy document"
         raise PolicyStoreError(msg)
-    return PolicyDocument(dict(content["access"]), dict(content["catalog"]))
+    return PolicyDocument(
+        dict(content["access"]),
+        dict(content["catalog"]),
+        dict(content.get("rules") or {}),
+    )
 
 
 def install(path: Path, document: PolicyDocument) -> None:
@@ -110,6 +153,7 @@ def differences(installed: PolicyDocument, proposed: PolicyDocument) -> list[str
     found: list[str] = []
     _compare("access", installed.access, proposed.access, found)
     _compare("catalog", installed.catalog, proposed.catalog, found)
+    _compare("rules", installed.rules, proposed.rules, found)
     return found
 
 

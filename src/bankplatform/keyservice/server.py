@@ -20,6 +20,7 @@ import uvicorn
 
 from bankplatform.keyservice.app import create_app
 from bankplatform.keyservice.authority import KeyAuthority
+from bankplatform.security.service_socket import replaceable_by_others
 
 IDLE_ENV_VAR = "BANKPLATFORM_KEYSERVICE_IDLE_SECONDS"
 
@@ -55,7 +56,7 @@ def serve(
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="off"
         )
-        listeners = [_bind(path, socket_group)]
+        listeners = [_bind(path, socket_group, strict=authority.production)]
     server = uvicorn.Server(config)
     idle = idle_seconds if idle_seconds is not None else _idle_from_env()
     watcher = threading.Thread(
@@ -70,11 +71,20 @@ def serve(
             path.unlink(missing_ok=True)
 
 
-def _bind(path: Path, group: str | None) -> socket.socket:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+def _bind(path: Path, group: str | None, *, strict: bool) -> socket.socket:
+    """Listen on ``path``. ``strict`` (production): refuse a folder that another
+    user could rename, putting their own socket in the service's place."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        msg = f"cannot make the socket folder {path.parent} ({error.strerror}): the host's administrators create it for the key service's user (see docs/operations.md)"
+        raise SystemExit(msg) from None
     folder = path.parent.stat()
     if folder.st_uid != os.getuid() and not group:
         msg = f"the socket folder {path.parent} belongs to another user"
+        raise SystemExit(msg)
+    if strict and (problem := replaceable_by_others(path.parent, os.getuid())):
+        msg = f"refusing to listen on {path}: {problem}, so another user could put their own socket there (production: a folder like /run/bankplatform/<workspace id>/, see docs/operations.md)"
         raise SystemExit(msg)
     if path.exists():
         probe = socket.socket(socket.AF_UNIX)

@@ -29,6 +29,7 @@ from bankplatform.lineage.records import (
     input_records,
     output_feature_service_tags,
     pipeline_graph,
+    read_dataset_tags,
     run_tags,
 )
 from bankplatform.lineage.settings import describe_sink, load_settings
@@ -46,6 +47,8 @@ class LineageHook:
         self._context: Any = None
         self._sink: LineageSink | None = None
         self._cache: FingerprintCache | None = None
+        self._catalog: Any = None
+        self._root = Path()
         self._started: dict[str, float] = {}
         self._timings: dict[str, float] = {}
         self._run_started = 0.0
@@ -79,6 +82,7 @@ class LineageHook:
         self._owner_pid = os.getpid()
         self._started, self._timings = {}, {}
         self._cache = FingerprintCache(settings.fingerprint_cache)
+        self._catalog, self._root = catalog, root
         manifest = load_manifest(root)
         found = {**provenance.describe(root), "lineage.sink": describe_sink(reason)}
         records, input_tags = input_records(pipeline.inputs(), catalog, self._cache)
@@ -161,6 +165,13 @@ class LineageHook:
         metrics = {f"node_seconds.{name}": value for name, value in timings.items()}
         metrics["run_seconds"] = time.perf_counter() - self._run_started
         tags = {"kedro.outputs": ",".join(sorted(pipeline.all_outputs()))[:8000]}
+        if error is None and self._cache is not None:
+            made_then_read = pipeline.all_inputs() - pipeline.inputs()
+            tags.update(
+                read_dataset_tags(
+                    made_then_read, self._catalog, self._cache, self._root
+                )
+            )
         if error is not None:
             lines = str(error).strip().splitlines()
             tags["error.type"] = type(error).__name__

@@ -6,6 +6,7 @@ import json
 import os
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from kedro.pipeline import Pipeline
@@ -144,6 +145,30 @@ def input_records(
         tags[f"input.{name}.sha256"] = fingerprint.sha256
         tags.update(_feature_service_tags(name, getattr(dataset, "metadata", None)))
     return records, tags
+
+
+def read_dataset_tags(
+    names: Iterable[str], catalog: Any, cache: FingerprintCache, root: Path
+) -> dict[str, str]:
+    """The sha256 and file of each dataset a run made and then read (the feature
+    snapshots, the training set: ``read.<name>.sha256`` and ``read.<name>.source``,
+    relative to the workspace ``root`` when inside it), fingerprinted as the run
+    left them, so that ``decision trace`` can tell when a byte of what trained a
+    model changed afterwards."""
+    tags: dict[str, str] = {}
+    for name in sorted(names):
+        if name.startswith("params:") or name == "parameters" or name not in catalog:
+            continue
+        path = local_path(catalog.get(name))
+        fingerprint = cache.fingerprint(path) if path is not None else None
+        if fingerprint is None:
+            continue
+        source = Path(fingerprint.source)
+        if source.is_relative_to(root):
+            source = source.relative_to(root)
+        tags[f"read.{name}.sha256"] = fingerprint.sha256
+        tags[f"read.{name}.source"] = source.as_posix()
+    return tags
 
 
 def output_feature_service_tags(names: Iterable[str], catalog: Any) -> dict[str, str]:

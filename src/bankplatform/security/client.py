@@ -37,9 +37,11 @@ import orjson
 from filelock import FileLock
 
 from bankplatform.errors import BankplatformError
+from bankplatform.security import service_socket
 from bankplatform.security.audit import AuditWriteError, Outcome, Verdict
 from bankplatform.security.kms import MASTER_KEY_ENV_VAR, KeyManagementError
 from bankplatform.security.policy import AccessDenied, IdentityError, Principal
+from bankplatform.security.service_socket import KEYSERVICE_USER_ENV_VAR
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -51,7 +53,6 @@ if TYPE_CHECKING:
 
 TOKEN_ENV_VAR = "BANKPLATFORM_TOKEN"  # noqa: S105 - a variable name, not a secret
 USER_ENV_VAR = "BANKPLATFORM_USER"
-KEYSERVICE_USER_ENV_VAR = "BANKPLATFORM_KEYSERVICE_USER"
 # The run credential the key service granted when the run started: what lets a
 # node (and the run's worker processes) act as its pipeline's service identity.
 RUN_CREDENTIAL_ENV_VAR = "BANKPLATFORM_RUN_CREDENTIAL"
@@ -340,20 +341,15 @@ class KeyServiceClient:
 
 
 def expected_service_uid() -> int:
-    """The OS user the key service must run as: ``$BANKPLATFORM_KEYSERVICE_USER``,
-    else this process's own (a single-user workstation).
+    """The OS user the key service must run as (see ``service_socket``).
 
     Raises:
-        KeyServiceUnavailable: The variable names no user of this host.
+        KeyServiceUnavailable: ``$BANKPLATFORM_KEYSERVICE_USER`` names no user.
     """
-    name = os.environ.get(KEYSERVICE_USER_ENV_VAR, "").strip()
-    if not name:
-        return os.getuid()
     try:
-        return pwd.getpwnam(name).pw_uid
-    except KeyError:
-        msg = f"${KEYSERVICE_USER_ENV_VAR} names {name!r}, not a user of this host"
-        raise KeyServiceUnavailable(msg) from None
+        return service_socket.expected_service_uid()
+    except service_socket.ServiceUserUnknown as error:
+        raise KeyServiceUnavailable(str(error)) from None
 
 
 def _user_name(uid: int) -> str:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,8 +10,8 @@ from kedro.config import AbstractConfigLoader, MissingConfigException
 from pydantic import BaseModel, ConfigDict, Field
 
 from bankplatform.security.policy import AccessPolicy
+from bankplatform.security.service_socket import short_socket
 
-_SOCKET_PATH_LIMIT = 100
 AUDIT_STORE_PASSWORD_ENV_VAR = "BANKPLATFORM_AUDIT_STORE_PASSWORD"  # noqa: S105  # pragma: allowlist secret
 
 
@@ -37,7 +35,8 @@ class SecuritySettings(BaseModel):
         token_audience: ``aud`` of issued tokens (and the only one accepted).
         token_ttl_minutes: Default lifetime of an issued token.
         token_max_ttl_minutes: No token is issued for longer.
-        keyservice_socket: The key service's Unix socket (``{env}`` is the env).
+        keyservice_socket: The key service's Unix socket (``{env}`` is the env,
+            ``{workspace}`` the manifest's workspace id); see ``service_socket``.
         audit_witness: Where the latest signed audit head is copied.
         audit_witness_mlflow: Also copy it to the env's MLflow tracking store.
         keyservice_url: ``https://host:port`` of a key service on its own host
@@ -74,7 +73,9 @@ class SecuritySettings(BaseModel):
 
     def anchored(self, root: Path, env: str) -> SecuritySettings:
         """The same settings with every path under ``root`` and the socket of ``env``."""
-        socket = _short_socket(root / str(self.keyservice_socket).replace("{env}", env))
+        socket = short_socket(
+            root / _socket_name(str(self.keyservice_socket), root, env)
+        )
         return self.model_copy(
             update={
                 "keyring": root / self.keyring,
@@ -112,15 +113,13 @@ class SecuritySettings(BaseModel):
             return None
 
 
-def _short_socket(path: Path) -> Path:
-    """``path``, or when it is too long for a Unix socket (108 bytes on Linux) a
-    short one derived from it in a per-user folder of the temporary directory."""
-    if len(os.fsencode(path)) < _SOCKET_PATH_LIMIT:
-        return path
-    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:24]
-    return (
-        Path(tempfile.gettempdir()) / f"bankplatform-{os.getuid()}" / f"{digest}.sock"
-    )
+def _socket_name(template: str, root: Path, env: str) -> str:
+    name = template.replace("{env}", env)
+    if "{workspace}" in name:
+        from bankplatform.manifest import load_manifest  # noqa: PLC0415
+
+        name = name.replace("{workspace}", load_manifest(root).workspace_id)
+    return name
 
 
 def load_security_settings(

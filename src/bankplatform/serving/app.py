@@ -17,7 +17,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
@@ -27,6 +27,7 @@ from bankplatform.errors import BankplatformError
 from bankplatform.http_api import ErrorPolicy, install_error_handlers
 from bankplatform.security.audit import DECISION_SHA256
 from bankplatform.security.policy import AccessDenied, Action, IdentityError
+from bankplatform.serving.listener import CHALLENGE_PATTERN, listener_proof
 from bankplatform.serving.schemas import (
     REQUEST_ID,
     AppealRequest,
@@ -269,9 +270,19 @@ def create_app(service: ScoringService) -> FastAPI:
 
 
 @public.get("/healthz", include_in_schema=True)
-def healthz() -> dict[str, str]:
-    """Liveness only: reveals nothing."""
-    return {"status": "ok"}
+def healthz(
+    request: Request,
+    challenge: Annotated[
+        str, Query(pattern=CHALLENGE_PATTERN, description="hex, 32-128 characters")
+    ] = "",
+) -> dict[str, str]:
+    """Liveness; with a ``challenge``, the proof that this is the service the
+    workspace started (``serving.listener``). Reveals nothing else."""
+    listener = getattr(request.app.state, "listener", None)
+    if not challenge or listener is None:
+        return {"status": "ok"}
+    key, port = listener
+    return {"status": "ok", "proof": listener_proof(key, challenge, port)}
 
 
 @scoring.post(
@@ -292,6 +303,8 @@ async def score(
     else:
         # The champion alone answers in about a millisecond: no thread hop.
         response = service.score(*arguments)
+    # Answered only once its decision line is durable (group commit).
+    await service.until_logged(arguments[2])
     request.state.audit = {
         "model_version": response["model_version"],
         "variant": response["variant"],

@@ -24,6 +24,7 @@ from ray.serve.schema import LoggingConfig
 
 from bankplatform.ray_cluster import START_TIMEOUT_ENV, start_timeout_s
 from bankplatform.serving.app import create_app
+from bankplatform.serving.listener import write_listener_key
 from bankplatform.serving.server import (
     ServeOptions,
     ServiceWorkspace,
@@ -54,12 +55,17 @@ _FORWARDED = (
 )
 
 
-def build_app(workspace: ServiceWorkspace) -> FastAPI:
+def build_app(
+    workspace: ServiceWorkspace, listener: tuple[bytes, int] | None = None
+) -> FastAPI:
     """Build the scoring app on a replica (runs inside the Ray actor) from the
     workspace env the command validated (pickled with it; its key service client
-    reconnects on the replica)."""
+    reconnects on the replica); ``listener``: the proof key and port clients
+    check (``serving.listener``)."""
     os.chdir(workspace.root)
-    return create_app(build_service(workspace))
+    app = create_app(build_service(workspace))
+    app.state.listener = listener
+    return app
 
 
 def serve_ray(options: ServeOptions, *, blocking: bool = True) -> None:
@@ -90,9 +96,10 @@ def serve_ray(options: ServeOptions, *, blocking: bool = True) -> None:
             signal.signal(number, lambda *_: stop.set())
     _start_serve(HTTPOptions(host=settings.host, port=settings.port))
     workspace = options.workspace
+    listener = (write_listener_key(workspace.root, settings.port), settings.port)
 
     def builder() -> FastAPI:  # evaluated on the replica: a builder takes no arguments
-        return build_app(workspace)
+        return build_app(workspace, listener)
 
     deployment = serve.deployment(
         serve.ingress(builder)(),

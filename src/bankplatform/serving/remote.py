@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 import ssl
 import time
@@ -16,6 +17,11 @@ from bankplatform.manifest import load_manifest
 from bankplatform.project import env_config_loader, find_project_root, resolve_env
 from bankplatform.security.client import TOKEN_ENV_VAR
 from bankplatform.security.runtime import activate, workspace_security
+from bankplatform.serving.listener import (
+    listener_proof,
+    new_challenge,
+    read_listener_key,
+)
 from bankplatform.serving.settings import load_serving_settings
 
 if TYPE_CHECKING:
@@ -30,17 +36,31 @@ URL_ENV_VAR = "BANKPLATFORM_SCORING_URL"
 class ScoringClient:
     """Authenticated calls to one scoring service."""
 
-    def __init__(self, base_url: str, token: str, ca_file: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        ca_file: str | None = None,
+        listener_key: bytes | None = None,
+    ) -> None:
+        """A client of the service at ``base_url``.
+
+        Args:
+            base_url: ``http(s)://host:port``.
+            token: The bearer token, sent only once the service is verified.
+            ca_file: HTTPS: the certificate (or CA) the service must present.
+            listener_key: Plain HTTP: the key of the service this workspace
+                started on that port (``serving.listener``); ``None`` where it
+                started none, and then no token is sent.
+        """
         verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=ca_file) if ca_file else True
         )
         self.base_url = base_url
-        self._http = httpx.Client(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {token}"},
-            verify=verify,
-            timeout=30.0,
-        )
+        self._token = token
+        self._listener_key = listener_key
+        self._verified = base_url.startswith("https://")
+        self._http = httpx.Client(base_url=base_url, verify=verify, timeout=30.0)
 
     @classmethod
     def for_workspace(
@@ -63,16 +83,46 @@ class ScoringClient:
             user, role = as_user or (security.starter().name, ADMIN_ROLE)
             token, _ = security.tokens().issue(user, [role], timedelta(minutes=5))
         scheme = "https" if settings.tls else "http"
+        url = (
+            os.environ.get(URL_ENV_VAR) or f"{scheme}://{settings.host}:{settings.port}"
+        )
+        port = httpx.URL(url).port or settings.port
         return cls(
-            os.environ.get(URL_ENV_VAR)
-            or f"{scheme}://{settings.host}:{settings.port}",
+            url,
             token,
             str(settings.tls_cert) if settings.tls else None,
+            read_listener_key(root, port),
         )
 
     def healthy(self) -> bool:
-        """Whether ``/healthz`` answers OK (raises on no connection)."""
+        """Whether ``/healthz`` answers OK (raises on no connection); no token."""
         return bool(self._http.get("/healthz").status_code == HTTPStatus.OK)
+
+    def verify_listener(self) -> None:
+        """Before the first token goes out on plain HTTP: the process answering
+        must prove it holds the key of the service this workspace started there.
+
+        Raises:
+            BankplatformError: It does not (the port is another process's), or
+                this workspace started no service on that port.
+        """
+        if self._verified:
+            return
+        port = httpx.URL(self.base_url).port
+        if self._listener_key is None:
+            msg = f"no scoring service started from this workspace listens on port {port} (no listener key): no token sent; start it with `bankplatform serve`"
+            raise BankplatformError(msg)
+        challenge = new_challenge()
+        try:
+            answer = self._http.get("/healthz", params={"challenge": challenge})
+            proof = str(answer.json().get("proof", ""))
+        except (httpx.HTTPError, ValueError, AttributeError):
+            proof = ""
+        expected = listener_proof(self._listener_key, challenge, port or 0)
+        if not hmac.compare_digest(proof, expected):
+            msg = f"the process answering at {self.base_url} is not the scoring service this workspace started (the port is taken by another?): no token sent"
+            raise BankplatformError(msg)
+        self._verified = True
 
     def get(self, path: str) -> dict[str, Any]:
         """GET a route; the service's refusal raises in its own words."""
@@ -86,7 +136,13 @@ class ScoringClient:
         self, method: str, path: str, body: dict[str, Any] | None
     ) -> dict[str, Any]:
         try:
-            response = self._http.request(method, path, json=body)
+            self.verify_listener()
+            response = self._http.request(
+                method,
+                path,
+                json=body,
+                headers={"Authorization": f"Bearer {self._token}"},
+            )
         except httpx.TransportError as error:
             msg = f"no scoring service answers at {self.base_url} ({type(error).__name__}); start it with `bankplatform serve`"
             raise BankplatformError(msg) from None
@@ -101,18 +157,21 @@ class ScoringClient:
 
 
 def wait_until_up(client: ScoringClient, seconds: float) -> None:
-    """Wait for ``/healthz``.
+    """Wait for ``/healthz``, then check who answers before any token goes out:
+    whatever answers first must be the service this workspace started.
 
     Raises:
-        BankplatformError: Nothing answered in time.
+        BankplatformError: Nothing answered in time, or another process did.
     """
     deadline = time.monotonic() + seconds
     while True:
         try:
-            if client.healthy():
-                return
+            client.healthy()  # any answer at all: something listens there
         except httpx.TransportError:
             pass
+        else:
+            client.verify_listener()
+            return
         if time.monotonic() > deadline:
             msg = f"no scoring service answered at {client.base_url} within {seconds:.0f} s; start it with `bankplatform serve`"
             raise BankplatformError(msg)

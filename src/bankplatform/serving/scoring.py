@@ -122,20 +122,33 @@ def score_application(
 ) -> Scored:
     """Probability of default and reason codes from one version.
 
+    Whatever the version does (raise anything, ``sys.exit`` included, return the
+    wrong shape, NaN) is a ``ModelFault``: a served version is code the service
+    does not trust completely, and its failure is counted, never a client's error.
+
     Raises:
-        ModelFault: The version raised, or its score is not a probability.
+        ModelFault: The version failed, or its output is not one probability with
+            one contribution per feature.
     """
     try:
         values = _contributions(served, row)
-    except Exception as error:
+        expected = len(served.features) + 1  # one per feature and the bias
+        if values.shape != (expected,):
+            msg = f"version {served.version} gave {values.size} outputs, expected {expected}"
+            raise ModelFault(msg)
+        margin = float(values.sum())
+        score = 1.0 / (1.0 + math.exp(-margin)) if math.isfinite(margin) else math.nan
+        if not 0.0 <= score <= 1.0:
+            msg = f"version {served.version} gave no probability ({score})"
+            raise ModelFault(msg)
+        return Scored(
+            score, reason_codes(served.features, values[:-1], row, reason_count)
+        )
+    except ModelFault:
+        raise
+    except BaseException as error:  # untrusted code: SystemExit too
         msg = f"version {served.version} failed: {type(error).__name__}"
         raise ModelFault(msg) from None
-    margin = float(values.sum())
-    score = 1.0 / (1.0 + math.exp(-margin)) if math.isfinite(margin) else math.nan
-    if not 0.0 <= score <= 1.0:
-        msg = f"version {served.version} gave no probability ({score})"
-        raise ModelFault(msg)
-    return Scored(score, reason_codes(served.features, values[:-1], row, reason_count))
 
 
 def _contributions(served: ServedModel, row: dict[str, Any]) -> np.ndarray:

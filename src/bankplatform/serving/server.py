@@ -8,8 +8,10 @@ on behalf of the person who starts it, which the key service grants only to a
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -32,6 +34,7 @@ from bankplatform.manifest import WorkspaceManifest
 from bankplatform.security.client import RUN_CREDENTIAL_ENV_VAR, serve_as
 from bankplatform.security.runtime import WorkspaceSecurity, activate
 from bankplatform.serving.app import create_app
+from bankplatform.serving.listener import remove_listener_key, write_listener_key
 from bankplatform.serving.scoring import OnlineFeatures
 from bankplatform.serving.service import ScoringService, ServingContext
 from bankplatform.serving.settings import ServingSettings
@@ -165,21 +168,54 @@ def listening(options: ServeOptions) -> tuple[ServingSettings, bool]:
 
 
 def serve_uvicorn(options: ServeOptions) -> None:
-    """Serve with uvicorn, one worker, no access log (the audit log has every request)."""
+    """Serve with uvicorn, one worker, no access log (the audit log has every request).
 
+    The port is bound first (a port another process holds stops the start in one
+    line, before any model loads); on plain HTTP a listener key is written once
+    bound, so clients can check who answers before they send a token.
+
+    Raises:
+        ServingError: The port cannot be bound.
+    """
     settings, tls = listening(options)
     os.chdir(options.workspace.root)
-    service = build_service(options.workspace)
-    app: FastAPI = create_app(service)
+    listener = _bind(settings.host, settings.port)
     try:
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            access_log=False,
-            log_level="warning",
-            ssl_certfile=str(settings.tls_cert) if tls else None,
-            ssl_keyfile=str(settings.tls_key) if tls else None,
-        )
+        service = build_service(options.workspace)
+    except BaseException:
+        listener.close()
+        raise
+    app: FastAPI = create_app(service)
+    root, port = options.workspace.root, listener.getsockname()[1]
+    key = None if tls else write_listener_key(root, port)
+    app.state.listener = (key, port) if key else None
+    config = uvicorn.Config(
+        app,
+        access_log=False,
+        log_level="warning",
+        ssl_certfile=str(settings.tls_cert) if tls else None,
+        ssl_keyfile=str(settings.tls_key) if tls else None,
+    )
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
     finally:
+        if key:
+            remove_listener_key(root, port, key)
         service.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        if error.errno == errno.EADDRINUSE:
+            msg = f"port {port} on {host} is taken by another process: stop it, or serve on another port (--port, or serving.port)"
+        else:
+            msg = f"cannot listen on {host}:{port} ({error.strerror})"
+        raise ServingError(msg) from None
+    listener.listen(2048)
+    return listener

@@ -16,9 +16,10 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ from bankplatform.governance.registry import (
     alias_holder,
     current_aliases,
 )
-from bankplatform.security.audit import DECISION_SHA256, AuditWriteError
+from bankplatform.security.audit import DECISION_SHA256, AuditWriteError, Outcome
 from bankplatform.security.policy import AccessDenied, Action, IdentityError
 from bankplatform.serving.models import (
     VARIANTS,
@@ -43,7 +44,11 @@ from bankplatform.serving.models import (
 from bankplatform.serving.records import (
     BackgroundWriter,
     DecisionLog,
+    decisions_after,
+    end_mark,
+    read_audited_mark,
     read_decision_records,
+    write_audited_mark,
 )
 from bankplatform.serving.scoring import (
     ModelFault,
@@ -73,6 +78,14 @@ _REFUSED = (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN)
 _TOKEN_CACHE_SIZE = 10_000
 _RECENT = 200_000
 _MAX_SHADOW_BACKLOG = 200
+# A bearer token longer than this is refused without asking the key service
+# (which refuses more than 4,000 characters itself).
+_MAX_TOKEN_CHARS = 4_000
+# Threads that run challenger calls: a hung call holds one until it returns.
+_CHALLENGER_THREADS = 4
+# How long an answer may wait for its decision line to be durable.
+_DURABLE_SECONDS = 10.0
+_TICKET = "ticket"
 _LOG = logging.getLogger("bankplatform.serving")
 
 
@@ -132,13 +145,26 @@ class ScoringService:
         # The version each refusal was about: an alias still naming it has not moved.
         self._refused_versions: dict[str, int | None] = {}
         self._tokens: dict[str, tuple[float, Caller | str]] = {}
+        self._refreshing: set[str] = set()
+        self._refresher = ThreadPoolExecutor(1, thread_name_prefix="token-refresh")
+        # A cached verdict is verified again in its last fifth of life.
+        self._refresh_before = context.settings.token_cache_seconds / 5
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._shadow = ThreadPoolExecutor(1, thread_name_prefix="shadow")
         self._shadow_pending = 0
         self.shadow_skipped = 0
+        self.shadow_cancelled = 0
+        # Challenger calls run here, each waited for at most call_timeout_ms.
+        self._challenger_calls = ThreadPoolExecutor(
+            _CHALLENGER_THREADS, thread_name_prefix="challenger"
+        )
+        # Bumped at every rollback and challenger change: queued shadow work of an
+        # older release is dropped, not scored.
+        self._release = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.reload("start")
+        self.replayed = self._replay_unaudited()
         self._poller = threading.Thread(target=self._poll, name="aliases", daemon=True)
         self._poller.start()
 
@@ -155,20 +181,49 @@ class ScoringService:
         if scheme.lower() != "bearer" or not token.strip():
             msg = "no credential: send Authorization: Bearer <token> (`bankplatform token issue`)"
             raise IdentityError(msg)
-        key = hashlib.sha256(token.strip().encode()).hexdigest()
+        token = token.strip()
+        key = hashlib.sha256(token.encode()).hexdigest()
         now = time.monotonic()
         cached = self._tokens.get(key)
+        if cached is not None and now < cached[0] < now + self._refresh_before:
+            self._refresh_soon(key, token)  # verified again before it expires
         if cached is None or cached[0] < now:
-            cached = (
-                now + self.context.settings.token_cache_seconds,
-                self._verify(token.strip()),
+            verdict: Caller | str = (
+                f"token rejected: longer than {_MAX_TOKEN_CHARS:,} characters"
+                if len(token) > _MAX_TOKEN_CHARS
+                else self._verify(token)
             )
+            cached = (now + self.context.settings.token_cache_seconds, verdict)
             if len(self._tokens) >= _TOKEN_CACHE_SIZE:
                 self._tokens.clear()
             self._tokens[key] = cached
         if isinstance(cached[1], str):
             raise IdentityError(cached[1])
         return cached[1]
+
+    def _refresh_soon(self, key: str, token: str) -> None:
+        """Ask the key service again in the background while the cached verdict
+        still holds, so that requests rarely wait for a verification (a request
+        waits only when no verdict is cached; a revoked token still stops working
+        within ``token_cache_seconds``)."""
+        with self._lock:
+            if key in self._refreshing or len(self._refreshing) >= _TOKEN_CACHE_SIZE:
+                return
+            self._refreshing.add(key)
+        self._refresher.submit(self._refresh, key, token)
+
+    def _refresh(self, key: str, token: str) -> None:
+        try:
+            verdict = self._verify(token)
+            self._tokens[key] = (
+                time.monotonic() + self.context.settings.token_cache_seconds,
+                verdict,
+            )
+        except BaseException as error:  # the request path verifies at expiry
+            _LOG.warning("token verdict not refreshed: %s", type(error).__name__)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
 
     def _verify(self, token: str) -> Caller | str:
         try:
@@ -233,16 +288,26 @@ class ScoringService:
         started = time.perf_counter()
         self._require_records()
         state = self.traffic.state
-        if state.halted:
-            return self._respond(
-                request_id, caller, application, None, None, REFER, started, halted=True
-            )
-        champion = self.served.get(CHAMPION)
-        if champion is None:
-            reason = self.refused.get(CHAMPION, "no champion is set")
-            raise Unavailable(f"no model to decide with: {reason}")
+        # An unknown customer is 404 in every mode, halted or not.
         features = self.context.features.of(application.customer_token)
         row = model_input(features, application)
+        if state.halted:
+            return self._respond(
+                request_id, caller, application, row, None, REFER, started, halted=True
+            )
+        champion = self.served.get(CHAMPION)
+        if champion is None:  # nothing may decide: a person does
+            reason = self.refused.get(CHAMPION, "no champion is set")
+            return self._respond(
+                request_id,
+                caller,
+                application,
+                row,
+                None,
+                REFER,
+                started,
+                fallback=f"no champion: {reason}",
+            )
         challenger = self.served.get(CHALLENGER)
         if challenger is not None and routes_to_challenger(
             application.customer_token, state.challenger_weight
@@ -285,8 +350,10 @@ class ScoringService:
     def _canary(
         self, champion: ServedModel, challenger: ServedModel, row: dict[str, Any]
     ) -> tuple[ServedModel, Scored | None, str]:
-        result, fault, latency = self._challenge(challenger, row)
-        baseline = self._champion(champion, row)
+        began = time.perf_counter()
+        call = self._submit_challenger(challenger, row)
+        baseline = self._champion(champion, row)  # meanwhile, in this thread
+        result, fault, latency = self._challenge_outcome(call, began)
         self._observe(result, latency, baseline)
         if result is None:  # the champion answers instead
             return champion, baseline, f"challenger {challenger.version}: {fault}"
@@ -306,7 +373,10 @@ class ScoringService:
                 self.shadow_skipped += 1
                 return
             self._shadow_pending += 1
-        self._shadow.submit(self._shadow_score, challenger, row, champion, request_id)
+            release = self._release
+        self._shadow.submit(
+            self._shadow_score, challenger, row, champion, request_id, release
+        )
 
     def _shadow_score(
         self,
@@ -314,10 +384,34 @@ class ScoringService:
         row: dict[str, Any],
         champion: Scored | None,
         request_id: str,
+        release: int,
     ) -> None:
-        result, fault, latency = self._challenge(challenger, row)
-        with self._lock:
-            self._shadow_pending -= 1
+        try:
+            if release != self._release or not self.traffic.state.shadow:
+                with self._lock:
+                    self.shadow_cancelled += 1  # rolled back while it waited
+                return
+            began = time.perf_counter()
+            call = self._submit_challenger(challenger, row)
+            result, fault, latency = self._challenge_outcome(call, began)
+            self._record_shadow(
+                challenger, result, fault, latency, champion, request_id
+            )
+        except BaseException as error:  # never leave the backlog counted
+            _LOG.warning("shadow scoring failed: %s", type(error).__name__)
+        finally:
+            with self._lock:
+                self._shadow_pending -= 1
+
+    def _record_shadow(
+        self,
+        challenger: ServedModel,
+        result: Scored | None,
+        fault: str,
+        latency: float,
+        champion: Scored | None,
+        request_id: str,
+    ) -> None:
         self.decisions.put(
             {
                 "type": "shadow",
@@ -332,18 +426,57 @@ class ScoringService:
         )
         self._observe(result, latency, champion)
 
-    def _challenge(
+    def _next_release(self) -> None:
+        """A rollback or a new challenger: queued shadow work of the old release
+        is dropped, and its challenger calls get threads of their own (a hung call
+        of the old one keeps its thread until it returns, never the new one's)."""
+        self._release += 1
+        old, self._challenger_calls = (
+            self._challenger_calls,
+            ThreadPoolExecutor(_CHALLENGER_THREADS, thread_name_prefix="challenger"),
+        )
+        old.shutdown(wait=False, cancel_futures=True)
+
+    def _challenger_score(
         self, challenger: ServedModel, row: dict[str, Any]
-    ) -> tuple[Scored | None, str, float]:
-        """The challenger's score (or its fault) and how long it took, in ms."""
-        began = time.perf_counter()
+    ) -> tuple[Scored | None, str]:
+        """One challenger call (in a challenger thread): its score or its fault."""
         try:
-            result: Scored | None = score_application(
+            return score_application(
                 challenger, row, self.context.settings.reason_codes
-            )
-            fault = ""
+            ), ""
         except ModelFault as error:
-            result, fault = None, str(error)
+            return None, str(error)
+
+    def _submit_challenger(
+        self, challenger: ServedModel, row: dict[str, Any]
+    ) -> Future[tuple[Scored | None, str]] | None:
+        """Start one challenger call; ``None`` when its release just ended."""
+        try:
+            return self._challenger_calls.submit(
+                self._challenger_score, challenger, row
+            )
+        except RuntimeError:  # the pool was replaced by a rollback meanwhile
+            return None
+
+    def _challenge_outcome(
+        self, call: Future[tuple[Scored | None, str]] | None, began: float
+    ) -> tuple[Scored | None, str, float]:
+        """The challenger's score or fault, and its latency in ms; a call slower
+        than the policy's ``call_timeout_ms`` is a fault (the champion answers)
+        and is cancelled if it has not started."""
+        limit = self.context.settings.rollback.call_timeout_ms / 1000
+        if call is None:
+            return None, "not called: the release changed", 0.0
+        try:
+            result, fault = call.result(
+                timeout=max(limit - (time.perf_counter() - began), 0)
+            )
+        except FutureTimeout:
+            call.cancel()
+            result, fault = None, f"timed out after {limit * 1000:.0f} ms"
+        except BaseException as error:  # a call that could not even run
+            result, fault = None, f"failed: {type(error).__name__}"
         return result, fault, (time.perf_counter() - began) * 1000
 
     def _observe(
@@ -394,13 +527,14 @@ class ScoringService:
             "halted": halted,
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         }
-        digest = self.decisions.put(record)
+        logged = self.decisions.put(record)
         self._remember(
             request_id,
             {
                 "decision": decision,
                 "model_version": response["model_version"],
-                DECISION_SHA256: digest,
+                DECISION_SHA256: logged.sha256,
+                _TICKET: logged.ticket,
             },
         )
         return response
@@ -409,6 +543,20 @@ class ScoringService:
         """The sha256 of a recent decision's log line (for its audit record)."""
         with self._lock:
             return str(self._recent.get(request_id, {}).get(DECISION_SHA256, ""))
+
+    async def until_logged(self, request_id: str) -> None:
+        """Wait until a decision's log line is durable: nothing is answered that
+        the bank could not reconstruct.
+
+        Raises:
+            Unavailable: It was not written in time (the answer is withheld).
+        """
+        with self._lock:
+            ticket = int(self._recent.get(request_id, {}).get(_TICKET, 0))
+        writer = self.decisions.writer
+        if not await writer.until_written(ticket, _DURABLE_SECONDS):
+            msg = f"the decision could not be written to the decision log within {_DURABLE_SECONDS:.0f} s: not answered ({writer.last_error or 'disk slow'})"
+            raise Unavailable(msg)
 
     def _remember(self, request_id: str, summary: dict[str, Any]) -> None:
         with self._lock:
@@ -474,6 +622,7 @@ class ScoringService:
                 },
             )
             self.monitor.reset()
+            self._next_release()
             return self.traffic.update(
                 challenger_weight=0.0, shadow=False, changed_by=actor, reason=reason
             )
@@ -493,7 +642,7 @@ class ScoringService:
             "reason": reason,
         }
         self._audit_now("scoring.override", caller.name, entry)
-        self.decisions.put(entry)
+        self._durably(entry)
         self._remember(request_id, {**original, "decision": decision})
         return {
             "request_id": request_id,
@@ -518,8 +667,21 @@ class ScoringService:
         queue.parent.mkdir(parents=True, exist_ok=True)
         with queue.open("a", encoding="utf-8") as stream:
             stream.write(_dumps(entry) + "\n")
-        self.decisions.put(entry)
+        self._durably(entry)
         return {"request_id": request_id, "status": "open", "queue": "appeals"}
+
+    def _durably(self, entry: dict[str, Any]) -> None:
+        """Log an oversight record and wait until it is written.
+
+        Raises:
+            Unavailable: It was not written in time.
+        """
+        logged = self.decisions.put(entry)
+        if not self.decisions.writer.wait_written(logged.ticket, _DURABLE_SECONDS):
+            msg = (
+                f"the {entry['type']} could not be written to the decision log in time"
+            )
+            raise Unavailable(msg)
 
     def find(self, request_id: str) -> dict[str, Any]:
         """The decision a request id names (recent ones from memory).
@@ -573,6 +735,7 @@ class ScoringService:
                 ]
                 if variant == CHALLENGER:
                     self.monitor.reset()
+                    self._next_release()
         if changes:
             self._audit_now("scoring.models_loaded", actor, {"changes": changes})
         return {"changes": changes, **self.models()}
@@ -623,6 +786,7 @@ class ScoringService:
             "challenger_window": {
                 **self.monitor.summary(),
                 "shadow_skipped": self.shadow_skipped,
+                "shadow_cancelled": self.shadow_cancelled,
             },
             "cut_off": self.context.cut_off,
         }
@@ -652,12 +816,87 @@ class ScoringService:
             for variant in VARIANTS
         )
 
+    def _replay_unaudited(self) -> int:
+        """Append the audit record of every decision logged without one (the
+        process died between the durable line and its audit batch), from the
+        line, which holds everything the record says; returns how many.
+
+        Reads the lines after the folder's audited mark (a clean stop's end),
+        older than a few flush intervals (a running instance may still be
+        auditing newer ones), against the newest request records.
+        """
+        folder = self.decisions.folder
+        grace = max(2.0, 10 * self.context.settings.flush_seconds)
+        before = datetime.now(UTC) - timedelta(seconds=grace)
+        try:
+            lines, reached = decisions_after(
+                folder,
+                read_audited_mark(folder),
+                before.isoformat(timespec="microseconds"),
+            )
+            missing = self._unaudited(lines)
+            if missing:
+                self.context.security.audit_log().append_many(missing)
+                _LOG.warning(
+                    "replayed %d missing decision audit record(s)", len(missing)
+                )
+        except Exception as error:  # the next start tries again
+            _LOG.warning(
+                "decision audit records not replayed: %s: %s",
+                type(error).__name__,
+                str(error)[:300],
+            )
+            return 0
+        if reached is not None:
+            write_audited_mark(folder, reached)
+        return len(missing)
+
+    def _unaudited(
+        self, lines: list[tuple[str, dict[str, Any]]]
+    ) -> list[tuple[str, str, Outcome, dict[str, Any]]]:
+        if not lines:
+            return []
+        audited = {
+            str(r.get("details", {}).get("request_id"))
+            for r in self.context.security.audit_log().records(
+                resource="request:", tail=4 * len(lines) + 10_000
+            )
+        }
+        return [
+            (
+                "scoring.request",
+                request_resource(str(record["request_id"])),
+                "allowed",
+                {
+                    "client": record.get("client"),
+                    "route": "POST /v1/score",
+                    "status": int(HTTPStatus.OK),
+                    "request_id": record["request_id"],
+                    "model_version": record.get("model_version"),
+                    "variant": record.get("variant"),
+                    "decision": record.get("decision"),
+                    DECISION_SHA256: sha256,
+                    "replayed": True,
+                },
+            )
+            for sha256, record in lines
+            if str(record.get("request_id")) not in audited
+        ]
+
     def close(self) -> None:
-        """Stop polling and write everything queued."""
+        """Stop polling and write everything queued; once both logs are written,
+        mark the decision log as audited to its end (the next start replays
+        nothing before it)."""
         self._stop.set()
-        self._shadow.shutdown(wait=True)
+        self._shadow.shutdown(wait=True, cancel_futures=True)
+        self._challenger_calls.shutdown(wait=False, cancel_futures=True)
+        self._refresher.shutdown(wait=False, cancel_futures=True)
         self.decisions.writer.stop()
         self.audit.stop()
+        if not (self.decisions.writer.backlog or self.audit.backlog):
+            mark = end_mark(self.decisions.folder)
+            if mark is not None:
+                write_audited_mark(self.decisions.folder, mark)
 
 
 def _now() -> str:

@@ -33,6 +33,9 @@ class RollbackPolicy(BaseModel):
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
     max_p99_ms: float = Field(default=100.0, gt=0)
     max_score_shift: float = Field(default=0.10, gt=0, le=1)
+    # A challenger call still running after this long is a failure (the champion
+    # answers at once): a hung challenger costs each request at most this.
+    call_timeout_ms: float = Field(default=1_000.0, gt=0, le=60_000)
 
 
 class ServingSettings(BaseModel):

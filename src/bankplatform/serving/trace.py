@@ -387,7 +387,10 @@ def _data_links(candidate: Any, kedro_run: str, inputs: TraceInputs) -> list[Lin
                 )
             if RAW_LAYER in source.parts:
                 raw.append(name)
+        made = _made_and_read(containing.data.tags, cache, inputs.root)
     run_name = containing.info.run_name
+    if made is not None:
+        links.append(made)
     if changed:
         links.append(
             Link(
@@ -421,3 +424,31 @@ def _data_links(candidate: Any, kedro_run: str, inputs: TraceInputs) -> list[Lin
             )
         )
     return links
+
+
+def _made_and_read(
+    tags: dict[str, str], cache: FingerprintCache, root: Path
+) -> Link | None:
+    """The datasets the run made and then read (feature snapshots, the training
+    set), re-hashed against the digests the run recorded when it finished."""
+    names = sorted(
+        key.removeprefix("read.").removesuffix(".sha256")
+        for key in tags
+        if key.startswith("read.") and key.endswith(".sha256")
+    )
+    if not names:
+        return None
+    changed = []
+    for name in names:
+        found = cache.fingerprint(root / tags.get(f"read.{name}.source", ""))
+        if found is None or found.sha256 != tags[f"read.{name}.sha256"]:
+            changed.append(
+                f"{name} ({'missing' if found is None else 'changed since the run'})"
+            )
+    if changed:
+        return Link("training data", False, ", ".join(changed))
+    return Link(
+        "training data",
+        True,
+        f"{len(names)} datasets the run made and read (features, training set) re-hashed equal",
+    )

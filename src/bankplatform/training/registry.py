@@ -71,12 +71,56 @@ def artefact_sha256(folder: Path) -> str:
     )
 
 
-def model_artefact_sha256(model_uri: str) -> str:
-    """``artefact_sha256`` of a registered version (``models:/<name>/<version>``)."""
+def registered_model_files(
+    client: MlflowClient, model_name: str, version: int | str
+) -> dict[str, bytes]:
+    """A registered version's files (relative path -> bytes), read through
+    ``client``'s own registry and tracking stores.
+
+    ``models:/`` URIs resolve the version in the *process-wide* registry (MLflow's
+    ``ModelsArtifactRepository`` ignores the stores it is given), so a process that
+    serves several workspaces, or a test suite, could read another registry's
+    version. The version's download URI is asked of ``client`` instead, and the
+    ``registered_model_meta`` file MLflow adds to a ``models:/`` download is written
+    the same way, so the hash equals the one recorded at registration.
+    """
+    from mlflow.models.model import MLMODEL_FILE_NAME  # noqa: PLC0415
+    from mlflow.store.artifact.artifact_repository_registry import (  # noqa: PLC0415
+        get_artifact_repository,
+    )
+    from mlflow.store.artifact.models_artifact_repo import (  # noqa: PLC0415
+        REGISTERED_MODEL_META_FILE_NAME,
+    )
+    from mlflow.utils.yaml_utils import write_yaml  # noqa: PLC0415
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    source = client.get_model_version_download_uri(model_name, str(version))
+    repository = get_artifact_repository(
+        source,
+        tracking_uri=client._tracking_client.tracking_uri,
+        registry_uri=client._registry_uri,
+    )
     with tempfile.TemporaryDirectory(prefix="bankplatform-artefact-") as folder:
-        local = mlflow.artifacts.download_artifacts(model_uri, dst_path=folder)
-        return artefact_sha256(Path(local))
+        local = Path(repository.download_artifacts("", dst_path=folder))  # type: ignore[no-untyped-call]
+        if (local / MLMODEL_FILE_NAME).is_file():
+            write_yaml(  # type: ignore[no-untyped-call]
+                str(local),
+                REGISTERED_MODEL_META_FILE_NAME,
+                {"model_name": model_name, "model_version": str(version)},
+                overwrite=True,
+                ensure_yaml_extension=False,
+            )
+        return {
+            path.relative_to(local).as_posix(): path.read_bytes()
+            for path in model_files(local)
+        }
+
+
+def registered_artefact_sha256(
+    client: MlflowClient, model_name: str, version: int | str
+) -> str:
+    """``artefact_sha256`` of a registered version, read through ``client``'s stores."""
+    return files_sha256(registered_model_files(client, model_name, version))
 
 
 def synthetic_applicant(config: BoostingConfig) -> pd.DataFrame:
@@ -161,11 +205,11 @@ def register_candidate(
         "feature_service": str(feature_service["name"]),
         "feature_service_version": str(feature_service["version"]),
         "auc_out_of_time": f"{trained.metrics['auc_out_of_time']:.4f}",
-        "artefact_sha256": model_artefact_sha256(
-            f"models:/{model_name}/{version.version}"
-        ),
     }
     client = MlflowClient()
+    tags["artefact_sha256"] = registered_artefact_sha256(
+        client, model_name, version.version
+    )
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version.version, key, value)
     return {
