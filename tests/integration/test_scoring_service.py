@@ -1169,24 +1169,18 @@ class _Impostor(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _simulate(root: Path, url: str) -> subprocess.CompletedProcess[str]:
-    """``bankplatform simulate traffic`` of 3 applications, sent to ``url``."""
-    return run_command(
-        ["bankplatform", "simulate", "traffic", "--env", "test", "--requests", "3"],
-        root,
-        extra_env={"BANKPLATFORM_SCORING_URL": url},
-    )
-
-
-def test_a_taken_port_stops_serve_and_gets_no_token(
-    service: RunningService, workspace: Path
-) -> None:
+def test_a_taken_port_stops_serve_and_gets_no_token(workspace: Path) -> None:
     """`make demo` once sent the workspace's bearer token to whatever held port
     8080. The server stops in one line when its port is taken; the shipped
-    clients check who answers before a token goes out."""
+    clients check who answers before a token goes out (the `traffic` commands of
+    the other tests are the positive case: the real service proves itself)."""
+    from bankplatform.errors import BankplatformError
+    from bankplatform.serving.remote import ScoringClient, wait_until_up
+
     impostor = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Impostor)
     port = impostor.server_address[1]
     threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{port}"
     try:
         started = run_command(
             ["bankplatform", "serve", "--env", "test", "--port", str(port)], workspace
@@ -1196,22 +1190,28 @@ def test_a_taken_port_stops_serve_and_gets_no_token(
             f"Error: port {port} on 127.0.0.1 is taken by another process: stop it, "
             "or serve on another port (--port, or serving.port)"
         )
-        url = f"http://127.0.0.1:{port}"
-        simulated = _simulate(workspace, url)
-        assert simulated.returncode == 1
-        assert simulated.stderr.strip() == (
-            f"Error: no scoring service started from this workspace listens on port "
-            f"{port} (no listener key): no token sent; start it with `bankplatform serve`"
+        # This workspace started no service there: no key, no token.
+        with pytest.raises(BankplatformError) as unkeyed:
+            ScoringClient(url, "a-secret-token", None, None).get("/v1/models")
+        assert str(unkeyed.value) == (
+            f"no scoring service started from this workspace listens on port {port} "
+            "(no listener key): no token sent; start it with `bankplatform serve`"
         )
         # A key left by an earlier service on that port does not help the impostor.
         stale = workspace / ".bankplatform-run" / f"scoring-{port}.key"
         stale.write_text("ab" * 32)
-        simulated = _simulate(workspace, url)
+        simulated = run_command(
+            ["bankplatform", "simulate", "traffic", "--env", "test", "--requests", "3"],
+            workspace,
+            extra_env={"BANKPLATFORM_SCORING_URL": url},
+        )
         assert simulated.returncode == 1
         assert simulated.stderr.strip() == (
             f"Error: the process answering at {url} is not the scoring service this "
             "workspace started (the port is taken by another?): no token sent"
         )
+        with pytest.raises(BankplatformError, match="no token sent"):
+            wait_until_up(ScoringClient(url, "a-secret-token", None, b"k" * 32), 5)
         assert not [h for h in _Impostor.seen if h.lower().startswith("authorization")]
         assert _Impostor.seen  # it was asked, and told nothing
     finally:
@@ -1219,10 +1219,6 @@ def test_a_taken_port_stops_serve_and_gets_no_token(
         (workspace / ".bankplatform-run" / f"scoring-{port}.key").unlink(
             missing_ok=True
         )
-    # The real service proves itself and the same command goes through.
-    served = _simulate(workspace, service.url)
-    assert served.returncode == 0, served.stderr
-    assert served.stdout.startswith("requests=3 ")
 
 
 def test_tls_serves_https_only_and_a_production_workspace_refuses_plain_http(

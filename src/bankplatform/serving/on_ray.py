@@ -30,6 +30,7 @@ from bankplatform.serving.server import (
     ServiceWorkspace,
     ServingError,
     build_service,
+    freeze_loaded_objects,
     listening,
 )
 
@@ -65,6 +66,7 @@ def build_app(
     os.chdir(workspace.root)
     app = create_app(build_service(workspace))
     app.state.listener = listener
+    freeze_loaded_objects()
     return app
 
 
