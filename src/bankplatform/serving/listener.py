@@ -44,8 +44,13 @@ def write_listener_key(root: Path, port: int) -> bytes:
 
 def read_listener_key(root: Path, port: int) -> bytes | None:
     """The key of the service this workspace started on ``port``, if any."""
+    return read_key_file(key_file(root, port))
+
+
+def read_key_file(path: Path) -> bytes | None:
+    """The key in ``path``, if there is one."""
     try:
-        return bytes.fromhex(key_file(root, port).read_text().strip())
+        return bytes.fromhex(path.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
 

@@ -8,6 +8,7 @@ import ssl
 import time
 from datetime import timedelta
 from http import HTTPStatus
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -18,9 +19,10 @@ from bankplatform.project import env_config_loader, find_project_root, resolve_e
 from bankplatform.security.client import TOKEN_ENV_VAR
 from bankplatform.security.runtime import activate, workspace_security
 from bankplatform.serving.listener import (
+    key_file,
     listener_proof,
     new_challenge,
-    read_listener_key,
+    read_key_file,
 )
 from bankplatform.serving.settings import load_serving_settings
 
@@ -41,7 +43,7 @@ class ScoringClient:
         base_url: str,
         token: str,
         ca_file: str | None = None,
-        listener_key: bytes | None = None,
+        listener_key: bytes | Path | None = None,
     ) -> None:
         """A client of the service at ``base_url``.
 
@@ -50,8 +52,9 @@ class ScoringClient:
             token: The bearer token, sent only once the service is verified.
             ca_file: HTTPS: the certificate (or CA) the service must present.
             listener_key: Plain HTTP: the key of the service this workspace
-                started on that port (``serving.listener``); ``None`` where it
-                started none, and then no token is sent.
+                started on that port (``serving.listener``), or the file it is
+                in (read when the service first answers: it is written once the
+                service is bound); ``None``: no token is sent.
         """
         verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=ca_file) if ca_file else True
@@ -91,7 +94,7 @@ class ScoringClient:
             url,
             token,
             str(settings.tls_cert) if settings.tls else None,
-            read_listener_key(root, port),
+            key_file(root, port),
         )
 
     def healthy(self) -> bool:
@@ -109,6 +112,8 @@ class ScoringClient:
         if self._verified:
             return
         port = httpx.URL(self.base_url).port
+        if isinstance(self._listener_key, Path):
+            self._listener_key = read_key_file(self._listener_key)
         if self._listener_key is None:
             msg = f"no scoring service started from this workspace listens on port {port} (no listener key): no token sent; start it with `bankplatform serve`"
             raise BankplatformError(msg)
