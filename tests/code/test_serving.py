@@ -183,3 +183,55 @@ def test_the_one_row_path_scores_exactly_as_the_pyfunc_and_the_training_rule(
     by_row = 1.0 / (1.0 + np.exp(-contributions.sum(axis=1)))
     assert np.max(np.abs(by_frame - expected)) <= 1e-12
     assert np.max(np.abs(by_row - expected)) <= 1e-6  # float32 contributions, summed
+
+
+def test_the_client_checks_the_listener_with_the_key_written_once_bound(
+    tmp_path: Path,
+) -> None:
+    """`make demo` starts `simulate traffic` while `serve` is still loading: the
+    client is made before the key exists and reads it when the service answers.
+    A real HTTP server answers ``/healthz?challenge=`` as the service does."""
+    import http.server
+    import threading
+    from urllib.parse import parse_qs, urlparse
+
+    from bankplatform.errors import BankplatformError
+    from bankplatform.serving.listener import (
+        key_file,
+        listener_proof,
+        read_listener_key,
+        write_listener_key,
+    )
+    from bankplatform.serving.remote import ScoringClient
+
+    class Service(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            port = self.server.server_address[1]
+            challenge = parse_qs(urlparse(self.path).query).get("challenge", [""])[0]
+            key = read_listener_key(tmp_path, port) or b""
+            body = (
+                f'{{"status": "ok", "proof": "{listener_proof(key, challenge, port)}"}}'
+            )
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Service)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        client = ScoringClient(url, "token", None, key_file(tmp_path, port))
+        key = write_listener_key(tmp_path, port)  # after the client was made
+        assert key_file(tmp_path, port).stat().st_mode & 0o777 == 0o600
+        client.verify_listener()  # the proof matches: verified
+        other = ScoringClient(url, "token", None, b"x" * 32)
+        with pytest.raises(BankplatformError, match="no token sent"):
+            other.verify_listener()
+        assert len(key) == 32 and read_listener_key(tmp_path, port) == key
+    finally:
+        server.shutdown()
