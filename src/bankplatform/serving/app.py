@@ -303,8 +303,6 @@ async def score(
     else:
         # The champion alone answers in about a millisecond: no thread hop.
         response = service.score(*arguments)
-    # Answered only once its decision line is durable (group commit).
-    await service.until_logged(arguments[2])
     request.state.audit = {
         "model_version": response["model_version"],
         "variant": response["variant"],

@@ -1,24 +1,20 @@
-"""What the scoring service writes off the request path: the decision log and
-the audit records of every request.
+"""What the scoring service writes: the decision log and the audit records of
+every request.
 
-Both are queued by the request and written by one background thread each,
-every ``flush_seconds`` or sooner when a batch fills: the decision log as JSON
-lines with one ``fsync`` per batch, the audit records as one batch call to the
-key service (one write and ``fsync`` there). A record that cannot be written
-stays queued and is retried; when the backlog passes its bound the service
-stops deciding (503) rather than decide without a record.
-
-**A decision is answered only once its line is durable**: the request waits for
-its ticket (``until_written``), which wakes the writer at once; requests that
-arrive while a batch is being written go together into the next one (group
-commit: one ``fsync`` for all of them). Its audit record follows in the next
-batch; if the process dies first, the service appends it when it starts again
-(``replay_unaudited``): the line holds everything the record says.
+**A decision is answered only once its line is on disk**: ``DecisionLog.put``
+appends the line and ``fsync``s before it returns (in the request's own thread:
+a hand-off to a writer thread cost more than the ``fsync`` itself here), and a
+line that cannot be written means no answer (503). Its audit record is queued
+and sent to the key service in batches by a background thread, every
+``flush_seconds`` or sooner when a batch fills (one write and ``fsync`` there);
+a record that cannot be written stays queued and is retried, and past its bound
+the service stops deciding (503). If the process dies before the batch is sent,
+the next start appends the missing records from the lines
+(``ScoringService._replay_unaudited``): a line holds everything its record says.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -33,6 +29,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
+from bankplatform.errors import BankplatformError
 from bankplatform.security.audit import decision_line_sha256
 
 _LOG = logging.getLogger("bankplatform.serving")
@@ -51,14 +48,6 @@ class BackgroundWriter(Generic[Item]):
         self._write = write
         self._flush_seconds = flush_seconds
         self._queue: deque[Item] = deque()
-        # Tickets: items put and items written so far, and who waits for which.
-        self._put_count = 0
-        self._written_count = 0
-        self._counts = threading.Lock()
-        self._waiters: list[
-            tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]
-        ] = []
-        self._written = threading.Condition(self._counts)
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._idle = threading.Event()
@@ -77,52 +66,12 @@ class BackgroundWriter(Generic[Item]):
         """Whether the backlog is within its bound."""
         return len(self._queue) < MAX_BACKLOG
 
-    def put(self, item: Item) -> int:
-        """Queue one item (never blocks the request); its ticket (``until_written``)."""
+    def put(self, item: Item) -> None:
+        """Queue one item (never blocks the request)."""
         self._idle.clear()
-        with self._counts:
-            self._queue.append(item)
-            self._put_count += 1
-            ticket = self._put_count
+        self._queue.append(item)
         if len(self._queue) >= MAX_BATCH:
             self._wake.set()
-        return ticket
-
-    def written(self, ticket: int) -> bool:
-        """Whether the item of ``ticket`` is written."""
-        return self._written_count >= ticket
-
-    def wait_written(self, ticket: int, timeout: float) -> bool:
-        """Block until the item of ``ticket`` is written; False on timeout."""
-        self._wake.set()
-        with self._written:
-            return self._written.wait_for(lambda: self.written(ticket), timeout)
-
-    async def until_written(self, ticket: int, timeout: float) -> bool:
-        """Wait (without blocking the event loop) until the item of ``ticket`` is
-        written; the writer starts a batch at once. False on timeout."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        with self._counts:
-            if self.written(ticket):
-                return True
-            self._waiters.append((ticket, loop, future))
-        self._wake.set()
-        try:
-            await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    def _wrote(self, count: int) -> None:
-        """Count a written batch and wake whoever waited for it."""
-        with self._counts:
-            self._written_count += count
-            ready = [w for w in self._waiters if w[0] <= self._written_count]
-            self._waiters = [w for w in self._waiters if w[0] > self._written_count]
-            self._written.notify_all()
-        for _, loop, future in ready:
-            loop.call_soon_threadsafe(_resolve, future)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything queued so far is written; False on timeout."""
@@ -160,57 +109,68 @@ class BackgroundWriter(Generic[Item]):
                 self.last_error = ""
                 for _ in batch:
                     self._queue.popleft()
-                self._wrote(len(batch))
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-@dataclass(frozen=True)
-class LoggedLine:
-    """A queued decision-log line: its sha256 and its writer ticket."""
-
-    sha256: str
-    ticket: int
+class DecisionLogError(BankplatformError):
+    """A decision line could not be written: the decision is not answered."""
 
 
 class DecisionLog:
     """The decision log: a folder of daily JSON-lines files, pseudonymous only.
 
-    Each line is encoded once (``decision_line``); its sha256 goes into the
-    request's audit record, so a line edited afterwards no longer matches the
-    signed log (``decision trace`` and monitoring check it).
+    Each line is encoded once (``decision_line``) and is on disk when ``put``
+    returns; its sha256 goes into the request's audit record, so a line edited
+    afterwards no longer matches the signed log (``decision trace`` and
+    monitoring check it).
     """
 
-    def __init__(self, folder: Path, flush_seconds: float) -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self._writer: BackgroundWriter[bytes] = BackgroundWriter(
-            "decision-log", self._append, flush_seconds
-        )
+        self._lock = threading.Lock()
+        self._open: tuple[str, int] | None = None  # (day, descriptor)
+        self.last_error = ""
 
     @property
-    def writer(self) -> BackgroundWriter[bytes]:
-        """Its background writer (backlog, health)."""
-        return self._writer
+    def healthy(self) -> bool:
+        """Whether the last write succeeded."""
+        return not self.last_error
 
-    def put(self, record: dict[str, Any]) -> LoggedLine:
-        """Queue one record (a decision, a shadow score, an override)."""
+    def put(self, record: dict[str, Any]) -> str:
+        """Append one record (a decision, a shadow score, an override) and
+        ``fsync`` it; its line's sha256.
+
+        Raises:
+            DecisionLogError: It could not be written (disk full, folder gone).
+        """
         line = decision_line(record)
-        return LoggedLine(decision_line_sha256(line), self._writer.put(line))
-
-    def _append(self, lines: list[bytes]) -> None:
         day = datetime.now(UTC).strftime("%Y-%m-%d")
-        path = self.folder / f"decisions-{day}.jsonl"
-        payload = b"".join(line + b"\n" for line in lines)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
-            os.write(descriptor, payload)
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+            with self._lock:
+                descriptor = self._descriptor(day)
+                os.write(descriptor, line + b"\n")
+                os.fsync(descriptor)
+        except OSError as error:
+            self.last_error = f"{type(error).__name__}: {error.strerror or error}"
+            msg = f"the decision log cannot be written ({self.last_error})"
+            raise DecisionLogError(msg) from None
+        self.last_error = ""
+        return decision_line_sha256(line)
+
+    def _descriptor(self, day: str) -> int:
+        """Today's file, opened once a day (append only, 0640)."""
+        if self._open is None or self._open[0] != day:
+            self.close()
+            path = self.folder / f"decisions-{day}.jsonl"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            self._open = (day, os.open(path, flags, 0o640))
+        return self._open[1]
+
+    def close(self) -> None:
+        """Close the open file (every line is already on disk)."""
+        if self._open is not None:
+            os.close(self._open[1])
+            self._open = None
 
 
 def decision_line(record: dict[str, Any]) -> bytes:

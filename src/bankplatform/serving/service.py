@@ -44,6 +44,7 @@ from bankplatform.serving.models import (
 from bankplatform.serving.records import (
     BackgroundWriter,
     DecisionLog,
+    DecisionLogError,
     decisions_after,
     end_mark,
     read_audited_mark,
@@ -83,9 +84,6 @@ _MAX_SHADOW_BACKLOG = 200
 _MAX_TOKEN_CHARS = 4_000
 # Threads that run challenger calls: a hung call holds one until it returns.
 _CHALLENGER_THREADS = 4
-# How long an answer may wait for its decision line to be durable.
-_DURABLE_SECONDS = 10.0
-_TICKET = "ticket"
 _LOG = logging.getLogger("bankplatform.serving")
 
 
@@ -135,7 +133,7 @@ class ScoringService:
         settings = context.settings
         self.traffic = TrafficFile(settings.traffic_state)
         self.monitor = ReleaseMonitor(settings.rollback)
-        self.decisions = DecisionLog(settings.decision_log, settings.flush_seconds)
+        self.decisions = DecisionLog(settings.decision_log)
         audit_log = context.security.audit_log()
         self.audit: BackgroundWriter[tuple[str, str, str, dict[str, Any]]] = (
             BackgroundWriter("audit", audit_log.append_many, settings.flush_seconds)  # type: ignore[arg-type]
@@ -527,14 +525,16 @@ class ScoringService:
             "halted": halted,
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         }
-        logged = self.decisions.put(record)
+        try:  # answered only once its line is on disk
+            digest = self.decisions.put(record)
+        except DecisionLogError as error:
+            raise Unavailable(f"not answered: {error}") from None
         self._remember(
             request_id,
             {
                 "decision": decision,
                 "model_version": response["model_version"],
-                DECISION_SHA256: logged.sha256,
-                _TICKET: logged.ticket,
+                DECISION_SHA256: digest,
             },
         )
         return response
@@ -544,20 +544,6 @@ class ScoringService:
         with self._lock:
             return str(self._recent.get(request_id, {}).get(DECISION_SHA256, ""))
 
-    async def until_logged(self, request_id: str) -> None:
-        """Wait until a decision's log line is durable: nothing is answered that
-        the bank could not reconstruct.
-
-        Raises:
-            Unavailable: It was not written in time (the answer is withheld).
-        """
-        with self._lock:
-            ticket = int(self._recent.get(request_id, {}).get(_TICKET, 0))
-        writer = self.decisions.writer
-        if not await writer.until_written(ticket, _DURABLE_SECONDS):
-            msg = f"the decision could not be written to the decision log within {_DURABLE_SECONDS:.0f} s: not answered ({writer.last_error or 'disk slow'})"
-            raise Unavailable(msg)
-
     def _remember(self, request_id: str, summary: dict[str, Any]) -> None:
         with self._lock:
             self._recent[request_id] = summary
@@ -565,10 +551,9 @@ class ScoringService:
                 self._recent.popitem(last=False)
 
     def _require_records(self) -> None:
-        for writer in (self.decisions.writer, self.audit):
-            if not writer.healthy:
-                msg = f"not deciding: the {writer.name} is not being written ({writer.last_error or 'backlog full'})"
-                raise Unavailable(msg)
+        if not self.audit.healthy:
+            msg = f"not deciding: the audit log is not being written ({self.audit.last_error or 'backlog full'})"
+            raise Unavailable(msg)
 
     # Oversight and releases -----------------------------------------------
 
@@ -671,17 +656,15 @@ class ScoringService:
         return {"request_id": request_id, "status": "open", "queue": "appeals"}
 
     def _durably(self, entry: dict[str, Any]) -> None:
-        """Log an oversight record and wait until it is written.
+        """Log an oversight record (on disk before the answer).
 
         Raises:
-            Unavailable: It was not written in time.
+            Unavailable: It could not be written.
         """
-        logged = self.decisions.put(entry)
-        if not self.decisions.writer.wait_written(logged.ticket, _DURABLE_SECONDS):
-            msg = (
-                f"the {entry['type']} could not be written to the decision log in time"
-            )
-            raise Unavailable(msg)
+        try:
+            self.decisions.put(entry)
+        except DecisionLogError as error:
+            raise Unavailable(str(error)) from None
 
     def find(self, request_id: str) -> dict[str, Any]:
         """The decision a request id names (recent ones from memory).
@@ -692,7 +675,6 @@ class ScoringService:
         with self._lock:
             found = self._recent.get(request_id)
         if found is None:
-            self.decisions.writer.flush()
             found = _logged_decision(self.decisions.folder, request_id)
         if found is None:
             msg = f"no decision with request id {request_id}"
@@ -891,9 +873,9 @@ class ScoringService:
         self._shadow.shutdown(wait=True, cancel_futures=True)
         self._challenger_calls.shutdown(wait=False, cancel_futures=True)
         self._refresher.shutdown(wait=False, cancel_futures=True)
-        self.decisions.writer.stop()
+        self.decisions.close()
         self.audit.stop()
-        if not (self.decisions.writer.backlog or self.audit.backlog):
+        if not self.audit.backlog:
             mark = end_mark(self.decisions.folder)
             if mark is not None:
                 write_audited_mark(self.decisions.folder, mark)

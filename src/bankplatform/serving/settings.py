@@ -54,7 +54,8 @@ class ServingSettings(BaseModel):
         appeal_queue: File of contested decisions awaiting a reviewer.
         alias_poll_seconds: How often aliases are re-read from the registry.
         token_cache_seconds: How long the key service's verdict on a token is reused.
-        flush_seconds: Longest a decision or audit record waits to be written.
+        flush_seconds: Longest an audit record waits to be sent (decision lines
+            are on disk before the answer).
         rollback: The automatic rollback policy.
     """
 
