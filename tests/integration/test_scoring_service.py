@@ -1319,8 +1319,26 @@ def test_killed_under_load_every_answered_decision_can_be_traced(
     stop.set()
     for thread in threads:
         thread.join(timeout=30)
+    # A line planted among audited ones while the service is down: never vouched for.
+    log = sorted((workspace / "data" / "08_reporting" / "decisions").glob("*.jsonl"))[
+        -1
+    ]
+    kept = log.read_bytes().splitlines(keepends=True)
+    planted = json.loads(kept[0])
+    planted.update(type="decision", request_id="req_" + "ab" * 16)
+    log.write_bytes(
+        kept[0]
+        + json.dumps(planted, separators=(",", ":")).encode()
+        + b"\n"
+        + b"".join(kept[1:])
+    )
     restarted = start_service(workspace)
     try:
+        assert not [
+            r
+            for r in audit_records(workspace)
+            if r["resource"] == f"request:{planted['request_id']}"
+        ]
         lines = {
             d["request_id"]: d
             for d in _decisions(workspace)
@@ -1354,6 +1372,8 @@ def test_killed_under_load_every_answered_decision_can_be_traced(
             ["bankplatform", "decision", "trace", last, "--env", "test"], workspace
         )
         assert traced.returncode == 0, traced.stdout + traced.stderr
+        if replayed:  # shown, since the line vouched for itself
+            assert "replayed at a restart from the line itself" in traced.stdout
         with restarted.client(tokens["client"]) as client:
             appealed = client.post(
                 f"/v1/decisions/{last}/appeal", json={"reason": "please look again"}

@@ -42,6 +42,7 @@ from bankplatform.serving.models import (
     servable_version,
 )
 from bankplatform.serving.records import (
+    MAX_BACKLOG,
     BackgroundWriter,
     DecisionLog,
     DecisionLogError,
@@ -836,6 +837,11 @@ class ScoringService:
     def _unaudited(
         self, lines: list[tuple[str, dict[str, Any]]]
     ) -> list[tuple[str, str, Outcome, dict[str, Any]]]:
+        """The records to append: for the lines *after* the last line that has an
+        audit record (a dead process's unsent batch is the log's tail; a line
+        planted between audited ones is never vouched for), at most one backlog.
+        The records say ``replayed``: monitoring does not count on them and
+        ``decision trace`` shows it, since the line vouches for itself."""
         if not lines:
             return []
         audited = {
@@ -844,6 +850,14 @@ class ScoringService:
                 resource="request:", tail=4 * len(lines) + 10_000
             )
         }
+        last = max(
+            (
+                i
+                for i, (_, record) in enumerate(lines)
+                if str(record.get("request_id")) in audited
+            ),
+            default=-1,
+        )
         return [
             (
                 "scoring.request",
@@ -861,8 +875,7 @@ class ScoringService:
                     "replayed": True,
                 },
             )
-            for sha256, record in lines
-            if str(record.get("request_id")) not in audited
+            for sha256, record in lines[last + 1 :][:MAX_BACKLOG]
         ]
 
     def close(self) -> None:

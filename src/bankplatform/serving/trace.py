@@ -181,7 +181,13 @@ def _decision_link(decision: dict[str, Any], inputs: TraceInputs) -> Link:
     return Link(
         "decision",
         True,
-        f"{decision['decision']} at PD {decision.get('score')} (cut-off {decision.get('cut_off')}) for {decision.get('client')}, audited as seq {audited[-1].get('seq')}, inputs hash {str(decision.get('input_sha256'))[:12]}",
+        f"{decision['decision']} at PD {decision.get('score')} (cut-off {decision.get('cut_off')}) for {decision.get('client')}, audited as seq {audited[-1].get('seq')}"
+        + (
+            " (replayed at a restart from the line itself: the process died before sending it)"
+            if details.get("replayed")
+            else ""
+        )
+        + f", inputs hash {str(decision.get('input_sha256'))[:12]}",
     )
 
 

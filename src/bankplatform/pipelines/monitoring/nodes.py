@@ -81,11 +81,14 @@ def collect_window_decisions(
         ``window`` (its id, start and end) and ``decisions``.
     """
     window = parse_window(workspace.monitoring.window)
-    # Only lines the scoring service's audit records vouch for are measured.
+    # Only lines the scoring service's audit records vouch for are measured; a
+    # record replayed at a restart was made from the line itself and vouches for
+    # nothing (a line planted while the service was down would be one).
     audited = {
         str((r.get("details") or {}).get(DECISION_SHA256, ""))
         for r in workspace.security.audit_log().records(resource="request:")
         if r.get("action") == "scoring.request"
+        and not (r.get("details") or {}).get("replayed")
     }
     decisions, tampered = window_decisions(
         workspace.serving.decision_log, window, audited - {""}
