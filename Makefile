@@ -10,6 +10,11 @@ UV_VERSION := 0.13.9
 # `make lab LAB_DIR=... LAB_PORT=...`; $JUPYTER_TOKEN fixes the token (random otherwise).
 LAB_DIR ?= notebooks
 LAB_PORT ?= 8888
+# Apache Airflow beside the project: its own venv (airflow/requirements.lock, never
+# the project's packages), its home, and the DAGs kedro-airflow generates.
+AIRFLOW_DIR := .airflow
+AIRFLOW_BIN := $(AIRFLOW_DIR)/venv/bin
+AIRFLOW_ENV ?= local
 UI_STORE ?= sqlite:///mlflow.db
 UI_PORT ?= 5000
 
@@ -24,7 +29,28 @@ $(if $(BANKPLATFORM_DEBUG),$(eval export KEDRO_LOGGING_CONFIG := $(CURDIR)/conf/
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help install lock demo test lint bench lab viz ui clean-data browser screenshots mlflow-server
+.PHONY: help install lock demo test lint bench lab viz ui clean-data browser screenshots mlflow-server airflow airflow-env
+
+# The demo's recurring steps. The version the last evaluation judged: approved by a
+# validator and promoted by a risk officer (tokens the admin issues), if its gates passed.
+define APPROVE_AND_PROMOTE
+version=$$($(BIN)/python -c "import json; print(json.load(open('data/08_reporting/gate_outcome.json'))['version'])") && \
+status=$$($(BIN)/python -c "import json; print(json.load(open('data/08_reporting/gate_outcome.json'))['gate_status'])") && \
+if [ "$$status" != passed ]; then echo "version $$version: gates $$status, so no validator may approve it (see its evidence)"; exit 0; fi && \
+echo "BANKPLATFORM_TOKEN=<victor.validator's> bankplatform model approve credit_default_pd $$version" && \
+BANKPLATFORM_TOKEN=$$($(BIN)/bankplatform token issue --user victor.validator --role model_validator --ttl-minutes 30) \
+	$(BIN)/bankplatform model approve credit_default_pd $$version && \
+echo "BANKPLATFORM_TOKEN=<rita.riskofficer's> bankplatform model promote credit_default_pd $$version" && \
+BANKPLATFORM_TOKEN=$$($(BIN)/bankplatform token issue --user rita.riskofficer --role model_risk_officer --ttl-minutes 30) \
+	$(BIN)/bankplatform model promote credit_default_pd $$version
+endef
+# What the last monitoring run found and did.
+define SHOW_ACTION
+$(BIN)/python -c "import json; a = json.load(open('data/08_reporting/monitoring/last_action.json')); \
+	print('findings:', '; '.join(a['findings'].values()) or 'none'); \
+	print('action:', a['action'], a['status'], {k: a[k] for k in ('instead_of', 'new_version', 'gate_status', 'review_id') if k in a}); \
+	print('reports:', a['reports'])"
+endef
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -49,13 +75,7 @@ demo: install ## Generate the demo extract, run every pipeline, serve, monitor d
 	$(BIN)/bankplatform workspace status
 	$(BIN)/bankplatform model list
 	@echo "== a validator approves and a risk officer promotes the new version, each with a token the admin issued"
-	@version=$$($(BIN)/python -c "import json; print(json.load(open('data/08_reporting/gate_outcome.json'))['version'])") && \
-	echo "BANKPLATFORM_TOKEN=<victor.validator's> bankplatform model approve credit_default_pd $$version" && \
-	BANKPLATFORM_TOKEN=$$($(BIN)/bankplatform token issue --user victor.validator --role model_validator --ttl-minutes 30) \
-		$(BIN)/bankplatform model approve credit_default_pd $$version && \
-	echo "BANKPLATFORM_TOKEN=<rita.riskofficer's> bankplatform model promote credit_default_pd $$version" && \
-	BANKPLATFORM_TOKEN=$$($(BIN)/bankplatform token issue --user rita.riskofficer --role model_risk_officer --ttl-minutes 30) \
-		$(BIN)/bankplatform model promote credit_default_pd $$version
+	@$(APPROVE_AND_PROMOTE)
 	$(BIN)/bankplatform model list
 	@echo "== the scoring service: 200 applications from the origination system, one decision's whole chain, then 300 drifted ones"
 	@$(BIN)/bankplatform serve > data/08_reporting/serve-demo.log 2>&1 & server=$$!; \
@@ -69,11 +89,16 @@ demo: install ## Generate the demo extract, run every pipeline, serve, monitor d
 	kill $$server; wait $$server 2>/dev/null; exit $$status
 	@echo "== monitoring: today's decisions against the champion's validated window, and the action the policy takes"
 	$(BIN)/kedro run --pipelines monitoring
-	@$(BIN)/python -c "import json; a = json.load(open('data/08_reporting/monitoring/last_action.json')); \
-		print('findings:', '; '.join(a['findings'].values()) or 'none'); \
-		print('action:', a['action'], a['status'], {k: a[k] for k in ('new_version', 'gate_status', 'review_id') if k in a}); \
-		print('reports:', a['reports'])"
+	@$(SHOW_ACTION)
 	$(BIN)/bankplatform review list
+	@echo "== weeks later: loan servicing's outcomes of the granted loans arrive; the same window is judged again"
+	$(BIN)/bankplatform simulate outcomes --out data/01_raw/servicing/outcomes-export.csv
+	$(BIN)/bankplatform data outcomes data/01_raw/servicing/outcomes-export.csv
+	$(BIN)/kedro run --pipelines monitoring
+	@$(SHOW_ACTION)
+	@echo "== the retrained version learnt from the newest labelled window: the same two people decide on it"
+	@if $(BIN)/python -c "import json, sys; a = json.load(open('data/08_reporting/monitoring/last_action.json')); \
+		sys.exit(0 if a.get('new_version') else 1)"; then $(APPROVE_AND_PROMOTE); else echo "no new version to decide on"; fi
 	$(BIN)/bankplatform model list
 	@echo "== where to look next"
 	@echo "  MLflow UI (runs, registry, monitoring):  make ui"
@@ -86,7 +111,20 @@ demo: install ## Generate the demo extract, run every pipeline, serve, monitor d
 	@echo "== the audit log"
 	$(BIN)/bankplatform audit verify
 
-test: install lint browser ## Lint, type-check, then run every test
+airflow-env: install ## Install Apache Airflow in its own venv (.airflow/venv, airflow/requirements.lock)
+	@test -x $(AIRFLOW_BIN)/python || $(BIN)/uv venv -q --python $(PYTHON) $(AIRFLOW_DIR)/venv
+	@test $(AIRFLOW_DIR)/venv/.installed -nt airflow/requirements.lock || { \
+		$(BIN)/uv pip sync -q --python $(AIRFLOW_BIN)/python airflow/requirements.lock && touch $(AIRFLOW_DIR)/venv/.installed; }
+
+airflow: airflow-env ## Generate the Airflow DAGs of the pipelines (.airflow/dags; AIRFLOW_ENV=local) and set up Airflow's database
+	$(BIN)/kedro airflow create --pipelines monitoring,__default__ --env $(AIRFLOW_ENV) \
+		--jinja-file airflow/dag_template.j2 --target-dir $(AIRFLOW_DIR)/dags --group-by memory \
+		--params "project_path=$(CURDIR),kedro=$(CURDIR)/$(BIN)/kedro"
+	AIRFLOW_HOME=$(CURDIR)/$(AIRFLOW_DIR) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/$(AIRFLOW_DIR)/dags \
+		AIRFLOW__CORE__LOAD_EXAMPLES=False $(AIRFLOW_BIN)/airflow db migrate > $(AIRFLOW_DIR)/db-migrate.log
+	@echo "DAGs in $(AIRFLOW_DIR)/dags; try one run:  AIRFLOW_HOME=$(CURDIR)/$(AIRFLOW_DIR) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/$(AIRFLOW_DIR)/dags $(AIRFLOW_BIN)/airflow dags test bankplatform_monitoring"
+
+test: install lint browser airflow-env ## Lint, type-check, then run every test
 	$(BIN)/pytest -n 2 --dist loadfile --durations=15 || [ $$? -eq 5 ]
 
 # The page tests drive Debian's chromium (never `playwright install`, which downloads).

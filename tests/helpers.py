@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import orjson
+import pandas as pd
 
 from tests.conftest import BIN, REPO, command_env
 
@@ -388,3 +391,97 @@ def run_processes(
     for process in workers:
         process.join(timeout=timeout)
         assert process.exitcode == 0
+
+
+# Decision lines planted as the scoring service writes them (monitoring, Airflow).
+NOT_INPUTS = {
+    "application_id",
+    "customer_token",
+    "event_timestamp",
+    "defaulted",
+    "gender",
+    "age_band",
+    "score",
+}
+
+
+def resample(frame: pd.DataFrame, seed: int, rows: int = 600) -> pd.DataFrame:
+    picked = np.random.default_rng(seed).choice(len(frame), size=rows, replace=True)
+    return frame.iloc[picked].reset_index(drop=True)
+
+
+def plant_decisions(
+    root: Path, day: str, frame: pd.DataFrame, version: int, *, audited: bool = True
+) -> list[str]:
+    """Write ``frame`` as the scoring service logs decisions, on ``day`` (and, unless
+    ``audited`` is false, its request records with each line's hash)."""
+    folder = root / "data" / "08_reporting" / "decisions"
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = [c for c in frame.columns if c not in NOT_INPUTS]
+    # Request ids of their own per day: 8 digits of the day, 24 hexadecimal.
+    ids = [f"req_{day.replace('-', '')}{i:024x}" for i in range(len(frame))]
+    lines = []
+    for i, row in enumerate(frame.to_dict(orient="records")):
+        lines.append(
+            orjson.dumps(
+                {
+                    "type": "decision",
+                    "request_id": ids[i],
+                    "customer_token": row["customer_token"],
+                    "score": row["score"],
+                    "decision": "approve" if row["score"] <= 0.15 else "decline",
+                    "model_version": version,
+                    "time": f"{day}T10:{i // 60_000_000:02d}:00.{i:06d}+00:00",
+                    "features": {c: row[c] for c in inputs},
+                },
+                default=str,
+            )
+        )
+    (folder / f"decisions-{day}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    if audited:
+        _audit_as_the_scoring_service(root, ids, lines)
+    return ids
+
+
+def _audit_as_the_scoring_service(
+    root: Path, ids: list[str], lines: list[bytes]
+) -> None:
+    """Each line's request record with its hash, as ``bankplatform serve`` writes
+    them (the scoring service's identity, started by an admin)."""
+    from bankplatform.security.audit import decision_line_sha256
+    from bankplatform.security.client import acting_for
+    from bankplatform.security.runtime import granted_run
+
+    with (
+        acting_as(root, "local-developer") as security,
+        granted_run(security, ["scoring"]),
+        acting_for("scoring"),
+    ):
+        security.audit_log().append_many(
+            [
+                (
+                    "scoring.request",
+                    f"request:{request_id}",
+                    "allowed",
+                    {
+                        "request_id": request_id,
+                        "decision_sha256": decision_line_sha256(line),
+                    },
+                )
+                for request_id, line in zip(ids, lines, strict=True)
+            ]
+        )
+
+
+def monitoring_reference(root: Path, version: int) -> pd.DataFrame:
+    """A version's reference, as the evaluation kept it (read as a data scientist)."""
+    from bankplatform.datasets import EncryptedPartitionsDataset
+    from bankplatform.security.runtime import activate
+
+    with acting_as(root, "dana.scientist") as security:
+        activate(security)
+        partitions = EncryptedPartitionsDataset(
+            path=str(root / "data/07_model_output/monitoring_references"),
+            dataset="monitoring_references",
+        ).load()
+        return partitions[f"{MODEL}-v{version}"]()

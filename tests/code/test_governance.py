@@ -61,10 +61,7 @@ def test_every_shipped_env_keeps_the_base_monotone_map_and_booster(env: str) -> 
 def test_the_test_env_changes_only_what_it_states() -> None:
     resolved = env_config_loader(REPO, "test")["parameters"]
     assert resolved["training"]["rounds"] == 80  # stated in conf/test
-    assert resolved["training"]["split"] == {  # from base
-        "train_until": "2025-06-30",
-        "validate_from": "2025-07-01",
-    }
+    assert resolved["training"]["split"] == {"out_of_time_months": 6}  # from base
     governance = GovernanceSettings.model_validate(resolved["governance"])
     assert governance.gates.discrimination.threshold == 0.60  # stated in conf/test
     assert governance.gates.leakage.threshold == 0.93  # from base

@@ -29,7 +29,13 @@ from bankplatform.monitoring.settings import (
     MonitoringSettings,
 )
 from bankplatform.monitoring.verdict import judge_window
-from bankplatform.monitoring.windows import WindowError, parse_window, window_decisions
+from bankplatform.monitoring.windows import (
+    WindowError,
+    logged_decisions,
+    parse_window,
+    vouched_decision_lines,
+    window_decisions,
+)
 from bankplatform.security.audit import decision_line_sha256
 
 NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
@@ -73,6 +79,7 @@ def test_a_window_reads_only_its_scored_decisions(tmp_path: Path) -> None:
             "time": stamp,
             "score": score,
             "model_version": 3,
+            "customer_token": f"tok_{request}",
             "features": {"income": 1.0, "purpose": "car"},
         }
 
@@ -103,11 +110,26 @@ def test_a_window_reads_only_its_scored_decisions(tmp_path: Path) -> None:
     assert day.columns.tolist() == [
         "request_id",
         "time",
+        "customer_token",
         "model_version",
         "score",
+        "decision",
         "income",
         "purpose",
     ]
+    # The whole log (for retraining): every scored, audited decision, oldest first.
+    every = logged_decisions(tmp_path, audited)
+    assert every["request_id"].tolist() == [
+        "req_late_evening",
+        "req_first",
+        "req_second",
+    ]
+    assert every["customer_token"].tolist() == [
+        "tok_req_late_evening",
+        "tok_req_first",
+        "tok_req_second",
+    ]
+    assert logged_decisions(tmp_path / "missing", audited).empty
     morning, _ = window_decisions(
         tmp_path, parse_window("2026-11-28T20:00/2026-11-29T12:00", NOW), audited
     )
@@ -121,6 +143,23 @@ def test_a_window_reads_only_its_scored_decisions(tmp_path: Path) -> None:
     path.write_bytes(edited + planted + b"\n")
     day, tampered = window_decisions(tmp_path, parse_window("2026-11-29", NOW), audited)
     assert (day["request_id"].tolist(), tampered) == (["req_first"], 2)
+    assert logged_decisions(tmp_path, audited)["request_id"].tolist() == [
+        "req_late_evening",
+        "req_first",
+    ]
+
+
+def test_only_the_scoring_service_s_own_records_vouch_for_lines() -> None:
+    records = [
+        {"action": "scoring.request", "details": {"decision_sha256": "a"}},
+        {
+            "action": "scoring.request",
+            "details": {"decision_sha256": "b", "replayed": True},
+        },
+        {"action": "model.approve", "details": {"decision_sha256": "c"}},
+        {"action": "scoring.request", "details": {}},
+    ]
+    assert vouched_decision_lines(records) == {"a"}
 
 
 def _book(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:

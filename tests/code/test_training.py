@@ -3,6 +3,7 @@ requirements, checkpoints and resume (plain xgboost, no Ray)."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from bankplatform.training.boosting import (
 )
 from bankplatform.training.on_ray import wants_gpu
 from bankplatform.training.registry import pinned_requirements
+from bankplatform.training.served import labelled_decisions, training_window
 from bankplatform.training.settings import QualityGate, TrainingParameters
 from bankplatform.training.train import TrainingError, check_quality, split_out_of_time
 from tests.conftest import REPO
@@ -87,6 +89,37 @@ def test_the_split_is_out_of_time_and_refuses_an_empty_side() -> None:
     ):
         TrainingParameters.model_validate(
             {"split": {"train_until": "2025-07-01", "validate_from": "2025-06-30"}}
+        )
+
+
+def test_the_rolling_split_moves_with_the_newest_labelled_application() -> None:
+    """The newest 6 calendar months validate: an extract labelled to December
+    2025 splits where the fixed dates did; served decisions labelled in December
+    2026 move both windows a year on."""
+    frame = synthetic_training_set(2_000)
+    rolling = TrainingParameters.model_validate(
+        {"split": {"out_of_time_months": 6}}
+    ).split
+    newest = pd.to_datetime(frame["event_timestamp"], utc=True).max().date()
+    assert (newest.year, newest.month) == (2025, 12)
+    assert rolling.dates(newest) == (date(2025, 6, 30), date(2025, 7, 1))
+    fixed = TrainingParameters.model_validate({"split": SPLIT}).split
+    for left, right in zip(
+        split_out_of_time(frame, rolling), split_out_of_time(frame, fixed), strict=True
+    ):
+        pd.testing.assert_frame_equal(left, right)
+    assert rolling.dates(date(2026, 12, 6)) == (date(2026, 6, 30), date(2026, 7, 1))
+    assert rolling.dates(date(2026, 3, 31)) == (date(2025, 9, 30), date(2025, 10, 1))
+    later = frame.copy()
+    later.loc[later.index[:300], "event_timestamp"] = pd.Timestamp(
+        "2026-12-01", tz="UTC"
+    )
+    train, valid = split_out_of_time(later, rolling)
+    assert valid["event_timestamp"].min() >= pd.Timestamp("2026-07-01", tz="UTC")
+    assert len(valid) == 300 and len(train) == len(frame) - 300
+    with pytest.raises(ValidationError, match="not both"):
+        TrainingParameters.model_validate(
+            {"split": {"out_of_time_months": 6, "train_until": "2025-06-30"}}
         )
 
 
@@ -169,3 +202,52 @@ def test_use_gpu_auto_follows_the_cluster(
     use_gpu: str | bool, resources: dict[str, float], expected: bool
 ) -> None:
     assert wants_gpu(use_gpu, resources) is expected
+
+
+def test_served_decisions_with_outcomes_join_the_training_window() -> None:
+    """A decision whose outcome arrived is a training row with the logged inputs,
+    the decision's time and the customer's protected attributes; a decision
+    without one is not; a request delivered twice counts once (the latest)."""
+    base = synthetic_training_set(200).assign(gender="f")
+    base.insert(0, "customer_token", "tok_old")
+    decisions = pd.DataFrame(
+        {
+            "request_id": ["req_a", "req_b", "req_c"],
+            "time": [
+                "2026-12-01T10:00:00+00:00",
+                "2026-12-02T10:00:00+00:00",
+                "2026-12-03T10:00:00.5+00:00",
+            ],
+            "customer_token": ["tok_1", "tok_2", "tok_3"],
+            "model_version": [1, 1, 1],
+            "score": [0.1, 0.2, 0.3],
+            "income": [30_000, 50_000.5, 20_000],
+            "card_utilisation": [0.5, 0.1, 0.9],
+            "purpose": ["car", "holiday", "car"],
+        }
+    )
+    outcomes = pd.DataFrame(
+        {"request_id": ["req_a", "req_c", "req_c"], "defaulted": [0, 0, 1]}
+    )
+    attributes = pd.DataFrame(
+        {"customer_token": ["tok_1", "tok_3"], "gender": ["m", "f"]}
+    )
+    labelled = labelled_decisions(decisions, outcomes, attributes)
+    assert labelled["application_id"].tolist() == ["req_a", "req_c"]
+    assert labelled["defaulted"].tolist() == [0, 1]
+    assert labelled["gender"].tolist() == ["m", "f"]
+    assert labelled["event_timestamp"].tolist() == [
+        pd.Timestamp("2026-12-01T10:00:00", tz="UTC"),
+        pd.Timestamp("2026-12-03T10:00:00.5", tz="UTC"),
+    ]
+    assert "score" not in labelled.columns and "model_version" not in labelled
+    window = training_window(base, labelled)
+    assert len(window) == len(base) + 2
+    assert window.columns.tolist() == base.columns.tolist()
+    assert window.dtypes.to_dict() == base.dtypes.to_dict()
+    assert window["income"].tolist()[-2:] == [30_000.0, 20_000.0]
+    # No outcome yet: the window is the training set itself.
+    assert (
+        training_window(base, labelled_decisions(decisions, outcomes[:0], attributes))
+        is base
+    )

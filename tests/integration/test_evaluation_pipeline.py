@@ -247,7 +247,7 @@ def test_the_default_run_prints_a_line_per_stage_and_no_third_party_noise(
         for line in printed
     ]
     done = {m.group(1): int(m.group(2)) for m in stages if m}
-    assert done == {"ingestion": 11, "features": 5, "training": 2, "evaluation": 5}
-    assert re.search(r"kedro run __default__: 23 node\(s\) in \d+\.\d s$", printed[-1])
+    assert done == {"ingestion": 11, "features": 6, "training": 3, "evaluation": 5}
+    assert re.search(r"kedro run __default__: 25 node\(s\) in \d+\.\d s$", printed[-1])
     # Each line stands alone (no record wrapped over several lines).
     assert len(printed) <= 8, printed

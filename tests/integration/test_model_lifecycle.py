@@ -6,6 +6,8 @@ pack, and names a person types."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -113,6 +115,85 @@ def test_every_role_without_the_permission_is_refused_and_audited(
     assert str(record["details"]["reason"]).startswith("lacks ")  # type: ignore[index]
 
 
+@pytest.mark.parametrize(
+    ("user", "attempt", "error", "reason", "resource"),
+    [
+        (
+            "victor.validator",
+            lambda g: lifecycle.reject(g, 1, "   "),
+            GovernanceError,
+            "a reason is required",
+            f"model:{MODEL}/1",
+        ),
+        (
+            "victor.validator",
+            lambda g: lifecycle.reject(g, 1, "drift\x00"),
+            GovernanceError,
+            "reason contains control characters",
+            f"model:{MODEL}/1",
+        ),
+        # A blank reason does not hide the missing role: the role is checked first.
+        (
+            "victor.validator",
+            lambda g: lifecycle.decommission(g, 1, ""),
+            AccessDenied,
+            "lacks decommission_model",
+            f"model:{MODEL}/1",
+        ),
+        (
+            "victor.validator",
+            lambda g: lifecycle.approve(replace(g, named="../../x"), 1),
+            GovernanceError,
+            "invalid model name '../../x'",
+            f"model:{MODEL}/1",
+        ),
+        (
+            "rita.riskofficer",
+            lambda g: lifecycle.promote(replace(g, named="fraud_model"), 1),
+            GovernanceError,
+            "unknown model 'fraud_model'",
+            f"model:{MODEL}/1",
+        ),
+        # No alias is held yet: the refusal names the model, never a version 0.
+        (
+            "rita.riskofficer",
+            lifecycle.rollback,
+            GovernanceError,
+            f"{MODEL} has no previous champion to roll back to",
+            f"model:{MODEL}",
+        ),
+    ],
+    ids=[
+        "empty-reason",
+        "control-character",
+        "blank-reason-no-role",
+        "path-name",
+        "other-model",
+        "rollback-nothing",
+    ],
+)
+def test_every_refusal_is_audited_once_under_the_version_it_names(
+    workspace: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    user: str,
+    attempt: Callable[[Governed], str],
+    error: type[Exception],
+    reason: str,
+    resource: str,
+) -> None:
+    g = _governed(workspace, user, monkeypatch)
+    before = len(_audit(workspace))
+    with pytest.raises(error):
+        attempt(g)
+    (record,) = _audit(workspace)[before:]
+    assert (record["actor"], record["outcome"], record["resource"]) == (
+        user,
+        "denied",
+        resource,
+    )
+    assert str(record["details"]["reason"]).startswith(reason)  # type: ignore[index]
+
+
 def test_a_validator_who_trained_the_version_may_not_approve_it(
     governed_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -217,6 +298,16 @@ def test_the_scripted_lifecycle_and_its_exact_history(
     )
     assert _cli(root, "rita.riskofficer", "rollback", MODEL)[1] == (
         f"rolled back {MODEL}: version 1 is champion again (version 2 no longer serves)"
+    )
+    # A second rollback has nothing to go back to: refused under the champion.
+    assert _cli(root, "rita.riskofficer", "rollback", MODEL)[2] == (
+        f"Error: {MODEL} has no previous champion to roll back to"
+    )
+    refused = _audit(root)[-1]
+    assert (refused["action"], refused["outcome"], refused["resource"]) == (
+        "model.rollback",
+        "denied",
+        f"model:{MODEL}/1",
     )
     assert (
         _cli(
@@ -357,6 +448,16 @@ def test_the_inventory_card_and_annex_iv_pack(
     assert "| disparate_impact |" in card
     assert "| training_set |" in card or "| customers_raw |" in card
     assert "model.approve" in card and "victor.validator" in card
+    # The rollback from 2 to 1 shows on both versions' cards.
+    rollback_row = "| model.rollback | rita.riskofficer | allowed | champion 2 -> 1, previous 1 -> - |"
+    assert rollback_row in card
+    code, second_card, _ = _cli(root, "audrey.auditor", "card", MODEL, "2")
+    assert code == 0
+    assert rollback_row in second_card
+    assert (
+        "| model.promote | rita.riskofficer | allowed | challenger 2 -> -, champion 1 -> 2, previous - -> 1 |"
+        in card
+    )
     code, out, _ = _cli(root, "audrey.auditor", "docs", MODEL, "1")
     assert code == 0
     pack = Path(out.rsplit(": ", 1)[1])

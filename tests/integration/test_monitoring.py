@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-import numpy as np
-import orjson
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -32,10 +30,14 @@ from bankplatform.governance.evidence import cdn_references, file_sha256
 from tests.conftest import run_command
 from tests.helpers import (
     MODEL,
+    NOT_INPUTS,
     acting_as,
     approve_and_promote,
     audit_records,
     champion_workspace,
+    monitoring_reference,
+    plant_decisions,
+    resample,
     start_service,
 )
 from tests.pipelines import run_in_memory
@@ -44,15 +46,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
 ]
-NOT_INPUTS = {
-    "application_id",
-    "customer_token",
-    "event_timestamp",
-    "defaulted",
-    "gender",
-    "age_band",
-    "score",
-}
 
 
 @pytest.fixture(scope="module")
@@ -63,89 +56,9 @@ def workspace(
     return champion_workspace(governed_workspace, tmp_path_factory.mktemp("monitor"))
 
 
-def _reference(root: Path, version: int) -> pd.DataFrame:
-    """A version's reference, as the evaluation kept it (read as a data scientist)."""
-    from bankplatform.datasets import EncryptedPartitionsDataset
-    from bankplatform.security.runtime import activate
-
-    with acting_as(root, "dana.scientist") as security:
-        activate(security)
-        partitions = EncryptedPartitionsDataset(
-            path=str(root / "data/07_model_output/monitoring_references"),
-            dataset="monitoring_references",
-        ).load()
-        return partitions[f"{MODEL}-v{version}"]()
-
-
 @pytest.fixture(scope="module")
 def reference(workspace: Path) -> pd.DataFrame:
-    return _reference(workspace, 1)
-
-
-def _resample(frame: pd.DataFrame, seed: int, rows: int = 600) -> pd.DataFrame:
-    picked = np.random.default_rng(seed).choice(len(frame), size=rows, replace=True)
-    return frame.iloc[picked].reset_index(drop=True)
-
-
-def _plant(
-    root: Path, day: str, frame: pd.DataFrame, version: int, *, audited: bool = True
-) -> list[str]:
-    """Write ``frame`` as the scoring service logs decisions, on ``day`` (and, unless
-    ``audited`` is false, its request records with each line's hash)."""
-    folder = root / "data" / "08_reporting" / "decisions"
-    folder.mkdir(parents=True, exist_ok=True)
-    inputs = [c for c in frame.columns if c not in NOT_INPUTS]
-    ids = [f"req_{i:032x}" for i in range(len(frame))]
-    lines = []
-    for i, row in enumerate(frame.to_dict(orient="records")):
-        lines.append(
-            orjson.dumps(
-                {
-                    "type": "decision",
-                    "request_id": ids[i],
-                    "score": row["score"],
-                    "decision": "approve" if row["score"] <= 0.15 else "decline",
-                    "model_version": version,
-                    "time": f"{day}T10:{i // 60_000_000:02d}:00.{i:06d}+00:00",
-                    "features": {c: row[c] for c in inputs},
-                },
-                default=str,
-            )
-        )
-    (folder / f"decisions-{day}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    if audited:
-        _audit_as_the_scoring_service(root, ids, lines)
-    return ids
-
-
-def _audit_as_the_scoring_service(
-    root: Path, ids: list[str], lines: list[bytes]
-) -> None:
-    """Each line's request record with its hash, as ``bankplatform serve`` writes
-    them (the scoring service's identity, started by an admin)."""
-    from bankplatform.security.audit import decision_line_sha256
-    from bankplatform.security.client import acting_for
-    from bankplatform.security.runtime import granted_run
-
-    with (
-        acting_as(root, "local-developer") as security,
-        granted_run(security, ["scoring"]),
-        acting_for("scoring"),
-    ):
-        security.audit_log().append_many(
-            [
-                (
-                    "scoring.request",
-                    f"request:{request_id}",
-                    "allowed",
-                    {
-                        "request_id": request_id,
-                        "decision_sha256": decision_line_sha256(line),
-                    },
-                )
-                for request_id, line in zip(ids, lines, strict=True)
-            ]
-        )
+    return monitoring_reference(workspace, 1)
 
 
 def _monitor(root: Path, window: str, *params: str) -> Any:
@@ -193,7 +106,7 @@ def _aliases(root: Path) -> dict[str, int]:
 def quiet_window(workspace: Path, reference: pd.DataFrame) -> dict[str, Any]:
     """2026-01-05: a resample of the validated window, monitored by the command a
     scheduler runs (what ships; the other windows run in process)."""
-    _plant(workspace, "2026-01-05", _resample(reference, seed=1), version=1)
+    plant_decisions(workspace, "2026-01-05", resample(reference, seed=1), version=1)
     result = run_command(
         [
             *("kedro", "run", "--pipeline", "monitoring", "--env", "test"),
@@ -278,11 +191,11 @@ def reviewed_window(
     before anything was logged that day, then with planted drift in two features (a
     review opens), then again; the review listed, refused to a data scientist,
     closed by a validator, refused a second closing, listed again."""
-    drifted = _resample(reference, seed=2)
+    drifted = resample(reference, seed=2)
     drifted["income"] = drifted["income"] * 0.6
     drifted["card_utilisation"] = (drifted["card_utilisation"] + 0.3).clip(upper=1.5)
     seen: dict[str, Any] = {"before": _monitor(workspace, "2026-01-06")}
-    _plant(workspace, "2026-01-06", drifted, version=1)
+    plant_decisions(workspace, "2026-01-06", drifted, version=1)
     seen["action"] = action = _monitor(workspace, "2026-01-06")
     seen["again"] = _monitor(workspace, "2026-01-06")
     review_id = action.get("review_id", "")
@@ -323,10 +236,10 @@ def test_decision_lines_the_audit_log_does_not_vouch_for_are_counted_never_used(
     root = tmp_path / "workspace"
     copy_workspace(workspace, root)
     day = "2026-01-10"
-    drifted = _resample(reference, seed=5)
+    drifted = resample(reference, seed=5)
     drifted["income"] = drifted["income"] * 0.5
-    ids = _plant(root, day, drifted, version=1)
-    _plant(root, day, _resample(reference, seed=6), version=1, audited=False)
+    ids = plant_decisions(root, day, drifted, version=1)
+    plant_decisions(root, day, resample(reference, seed=6), version=1, audited=False)
     action = _monitor(root, day)
     report = _report(root, action)
     assert (report["decisions"], report["tampered_decision_lines"]) == (0, len(ids))
@@ -401,14 +314,47 @@ def test_planted_feature_drift_opens_one_review_that_only_a_validator_closes(
     assert "| 2026-01-06 | 600 | feature_drift | human_review |" in annex
 
 
+def _customer_numbers(root: Path) -> dict[str, str]:
+    """Customer token -> the bank's customer number, as the loan-servicing system
+    knows its customers (tokens from the key service, as ingestion makes them)."""
+    from bankplatform.security.client import acting_for
+    from bankplatform.security.pseudonyms import IdentifierKind
+    from bankplatform.security.runtime import activate, granted_run
+    from tests.conftest import read_raw
+
+    numbers = read_raw(root / "data" / "01_raw", "customers")["customer_id"]
+    with (
+        acting_as(root, "erin.engineer") as security,
+        granted_run(security, ["ingestion"]),
+        acting_for("ingestion"),
+    ):
+        activate(security)
+        tokens = security.pseudonymiser().tokens(numbers, IdentifierKind.CUSTOMER)
+    return dict(zip(tokens, numbers, strict=True))
+
+
+def _import_outcomes(
+    root: Path, export: Path, user: str = "erin.engineer"
+) -> subprocess.CompletedProcess[str]:
+    """``bankplatform data outcomes`` as ``user`` (a data engineer starts it)."""
+    return run_command(
+        ["bankplatform", "data", "outcomes", str(export), "--env", "test"],
+        root,
+        extra_env={"BANKPLATFORM_USER": user},
+    )
+
+
 @pytest.fixture(scope="module")
 def retrained_then_rolled_back(
-    workspace: Path, reference: pd.DataFrame
+    workspace: Path, reference: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     """2026-01-07: every numeric feature shifted by one standard deviation
-    (retraining); version 2 approved and promoted; 2026-01-08: its decisions'
-    outcomes show its ranking no longer holds (rollback)."""
-    shifted = _resample(reference, seed=3)
+    (retraining), first before any outcome arrived (a person instead: the same
+    window would fit the same model), then after loan servicing's export of the
+    window's outcomes was imported (retrained on the newer window); version 2
+    approved and promoted; 2026-01-08: its decisions' outcomes show its ranking
+    no longer holds (rollback)."""
+    shifted = resample(reference, seed=3)
     numeric = [
         c
         for c in shifted.columns
@@ -416,8 +362,30 @@ def retrained_then_rolled_back(
     ]
     for column in numeric:
         shifted[column] = shifted[column] + shifted[column].std()
-    _plant(workspace, "2026-01-07", shifted, version=1)
-    seen: dict[str, Any] = {"retrain": _monitor(workspace, "2026-01-07")}
+    ids = plant_decisions(workspace, "2026-01-07", shifted, version=1)
+    seen: dict[str, Any] = {"no_outcomes": _monitor(workspace, "2026-01-07")}
+    closed = _review(
+        workspace,
+        "victor.validator",
+        "close",
+        seen["no_outcomes"]["review_id"],
+        "--resolution",
+        "outcomes requested from loan servicing; retraining follows them",
+    )
+    assert closed.returncode == 0, closed.stderr
+    numbers = _customer_numbers(workspace)
+    export = tmp_path_factory.mktemp("servicing") / "outcomes-2026-01-07.csv"
+    pd.DataFrame(
+        {
+            "request_id": ids,
+            "customer_id": [numbers[t] for t in shifted["customer_token"]],
+            "defaulted": shifted["defaulted"].astype(int),
+            "observed_at": "2026-02-01",
+        }
+    ).to_csv(export, index=False)
+    seen["import"] = _import_outcomes(workspace, export)
+    seen["ids"] = ids
+    seen["retrain"] = _monitor(workspace, "2026-01-07")
     seen["aliases_after_retrain"] = _aliases(workspace)
     # A validator approves and a risk officer promotes it, as for any version.
     approve_and_promote(workspace, 2)
@@ -425,8 +393,8 @@ def retrained_then_rolled_back(
 
     # Its decisions' outcomes arrive from loan servicing, and they show that its
     # ranking no longer holds (the higher the score, the fewer defaults).
-    window = _resample(_reference(workspace, 2), seed=4)
-    ids = _plant(workspace, "2026-01-08", window, version=2)
+    window = resample(monitoring_reference(workspace, 2), seed=4)
+    ids = plant_decisions(workspace, "2026-01-08", window, version=2)
     outcomes = pd.DataFrame(
         {
             "request_id": ids,
@@ -443,10 +411,60 @@ def test_drift_in_most_features_retrains_then_outcomes_roll_the_new_champion_bac
     workspace: Path, retrained_then_rolled_back: dict[str, Any]
 ) -> None:
     seen = retrained_then_rolled_back
+    # Before any outcome arrived: retraining would refit the champion's own
+    # window, so a person gets the window instead (and says so).
+    first = seen["no_outcomes"]
+    assert {"feature_drift", "dataset_drift"} <= set(first["findings"])
+    assert (first["action"], first["status"], first["instead_of"]) == (
+        "human_review",
+        "taken",
+        "retrain",
+    )
+    (opened,) = [
+        r
+        for r in audit_records(workspace)
+        if r["action"] == "review.open"
+        and r["resource"] == f"review:{first['review_id']}"
+    ]
+    assert opened["details"]["escalated_from"].startswith(
+        "retraining not started: no loan outcome of a served decision is newer than "
+        "version 1's training window (labelled up to 2025-12-"
+    )
+    assert seen["import"].returncode == 0, seen["import"].stderr
+    assert seen["import"].stdout.startswith(
+        "imported 600 of 600 outcomes from outcomes-2026-01-07.csv as decision_outcomes/outcomes-"
+    )
     action = seen["retrain"]
     assert {"feature_drift", "dataset_drift"} <= set(action["findings"])
     assert (action["action"], action["status"]) == ("retrain", "taken")
     assert (action["new_version"], action["gate_status"]) == (2, "passed")
+    # Version 2 learnt from the newer window: the split rolled forward to the
+    # served decisions (the newest labelled, 2026-01-07), which are in its
+    # out-of-time window, and it scores differently from the champion.
+    report = json.loads(
+        (workspace / "data/08_reporting/training_report.json").read_text()
+    )
+    assert report["training_window"] == {
+        "newest_labelled": "2026-01-07",
+        "train_until": "2025-07-31",
+        "validate_from": "2025-08-01",
+    }
+    assert report["served_decisions"] == 600
+    second = monitoring_reference(workspace, 2)
+    assert set(seen["ids"]) <= set(second["application_id"])
+    assert pd.to_datetime(second["event_timestamp"], utc=True).min() >= pd.Timestamp(
+        "2025-08-01", tz="UTC"
+    )
+    first_reference = monitoring_reference(workspace, 1)
+    assert "req_" not in "".join(first_reference["application_id"].astype(str))
+    gates = json.loads(
+        (
+            workspace / f"data/08_reporting/governance/{MODEL}/2/gate_report.json"
+        ).read_text()
+    )
+    regression = next(g for g in gates["gates"] if g["name"] == "champion_regression")
+    assert regression["detail"] == "AUC drop against champion version 1"
+    assert regression["value"] != 0.0  # not the same model on the same window
     # The retrained version waits for a validator: nothing was promoted.
     assert seen["aliases_after_retrain"] == {"champion": 1}
     register = [
@@ -477,7 +495,16 @@ def test_drift_in_most_features_retrains_then_outcomes_roll_the_new_champion_bac
     assert rolled["details"]["rolled_back_from"] == 2
     assert (workspace / action["reports"] / "evidently_quality.html").is_file()
     # Each action is in the audit log with what it did.
-    (retrained,) = _window_records(workspace, "2026-01-07", "monitoring.action")
+    (first_action, retrained) = _window_records(
+        workspace, "2026-01-07", "monitoring.action"
+    )
+    assert (
+        first_action["details"]["action"],
+        first_action["details"]["instead_of"],
+    ) == (
+        "human_review",
+        "retrain",
+    )
     assert (retrained["outcome"], retrained["details"]["action"]) == (
         "allowed",
         "retrain",
@@ -573,8 +600,9 @@ def test_the_monitoring_and_kpi_notebooks_show_what_happened(
     from tests.conftest import notebook_summary
 
     monitoring = notebook_summary("05_monitoring.ipynb", workspace, tmp_path)
-    # 2026-01-05, -06 (three runs), -07, -08 and the service's interval.
-    assert (monitoring["windows"], monitoring["runs"]) == (5, 7)
+    # 2026-01-05, -06 (three runs), -07 (before and after the outcomes), -08 and
+    # the service's interval.
+    assert (monitoring["windows"], monitoring["runs"]) == (5, 8)
     assert monitoring["with_findings"] == 4
     assert monitoring["actions_taken"] == ["human_review", "retrain", "rollback"]
     assert monitoring["open_reviews"] == 1  # the service window's; -06 was closed
@@ -635,10 +663,23 @@ def test_reports_and_evidence_render_offline_in_a_browser(
         browser.screenshot("evidently_drift_report", tmp_path)
         page.goto((reviewed / "drift_review.html").as_uri())
         page.wait_for_selector(".jp-Notebook", timeout=60_000)
-        verdict = '"drifted_features": ["card_utilisation", "income"]'
-        assert page.get_by_text(verdict).count() >= 1
+        # The verdict first, as a table; no code, no parameters, no machine path.
+        verdict = page.locator("table").first
+        assert verdict.locator("tr", has_text="drifted_features").inner_text().split(
+            "\t"
+        ) == ["drifted_features", "card_utilisation, income"]
+        assert page.locator(".jp-InputArea-editor").count() == 0
+        assert str(workspace) not in page.content()
         page.goto((evidence / "model_validation.html").as_uri())
         page.wait_for_selector(".jp-Notebook", timeout=60_000)
+        headings = page.locator("h2").all_inner_texts()
+        assert headings[0].startswith("Verdict")
+        assert page.locator("tr", has_text="gate_status").inner_text().split("\t") == [
+            "gate_status",
+            "passed",
+        ]
+        assert page.locator(".jp-InputArea-editor").count() == 0
+        assert "import matplotlib" not in page.content()
         # Every figure is drawn (decoded, not broken) and says what it shows.
         figures = page.locator('img[alt^="Figure: "]')
         assert figures.count() >= 3
@@ -647,3 +688,127 @@ def test_reports_and_evidence_render_offline_in_a_browser(
         browser.screenshot("evidence_model_validation", tmp_path)
         assert browser.third_party() == []
         assert len(browser.requests) >= 3
+
+
+def test_loan_servicing_outcomes_go_through_a_contract_and_quarantine(
+    workspace: Path,
+    service_window: dict[str, Any],
+    reference: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    """`bankplatform data outcomes` on an export of the served decisions'
+    outcomes with one defect of each kind: what passes is pseudonymised into
+    decision_outcomes, each other row is quarantined with its reason, the import
+    is audited as loan servicing, a second delivery of the same rows adds
+    nothing, and a wrong starter or file changes nothing. (On a copy: the shared
+    workspace's outcomes stay those the notebook test expects.)"""
+    from tests.conftest import copy_workspace, read_encrypted
+
+    root = tmp_path / "workspace"
+    copy_workspace(workspace, root)
+    day = datetime.now(UTC).date().isoformat()
+    served = [
+        json.loads(line)
+        for line in (root / f"data/08_reporting/decisions/decisions-{day}.jsonl")
+        .read_text()
+        .splitlines()
+    ]
+    served = [d for d in served if d.get("type") == "decision"][:40]
+    (planted,) = plant_decisions(
+        root, "2026-01-09", resample(reference, seed=7, rows=1), 1, audited=False
+    )
+    numbers = _customer_numbers(root)
+    ids = [d["request_id"] for d in served]
+    number = [numbers[d["customer_token"]] for d in served]
+    other = next(n for t, n in numbers.items() if t != served[32]["customer_token"])
+    rows = [
+        *[(ids[i], number[i], str(i % 2), "2026-11-30") for i in range(30)],
+        ("req_" + "f" * 32, number[0], "1", "2026-11-30"),  # no such decision
+        (planted, number[0], "1", "2026-11-30"),  # a line nobody vouches for
+        ("req_123", number[0], "0", "2026-11-30"),
+        (ids[30], number[30], "2", "2026-11-30"),
+        (ids[31], number[31], "0", "2099-01-01"),
+        (ids[32], other, "0", "2026-11-30"),  # another customer's number
+        (ids[34], number[34], "0", "2026-11-30"),
+        (ids[34], number[34], "1", "2026-11-30"),
+    ]
+    export = tmp_path / "servicing-2026-12.csv"
+    pd.DataFrame(
+        rows, columns=["request_id", "customer_id", "defaulted", "observed_at"]
+    ).to_csv(export, index=False)
+    before = len(audit_records(root))
+    done = _import_outcomes(root, export)
+    assert done.returncode == 0, done.stderr
+    delivery = done.stdout.split("decision_outcomes/")[1].split()[0]
+    assert done.stdout.splitlines() == [
+        f"imported 30 of 38 outcomes from servicing-2026-12.csv as decision_outcomes/{delivery} "
+        f"(sha256 {file_sha256(export)[:12]}...)",
+        # A row breaking two rules counts for each (req_123 is no decision either).
+        "  8 rows quarantined (bad_format 1, customer_mismatch 1, duplicate_key 2, "
+        "impossible_date 1, orphan_foreign_key 3, unknown_category 1) in "
+        f"decision_outcomes_quarantine/{delivery}",
+    ]
+    stored = read_encrypted(
+        root / f"data/01_raw/decision_outcomes/{delivery}.parquet.enc",
+        "decision_outcomes",
+    )
+    assert list(stored.columns) == [
+        "request_id",
+        "customer_token",
+        "defaulted",
+        "observed_at",
+    ]
+    assert stored["request_id"].tolist() == ids[:30]
+    assert stored["customer_token"].tolist() == [
+        d["customer_token"] for d in served[:30]
+    ]
+    assert stored["defaulted"].tolist() == [i % 2 for i in range(30)]
+    assert not set(number) & set(stored.astype(str).to_numpy().ravel())
+    rejected = read_encrypted(
+        root
+        / f"data/02_intermediate/quarantine/decision_outcomes/{delivery}.parquet.enc",
+        "decision_outcomes_quarantine",
+    )
+    reasons = dict(zip(rejected["_source_row"], rejected["_reason"], strict=True))
+    assert reasons == {
+        30: "orphan_foreign_key(request_id)",
+        31: "orphan_foreign_key(request_id)",
+        32: "bad_format(request_id); orphan_foreign_key(request_id)",
+        33: "unknown_category(defaulted)",
+        34: "impossible_date(observed_at)",
+        35: "customer_mismatch(customer_id)",
+        36: "duplicate_key(request_id)",
+        37: "duplicate_key(request_id)",
+    }
+    (record,) = [
+        r for r in audit_records(root)[before:] if r["action"] == "data.outcomes"
+    ]
+    assert (record["actor"], record["on_behalf_of"], record["outcome"]) == (
+        "svc-loan-servicing",
+        "erin.engineer",
+        "allowed",
+    )
+    assert record["details"]["source_sha256"] == file_sha256(export)
+    assert (record["details"]["accepted"], record["details"]["quarantined"]) == (30, 8)
+    # The same export again: every accepted row was delivered already.
+    again = _import_outcomes(root, export)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("imported 0 of 38 outcomes")
+    assert "already_delivered 30" in again.stdout
+    # A data scientist may not start loan servicing's import; a file without a
+    # column is refused whole. One line each, nothing written.
+    partitions = sorted((root / "data/01_raw/decision_outcomes").iterdir())
+    refused = _import_outcomes(root, export, user="dana.scientist")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().startswith("Error: access denied: dana.scientist")
+    broken = tmp_path / "broken.csv"
+    pd.DataFrame({"request_id": ids[:2], "defaulted": [0, 1]}).to_csv(
+        broken, index=False
+    )
+    missing = _import_outcomes(root, broken)
+    assert (missing.returncode, missing.stderr.strip()) == (
+        1,
+        "Error: broken.csv lacks the column 'customer_id' (an export has request_id, "
+        "customer_id, defaulted, observed_at)",
+    )
+    assert sorted((root / "data/01_raw/decision_outcomes").iterdir()) == partitions

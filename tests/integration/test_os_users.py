@@ -186,9 +186,12 @@ def _traversable(paths: list[Path]) -> dict[Path, int]:
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+def host() -> Iterator[Host]:
     _ensure_users()
-    folder = tmp_path_factory.mktemp("os_users")
+    # Not under pytest's own folder: another pytest session of root's (a second
+    # suite on the same machine) sets /tmp/pytest-of-root back to 0700 when it
+    # starts, and the other users could no longer reach the workspace.
+    folder = Path(tempfile.mkdtemp(prefix="bankplatform-os-users-"))
     interpreter = Path(os.path.realpath(sys.executable))
     restore = _traversable([folder, interpreter.parent, REPO])
     shared = Host(folder)
@@ -214,6 +217,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
         shared.stop()
         for path, mode in restore.items():
             path.chmod(mode)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 SCRIPT = """

@@ -277,7 +277,7 @@ def test_the_whole_default_pipeline_runs_on_the_production_servers(
 ) -> None:
     assert profile.run.returncode == 0, profile.run.stderr[-3000:]
     printed = profile.run.stderr.strip().splitlines()
-    assert printed[-1].split(": 23 node(s) in ")[0].endswith("kedro run __default__")
+    assert printed[-1].split(": 25 node(s) in ")[0].endswith("kedro run __default__")
     # One line per stage and the run's, as on the embedded default: no library's
     # notices (Feast's driver advice, Ray's connection lines, MLflow's run links).
     assert profile.run.stdout.strip() == ""

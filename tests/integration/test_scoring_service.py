@@ -378,11 +378,17 @@ def test_a_decision_has_a_score_reason_codes_and_is_logged_and_audited(
     with service.client(tokens["client"]) as client:
         # Enough applications that both decisions occur whatever the trained model.
         answers = [_ok(_score(client, c)) for c in customers[:200]]
-    cut_off = answers[0]["cut_off"]
+    cut_off, refer_up_to = answers[0]["cut_off"], answers[0]["refer_up_to"]
+    # governance.yml: cut-off 0.15, refer band 0.10 (an underwriter decides).
+    assert (cut_off, refer_up_to) == (0.15, 0.25)
     for answer in answers:
         assert 0.0 < answer["score"] < 1.0
         assert answer["decision"] == (
-            "approve" if answer["score"] <= cut_off else "decline"
+            "approve"
+            if answer["score"] <= cut_off
+            else "refer"
+            if answer["score"] <= refer_up_to
+            else "decline"
         )
         assert (answer["model_version"], answer["variant"]) == (1, "champion")
         contributions = [code["contribution"] for code in answer["reason_codes"]]
@@ -390,7 +396,7 @@ def test_a_decision_has_a_score_reason_codes_and_is_logged_and_audited(
             c > 0 for c in contributions
         )
         assert len(contributions) <= 4
-    assert {a["decision"] for a in answers} == {"approve", "decline"}
+    assert {a["decision"] for a in answers} == {"approve", "refer", "decline"}
     ids = {a["request_id"] for a in answers}
     logged = wait_for(
         lambda: [
@@ -530,7 +536,7 @@ def test_a_broken_challenger_is_rolled_back_with_no_client_visible_error(
             if _ok(admin.get("/v1/models"))["traffic"]["challenger_weight"] == 0.0:
                 break
     assert all(
-        a["decision"] in ("approve", "decline") and a["score"] is not None
+        a["decision"] in ("approve", "refer", "decline") and a["score"] is not None
         for a in answers
     )
     state = _ok(admin.get("/v1/models"))["traffic"]
@@ -682,7 +688,11 @@ def test_the_kill_switch_refers_every_application_to_a_person(
         )
         resumed = _traffic(service, tokens, "resume", "--reason", "incident closed")
         assert resumed.returncode == 0, resumed.stderr
-        assert _ok(_score(client, customers[0]))["decision"] in ("approve", "decline")
+        assert _ok(_score(client, customers[0]))["decision"] in (
+            "approve",
+            "refer",
+            "decline",
+        )
     records = [
         r
         for r in audit_records(workspace)

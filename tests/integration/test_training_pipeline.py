@@ -124,4 +124,9 @@ def test_the_training_run_records_its_lineage(
     )
     assert run.info.status == "FINISHED"
     assert run.data.tags["feast.feature_service"] == "credit_default_v1"
-    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"training_set"}
+    # The training set and the customers' protected attributes (for served
+    # decisions whose outcomes arrived: none yet, so no decision_outcomes input).
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {
+        "training_set",
+        "customer_attributes",
+    }

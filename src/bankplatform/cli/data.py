@@ -1,4 +1,5 @@
-"""``bankplatform data``: the synthetic core-banking raw extract."""
+"""``bankplatform data``: the synthetic core-banking raw extract, and the loan
+outcomes the loan-servicing system delivers."""
 
 from __future__ import annotations
 
@@ -78,3 +79,59 @@ def generate(output: Path | None, env: str | None, **options: Any) -> None:
     click.echo(
         f"wrote {target}: {rows} ({defects:,} defective rows planted, seed {config.seed})"
     )
+
+
+@data.command("outcomes")
+@click.argument("export", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--env", help="Kedro env whose catalog and key service apply.")
+def outcomes(export: Path, env: str | None) -> None:
+    """Import the loan-servicing system's outcomes of scored applications.
+
+    EXPORT is a .csv or .parquet file with request_id, customer_id (the bank's
+    customer number), defaulted (0 or 1) and observed_at (a date). It is checked
+    by a data contract as the loan-servicing service (started by a data
+    engineer): the request must be a decision the audit log vouches for, not
+    delivered before, about that customer; accepted rows are pseudonymised into
+    decision_outcomes, the others go to quarantine with their reason. Audited.
+    """
+    from bankplatform.context import workspace_context
+    from bankplatform.monitoring.outcomes import (
+        OUTCOMES,
+        QUARANTINE,
+        OutcomeStores,
+        import_outcomes,
+    )
+    from bankplatform.security.client import acting_for
+    from bankplatform.security.runtime import activate, granted_run
+
+    ctx = workspace_context(env)
+    activate(ctx.security)
+    delivered, quarantine = (
+        catalog_dataset(ctx, OUTCOMES),
+        catalog_dataset(ctx, QUARANTINE),
+    )
+    stores = OutcomeStores(delivered.load, delivered.save, quarantine.save)
+    with granted_run(ctx.security, ["loan_outcomes"]), acting_for("loan_outcomes"):
+        done = import_outcomes(export, ctx.security, ctx.serving.decision_log, stores)
+    rules = ", ".join(f"{rule} {count:,}" for rule, count in done.by_rule.items())
+    click.echo(
+        f"imported {done.accepted:,} of {done.rows:,} outcomes from {done.source} as "
+        f"{OUTCOMES}/{done.delivery} (sha256 {done.sha256[:12]}...)"
+    )
+    if done.quarantined:
+        click.echo(
+            f"  {done.quarantined:,} rows quarantined ({rules}) in {QUARANTINE}/{done.delivery}"
+        )
+
+
+def catalog_dataset(ctx: Any, name: str) -> Any:
+    """A catalog entry of the command's env, its paths anchored at the workspace."""
+    from kedro.io import AbstractDataset
+
+    from bankplatform.project import env_config_loader
+
+    entry = dict(env_config_loader(ctx.root, ctx.env)["catalog"][name])
+    for key in ("filepath", "path"):
+        if key in entry:
+            entry[key] = str(ctx.root / entry[key])
+    return AbstractDataset.from_config(name, entry)

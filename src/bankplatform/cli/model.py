@@ -267,8 +267,9 @@ def _governed_in(
 ) -> Governed:
     """The acting identity, the env's security and registry, the name checked.
 
-    With an ``action``, the identity's permission is checked and audited here;
-    lifecycle actions check and audit their own (one record per attempt).
+    With an ``action`` (a read), the name and the identity's permission are
+    checked here, the permission audited; lifecycle actions (no ``action``)
+    check and audit both themselves (one record per attempt, refusals too).
     """
     from mlflow.tracking import MlflowClient
 
@@ -276,7 +277,7 @@ def _governed_in(
     from bankplatform.governance.registry import check_model_name
     from bankplatform.security.runtime import activate
 
-    if name is not None:
+    if name is not None and action is not None:
         check_model_name(name, ctx.model_name)
     activate(ctx.security)
     actor = ctx.security.starter()
@@ -288,6 +289,7 @@ def _governed_in(
         actor,
         ctx.root,
         ctx.model_name,
+        named=name if action is None else None,
     )
 
 

@@ -3,6 +3,7 @@ release controls and the reconstruction of a decision."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -169,6 +170,74 @@ def simulate_traffic(
     click.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
 
 
+@simulate.command("outcomes")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the export (.csv).",
+)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option(
+    "--customers",
+    type=click.IntRange(1, 10_000_000),
+    help="Customer numbers C00000001... the servicing system knows [the env's "
+    "synthetic_extract.customers].",
+)
+@_ENV
+def simulate_outcomes(
+    out: Path, seed: int, customers: int | None, env: str | None
+) -> None:
+    """Write the loan-servicing system's export for the served decisions that
+    granted a loan and have no outcome yet (demos, drills): each defaulted with
+    the probability the model gave it. Import it with `bankplatform data outcomes`."""
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from bankplatform.cli.data import catalog_dataset
+    from bankplatform.context import workspace_context
+    from bankplatform.monitoring.outcomes import OUTCOMES, servicing_export
+    from bankplatform.monitoring.windows import (
+        logged_decisions,
+        vouched_decision_lines,
+    )
+    from bankplatform.security.client import acting_for
+    from bankplatform.security.pseudonyms import IdentifierKind
+    from bankplatform.security.runtime import activate, granted_run
+    from bankplatform.synthetic.text import numbered_ids
+
+    ctx = workspace_context(env)
+    activate(ctx.security)
+    count = customers or int(
+        (ctx.params.get("synthetic_extract") or {}).get("customers", 20_000)
+    )
+    with granted_run(ctx.security, ["loan_outcomes"]), acting_for("loan_outcomes"):
+        numbers = numbered_ids("C", np.arange(1, count + 1), 8)
+        tokens = ctx.security.pseudonymiser().tokens(numbers, IdentifierKind.CUSTOMER)
+        records = ctx.security.audit_log().records(resource="request:")
+        decisions = logged_decisions(
+            ctx.serving.decision_log, vouched_decision_lines(records)
+        )
+        delivered_parts = catalog_dataset(ctx, OUTCOMES).load()
+        delivered = {
+            str(r) for load in delivered_parts.values() for r in load()["request_id"]
+        }
+    export = servicing_export(
+        decisions,
+        dict(zip(tokens.astype(str), numbers.astype(str), strict=True)),
+        delivered,
+        seed,
+        datetime.now(UTC).date(),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export.to_csv(out, index=False)
+    click.echo(
+        f"wrote {out}: {len(export):,} outcomes of granted loans "
+        f"({int(export['defaulted'].sum()):,} defaulted) as loan servicing exports them"
+    )
+
+
 @click.group()
 def decision() -> None:
     """Logged decisions: re-scored, and traced back to the raw extract."""
@@ -196,6 +265,7 @@ def show(request_id: str, env: str | None) -> None:
             "decision",
             "score",
             "cut_off",
+            "refer_up_to",
             "reason_codes",
             "model",
             "variant",

@@ -31,6 +31,7 @@ EARLIEST_BIRTH = pd.Timestamp("1900-01-01")
 EARLIEST_EVENT = pd.Timestamp("1990-01-01")
 TEXT = pd.StringDtype("pyarrow")
 _DECIMAL_TEXT = r"-?\d+(\.\d+)?"
+CUSTOMER_ID_PATTERN = r"C\d{8}"
 
 
 @dataclass(frozen=True)
@@ -184,17 +185,44 @@ def _outcome_rules(as_of: pd.Timestamp) -> dict[str, pa.Column]:
     }
 
 
+def _decision_outcome_rules(as_of: pd.Timestamp) -> dict[str, pa.Column]:
+    """The loan-servicing system's export, read as text (CSV or parquet alike)."""
+    return {
+        "customer_id": pa.Column(
+            TEXT, _matches(CUSTOMER_ID_PATTERN, "bad_format"), nullable=False
+        ),
+        "defaulted": pa.Column(
+            TEXT,
+            _one_of([str(flag) for flag in reference.DEFAULT_FLAGS]),
+            nullable=False,
+        ),
+        "observed_at": pa.Column(TEXT, _date_text(as_of), nullable=False),
+    }
+
+
+def _date_text(as_of: pd.Timestamp) -> pa.Check:
+    """An ISO date (or instant) after 1990 and not after ``as_of``."""
+
+    def check(s: pd.Series) -> pd.Series:
+        parsed = pd.to_datetime(s, errors="coerce", format="ISO8601", utc=True)
+        day = parsed.dt.tz_localize(None).dt.normalize()
+        return (day > EARLIEST_EVENT) & (day <= as_of)
+
+    return pa.Check(check, name="impossible_date")
+
+
 _COLUMN_RULES = {
     "customers": _customer_rules,
     "accounts": _account_rules,
     "transactions": _transaction_rules,
     "loan_applications": _application_rules,
     "loan_outcomes": _outcome_rules,
+    "decision_outcomes": _decision_outcome_rules,
 }
 
 CONTRACTS = {
     "customers": TableContract(
-        table="customers", key="customer_id", id_pattern=r"C\d{8}"
+        table="customers", key="customer_id", id_pattern=CUSTOMER_ID_PATTERN
     ),
     "accounts": TableContract(
         table="accounts",
@@ -221,5 +249,13 @@ CONTRACTS = {
         key="application_id",
         id_pattern=r"L\d{9}",
         foreign_key="application_id",
+    ),
+    # The loan-servicing system's outcomes of scored applications: the request
+    # must be a decision the audit log vouches for (`bankplatform data outcomes`).
+    "decision_outcomes": TableContract(
+        table="decision_outcomes",
+        key="request_id",
+        id_pattern=r"req_[0-9a-f]{32}",
+        foreign_key="request_id",
     ),
 }

@@ -97,7 +97,12 @@ class ReportSettings(_Read):
     """The governance settings the version was judged by."""
 
     decision_cut_off: float
+    refer_band: float = 0.0
     protected_attributes: list[str]
+
+    def refer_up_to(self) -> float:
+        """The top of the refer band (see ``GovernanceSettings.refer_up_to``)."""
+        return round(min(self.decision_cut_off + self.refer_band, 1.0), 6)
 
 
 class GateReport(_Read):
@@ -119,6 +124,19 @@ def cell(value: Any) -> str:
     return str(value).replace("|", "/")
 
 
+def lifecycle_detail(record: dict[str, Any]) -> str:
+    """A lifecycle record's detail for the card: its reason, else its alias
+    changes (``champion 2 -> 1``)."""
+    details = record.get("details") or {}
+    if details.get("reason"):
+        return str(details["reason"])[:80]
+    moves = [
+        f"{alias} {before or '-'} -> {after or '-'}"
+        for alias, (before, after) in sorted((details.get("aliases") or {}).items())
+    ]
+    return ", ".join(moves)
+
+
 @cache
 def templates() -> Environment:
     """The documents' Jinja2 environment (Markdown: nothing is HTML-escaped)."""
@@ -132,4 +150,5 @@ def templates() -> Environment:
     )
     environment.filters["number"] = number
     environment.filters["cell"] = cell
+    environment.filters["lifecycle_detail"] = lifecycle_detail
     return environment

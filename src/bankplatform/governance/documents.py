@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from bankplatform.governance.audit_facts import VersionFacts, tag_disagreements
 from bankplatform.governance.document_view import GateReport, templates
 from bankplatform.governance.evidence import GATE_REPORT, evidence_folder, file_sha256
 from bankplatform.governance.inventory import version_status
-from bankplatform.governance.lifecycle import version_facts
+from bankplatform.governance.lifecycle import LIFECYCLE_ACTIONS, version_facts
 from bankplatform.governance.registry import (
     GovernanceError,
     current_aliases,
@@ -91,7 +92,6 @@ def gather_facts(
         msg = f"version {version} has no registration record naming its run"
         raise GovernanceError(msg)
     run = client.get_run(facts.run_id)
-    resource = f"model:{name}/{version}"
     return CardFacts(
         manifest=manifest,
         version=version,
@@ -109,11 +109,9 @@ def gather_facts(
         report=json.loads(report_path.read_text()),
         evidence_folder=folder,
         recorded=facts,
-        lifecycle=[
-            r
-            for r in security.audit_log().records(resource=resource)
-            if r.get("resource") == resource
-        ],
+        lifecycle=version_lifecycle(
+            security.audit_log().records(resource=f"model:{name}"), name, version
+        ),
         monitoring_plan=monitoring_plan,
         monitoring_runs=[
             r
@@ -122,6 +120,34 @@ def gather_facts(
             and (r.get("details") or {}).get("model_version") == version
         ],
     )
+
+
+def version_lifecycle(
+    records: Iterable[dict[str, Any]], model: str, version: int
+) -> list[dict[str, Any]]:
+    """The model's lifecycle records that concern ``version``: those made on it
+    (refusals too) and the changes made on another version that moved one of its
+    aliases (a rollback to the previous version ends this one's tenure as champion;
+    a promotion of the next one makes it previous)."""
+    resource = f"model:{model}/{version}"
+    prefix = f"model:{model}/"
+    mine = []
+    for record in records:
+        if record.get("resource") == resource:
+            mine.append(record)
+        elif (
+            str(record.get("resource", "")).startswith(prefix)
+            and record.get("action") in LIFECYCLE_ACTIONS
+            and record.get("outcome") == "allowed"
+            and any(
+                version in pair
+                for pair in (
+                    (record.get("details") or {}).get("aliases") or {}
+                ).values()
+            )
+        ):
+            mine.append(record)
+    return mine
 
 
 def model_card(facts: CardFacts) -> str:

@@ -144,7 +144,10 @@ def _ipc_kernel_manager() -> type:
 
 
 def offline_html(notebook: Path) -> str:
-    """The notebook as one HTML page that makes no network request.
+    """The notebook as the page a validator or an examiner reads: its verdict
+    first, then the text, tables and figures, with no code and no parameters
+    cell (which holds the machine's paths); one HTML file that makes no network
+    request. The executed ``.ipynb`` beside it keeps the code.
 
     nbconvert's default template loads MathJax, require.js, mermaid, jQuery and
     the widget renderer from CDNs; every such URL is emptied (each is checked: a
@@ -154,11 +157,17 @@ def offline_html(notebook: Path) -> str:
     import nbformat  # noqa: PLC0415
     from nbconvert import HTMLExporter  # noqa: PLC0415
 
-    exporter = HTMLExporter(embed_images=True)  # type: ignore[no-untyped-call]
+    exporter = HTMLExporter(  # type: ignore[no-untyped-call]
+        embed_images=True,
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
     # Set on the instance: some of these traits (mermaid's) are not configurable.
     for trait in _LOADER_URLS:
         setattr(exporter, trait, "")
     notebook_node = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
+    notebook_node.cells = reviewer_cells(notebook_node.cells)
     describe_figures(notebook_node)
     body, _ = exporter.from_notebook_node(notebook_node)
     found = cdn_references(str(body))
@@ -166,6 +175,59 @@ def offline_html(notebook: Path) -> str:
         msg = f"{notebook.name}: the HTML still loads {found[0]} (and {len(found) - 1} more)"
         raise EvidenceError(msg)
     return str(body)
+
+
+def reviewer_cells(cells: list[Any]) -> list[Any]:
+    """The cells a reviewer's page shows, verdict first.
+
+    The parameters cells (papermill's ``parameters`` and ``injected-parameters``:
+    temporary folders, run ids) are dropped; the ``summary`` cell (the code
+    cell printing the verdict as JSON) and its ``summary-heading`` are replaced by a
+    ``Verdict`` table placed right after the notebook's title. A notebook that
+    stopped before its summary says so in that place.
+    """
+    from nbformat.v4 import new_markdown_cell  # noqa: PLC0415
+
+    hidden = {"parameters", "injected-parameters", "summary", "summary-heading"}
+    verdict: dict[str, Any] | None = None
+    shown = []
+    for cell in cells:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if "summary" in tags and cell.cell_type == "code":
+            verdict = _printed_json(cell)
+        if not tags & hidden:
+            shown.append(cell)
+    if verdict is None:
+        text = "## Verdict\n\nNo verdict: the notebook stopped before its summary (the error is shown below)."
+    else:
+        rows = "\n".join(
+            f"| {key} | {_verdict_value(value)} |" for key, value in verdict.items()
+        )
+        text = f"## Verdict\n\n| | |\n| --- | --- |\n{rows}"
+    title = 1 if shown and shown[0].cell_type == "markdown" else 0
+    verdict_cell = new_markdown_cell(text)  # type: ignore[no-untyped-call]
+    return [*shown[:title], verdict_cell, *shown[title:]]
+
+
+def _printed_json(cell: Any) -> dict[str, Any] | None:
+    """The JSON object a cell printed, if it printed one."""
+    printed = "".join(
+        o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream"
+    )
+    try:
+        value = json.loads(printed)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _verdict_value(value: Any) -> str:
+    text = (
+        ", ".join(str(v) for v in value) or "none"
+        if isinstance(value, list)
+        else str(value)
+    )
+    return html.escape(text).replace("|", "&#124;")
 
 
 def describe_figures(notebook: Any) -> int:

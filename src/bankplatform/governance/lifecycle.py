@@ -11,7 +11,10 @@ registry access can edit: the tags are a copy written for MLflow's UI, and no
 decision here reads them.
 
 Every outcome is audited, refusals too: exactly one record per attempt, with
-the alias changes (``{alias: [from, to]}``) that ``history`` rebuilds from.
+the alias changes (``{alias: [from, to]}``) that ``history`` rebuilds from. The
+role is checked first (a missing role is never hidden behind a bad argument),
+then the model name the person typed, the version and the reason, each refusal
+recorded under the version the attempt names.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from bankplatform.governance.registry import (
     PREVIOUS,
     GovernanceError,
     alias_holder,
+    check_model_name,
     check_version,
     get_version,
 )
@@ -68,6 +72,8 @@ class Governed:
         actor: Who acts (from a token, or a developer env's user).
         root: The workspace folder (evidence paths are relative to it).
         model: The workspace's registered model name.
+        named: The model name the person typed, checked (and a refusal
+            audited) by each attempt; ``None`` when it is ``model`` itself.
     """
 
     client: MlflowClient
@@ -75,6 +81,7 @@ class Governed:
     actor: Principal
     root: Path
     model: str
+    named: str | None = None
 
 
 def check_reason(reason: str) -> str:
@@ -152,8 +159,10 @@ def package(g: Governed, version: int) -> dict[str, Any]:
         GovernanceError: Something a bundle holds is missing (audited).
     """
     version = check_version(version)
-    facts = version_facts(g.security, g.model, version)
     try:
+        if g.named is not None:
+            check_model_name(g.named, g.model)
+        facts = version_facts(g.security, g.model, version)
         files = bundle_files(g.client, g.root, g.model, version, facts)
     except GovernanceError as error:
         g.security.audit_log().append(
@@ -190,10 +199,8 @@ def reject(g: Governed, version: int, reason: str) -> str:
         GovernanceError: The actor trained it, it is the champion or decommissioned.
     """
     version = check_version(version)
-    reason = check_reason(reason)
-    with _Attempt(
-        g, Action.REJECT_MODEL, "model.reject", version, {"reason": reason}
-    ) as attempt:
+    with _Attempt(g, Action.REJECT_MODEL, "model.reject", version) as attempt:
+        reason = attempt.reason(reason)
         _refuse_decommissioned(attempt.facts)
         _refuse_maker(g, attempt.facts, "reject")
         if alias_holder(g.client, g.model, CHAMPION) == version:
@@ -250,13 +257,10 @@ def rollback(g: Governed) -> str:
     """
     previous = alias_holder(g.client, g.model, PREVIOUS)
     champion = alias_holder(g.client, g.model, CHAMPION)
-    target = previous or champion or 0
+    # Audited under the version it would reinstate, else the champion it would
+    # end; with neither, under the model itself.
     with _Attempt(
-        g,
-        Action.ROLLBACK_MODEL,
-        "model.rollback",
-        target,
-        registered=previous is not None,
+        g, Action.ROLLBACK_MODEL, "model.rollback", previous or champion
     ) as attempt:
         if previous is None:
             attempt.refuse(f"{g.model} has no previous champion to roll back to")
@@ -278,10 +282,10 @@ def decommission(g: Governed, version: int, reason: str) -> str:
         GovernanceError: Already decommissioned.
     """
     version = check_version(version)
-    reason = check_reason(reason)
     with _Attempt(
-        g, Action.DECOMMISSION_MODEL, "model.decommission", version, {"reason": reason}
+        g, Action.DECOMMISSION_MODEL, "model.decommission", version
     ) as attempt:
+        reason = attempt.reason(reason)
         _refuse_decommissioned(attempt.facts)
         for alias in (CHALLENGER, CHAMPION, PREVIOUS):
             if alias_holder(g.client, g.model, alias) == version:
@@ -316,17 +320,13 @@ class _Attempt:
         g: Governed,
         action: Action,
         audit_action: str,
-        version: int,
-        details: dict[str, Any] | None = None,
-        *,
-        registered: bool = True,
+        version: int | None,
     ) -> None:
         self.g = g
         self.action = action
         self.audit_action = audit_action
         self.version = version
-        self.details = dict(details or {})
-        self.registered = registered
+        self.details: dict[str, Any] = {}
         self.aliases: dict[str, tuple[int | None, int | None]] = {}
         self.tags_to_set: dict[str, str] = {}
         self.facts = VersionFacts()
@@ -339,12 +339,15 @@ class _Attempt:
             msg = f"access denied: {g.actor.name} (roles: {roles}) may not {self.action.value} on {g.model}"
             raise AccessDenied(msg)
         try:
-            if self.registered:
+            if g.named is not None:
+                check_model_name(g.named, g.model)
+            if self.version is not None:
                 get_version(g.client, g.model, self.version)  # it is in the registry
         except GovernanceError as error:
             self.record("denied", {"reason": str(error)})
             raise
-        self.facts = version_facts(g.security, g.model, self.version)
+        if self.version is not None:
+            self.facts = version_facts(g.security, g.model, self.version)
         return self
 
     def __exit__(
@@ -368,6 +371,12 @@ class _Attempt:
     def refuse(self, reason: str) -> None:
         raise _Refusal(reason)
 
+    def reason(self, typed: str) -> str:
+        """The person's reason, checked (``check_reason``) and recorded."""
+        text = check_reason(typed)
+        self.details["reason"] = text
+        return text
+
     def set_alias(self, alias: str, version: int | None) -> None:
         before = alias_holder(self.g.client, self.g.model, alias)
         self.aliases[alias] = (before, version)
@@ -376,9 +385,12 @@ class _Attempt:
         self.tags_to_set.update(tags)
 
     def record(self, outcome: str, extra: dict[str, Any]) -> None:
+        model = self.g.model
         self.g.security.audit_log().append(
             action=self.audit_action,
-            resource=f"model:{self.g.model}/{self.version}",
+            resource=f"model:{model}"
+            if self.version is None
+            else f"model:{model}/{self.version}",
             outcome=outcome,  # type: ignore[arg-type]
             details={"roles": sorted(self.g.actor.roles), **self.details, **extra},
         )
@@ -390,6 +402,8 @@ class _Attempt:
                 client.delete_registered_model_alias(model, alias)
             else:
                 client.set_registered_model_alias(model, alias, str(version))
+        if self.version is None:
+            return
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         for key, value in {**self.tags_to_set, "last_lifecycle_at": stamp}.items():
             client.set_model_version_tag(model, str(self.version), key, value)

@@ -69,7 +69,11 @@ class GovernanceSettings(BaseModel):
 
     Attributes:
         decision_cut_off: Probability of default above which an application is
-            declined (fairness is measured on approvals at this cut-off).
+            not approved automatically (fairness is measured on approvals at
+            this cut-off).
+        refer_band: Width of the band above the cut-off whose applications go
+            to manual underwriting (``refer``); above the band the decline is
+            automatic (and can be contested). 0: no band.
         protected_attributes: Columns of the training set never used as features,
             measured for fairness and invariance.
         min_group_size: Groups smaller than this are reported, not gated.
@@ -85,6 +89,13 @@ class GovernanceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision_cut_off: float = Field(gt=0, lt=1)
+    refer_band: float = Field(default=0.0, ge=0, lt=1)
+
+    def refer_up_to(self) -> float:
+        """The highest probability of default an underwriter decides (the top
+        of the refer band; the cut-off itself when there is no band)."""
+        return round(min(self.decision_cut_off + self.refer_band, 1.0), 6)
+
     protected_attributes: list[str] = Field(min_length=1)
     min_group_size: int = Field(default=30, ge=1)
     gates: GateRules

@@ -78,6 +78,11 @@ def take_action(case: WindowCase, settings: MonitoringSettings) -> dict[str, Any
     action = MonitoringAction(case.verdict["action"])
     if action is MonitoringAction.NONE:
         return {"action": action.value, "status": "nothing to do"}
+    instead = ""
+    if action is MonitoringAction.RETRAIN:
+        instead = nothing_new_to_learn(case.verdict)
+        if instead:  # the same window again would fit the same model: a person decides
+            action = MonitoringAction.HUMAN_REVIEW
     with _window_lock(case.folder.parent):
         earlier = actions_taken(case.security, case.resource)
         if action.value in earlier:
@@ -88,7 +93,11 @@ def take_action(case: WindowCase, settings: MonitoringSettings) -> dict[str, Any
             }
         outcome: Literal["allowed", "failed"] = "allowed"
         try:
-            result = {"status": "taken", **_carry_out(action, case, settings)}
+            if instead:
+                opened = _open_review(case, settings, escalated_from=instead)
+                result = {"status": "taken", "instead_of": "retrain", **opened}
+            else:
+                result = {"status": "taken", **_carry_out(action, case, settings)}
         except BankplatformError as error:
             result, outcome = {"status": "failed", "error": str(error)[:500]}, "failed"
         case.security.audit_log().append(
@@ -104,6 +113,31 @@ def take_action(case: WindowCase, settings: MonitoringSettings) -> dict[str, Any
             },
         )
     return {"action": action.value, **result}
+
+
+def nothing_new_to_learn(verdict: dict[str, Any]) -> str:
+    """Why retraining would refit the champion's own window, or ``""``.
+
+    Retraining learns from served decisions whose loan outcomes arrived after
+    the champion's training window ended (``newest_labelled`` against
+    ``champion_labelled_until``); without one it would make the same model
+    again, so the window goes to a person instead.
+    """
+    until = verdict.get("champion_labelled_until")
+    newest = verdict.get("newest_labelled")
+    if until is None:
+        return ""  # a champion without a recorded window: retraining decides
+    if newest is None or datetime.fromisoformat(newest) <= datetime.fromisoformat(
+        until
+    ):
+        seen = f"the newest is from {newest[:10]}" if newest else "none has arrived"
+        return (
+            f"retraining not started: no loan outcome of a served decision is newer than "
+            f"version {verdict.get('model_version')}'s training window (labelled up to "
+            f"{until[:10]}; {seen}), so it would fit the same model again; import the "
+            "loan-servicing system's outcomes (`bankplatform data outcomes FILE`) first"
+        )
+    return ""
 
 
 def actions_taken(security: WorkspaceSecurity, resource: str) -> dict[str, str]:

@@ -10,11 +10,19 @@ import numpy as np
 import pandas as pd
 
 from bankplatform.monitoring.reports import LABEL
-from bankplatform.monitoring.windows import MODEL_VERSION, REQUEST_ID, SCORE
+from bankplatform.monitoring.windows import (
+    CUSTOMER_TOKEN,
+    DECISION,
+    MODEL_VERSION,
+    REQUEST_ID,
+    SCORE,
+)
 
 APPLICATION_ID = "application_id"
 # Columns of the decision log that are not model inputs.
-_NOT_INPUTS = frozenset({REQUEST_ID, "time", MODEL_VERSION, SCORE, LABEL})
+_NOT_INPUTS = frozenset(
+    {REQUEST_ID, "time", CUSTOMER_TOKEN, MODEL_VERSION, SCORE, DECISION, LABEL}
+)
 
 
 def reference_partition(model_name: str, version: int) -> str:

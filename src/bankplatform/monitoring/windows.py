@@ -7,7 +7,7 @@ folder and makes sure the same window never triggers its action twice.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -17,11 +17,13 @@ import orjson
 import pandas as pd
 
 from bankplatform.errors import BankplatformError
-from bankplatform.security.audit import decision_line_sha256
+from bankplatform.security.audit import DECISION_SHA256, decision_line_sha256
 
 SCORE = "score"
 REQUEST_ID = "request_id"
 MODEL_VERSION = "model_version"
+DECISION = "decision"
+CUSTOMER_TOKEN = "customer_token"  # noqa: S105 - a column name
 
 
 class WindowError(BankplatformError):
@@ -77,6 +79,26 @@ def parse_window(spec: str, now: datetime | None = None) -> Window:
     return Window(start, end)
 
 
+def newest_time(times: pd.Series) -> str | None:
+    """The latest of some times (decision times, application timestamps) as a
+    UTC ISO instant; ``None`` when there are none."""
+    parsed = pd.to_datetime(times, utc=True, format="ISO8601").dropna()
+    return None if parsed.empty else parsed.max().isoformat()
+
+
+def vouched_decision_lines(records: Iterable[dict[str, Any]]) -> set[str]:
+    """The sha256 of every decision line the scoring service's request records
+    vouch for. A record replayed at a restart was made from the line itself and
+    vouches for nothing (a line planted while the service was down would be one).
+    """
+    vouched = set()
+    for record in records:
+        details = record.get("details") or {}
+        if record.get("action") == "scoring.request" and not details.get("replayed"):
+            vouched.add(str(details.get(DECISION_SHA256, "")))
+    return vouched - {""}
+
+
 def window_decisions(
     folder: Path, window: Window, audited: Collection[str]
 ) -> tuple[pd.DataFrame, int]:
@@ -112,6 +134,21 @@ def window_decisions(
     return frame.sort_values("time", kind="stable").reset_index(drop=True), tampered
 
 
+def logged_decisions(folder: Path, audited: Collection[str]) -> pd.DataFrame:
+    """Every scored decision of the log whose line is the one audited (the whole
+    log, not a window): request id, time, customer token, model version, score
+    and the model's inputs, oldest first. An absent log has none."""
+    everything = Window(_midnight(date(1990, 1, 1)), _midnight(date(9999, 1, 1)))
+    rows: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("decisions-*.jsonl")) if folder.is_dir() else []:
+        rows.extend(_scored(path, everything, audited)[0])
+    if not rows:
+        return pd.DataFrame(
+            columns=[REQUEST_ID, "time", CUSTOMER_TOKEN, MODEL_VERSION, SCORE]
+        )
+    return pd.DataFrame(rows).sort_values("time", kind="stable").reset_index(drop=True)
+
+
 def _scored(
     path: Path, window: Window, audited: Collection[str]
 ) -> tuple[list[dict[str, Any]], int]:
@@ -138,8 +175,10 @@ def _scored(
                 {
                     REQUEST_ID: record[REQUEST_ID],
                     "time": record["time"],
+                    CUSTOMER_TOKEN: record.get(CUSTOMER_TOKEN),
                     MODEL_VERSION: record.get(MODEL_VERSION),
                     SCORE: record[SCORE],
+                    DECISION: record.get(DECISION),
                     **(record.get("features") or {}),
                 }
             )

@@ -64,7 +64,12 @@ class ScoreResponse(BaseModel):
         description="Probability of default; null when referred by a halt."
     )
     decision: Decision
-    cut_off: float
+    cut_off: float = Field(
+        description="Approved at or below this probability of default."
+    )
+    refer_up_to: float = Field(
+        description="Above the cut-off and at or below this, an underwriter decides (refer); above it, declined."
+    )
     reason_codes: list[ReasonCode]
     model_version: int | None
     variant: Variant | None

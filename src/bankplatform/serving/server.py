@@ -112,6 +112,7 @@ def build_service(workspace: ServiceWorkspace) -> ScoringService:
         ),
         model_name=workspace.manifest.model_name,
         cut_off=workspace.governance.decision_cut_off,
+        refer_up_to=workspace.governance.refer_up_to(),
     )
     return ScoringService(context)
 

@@ -114,6 +114,7 @@ class ServingContext:
     features: OnlineFeatures
     model_name: str
     cut_off: float
+    refer_up_to: float
 
 
 def request_resource(request_id: str) -> str:
@@ -316,10 +317,7 @@ class ScoringService:
             answered, result, fallback = champion, self._champion(champion, row), ""
             if challenger is not None and state.shadow:
                 self._submit_shadow(challenger, row, result, request_id)
-        if result is None:  # the model could not decide: a person does
-            decision = REFER
-        else:
-            decision = "approve" if result.score <= self.context.cut_off else "decline"
+        decision = REFER if result is None else self.decision_at(result.score)
         return self._respond(
             request_id,
             caller,
@@ -331,6 +329,13 @@ class ScoringService:
             result,
             fallback,
         )
+
+    def decision_at(self, score: float) -> str:
+        """Approve at or below the cut-off; in the refer band an underwriter
+        decides (``refer``); above it the model declines."""
+        if score <= self.context.cut_off:
+            return "approve"
+        return REFER if score <= self.context.refer_up_to else "decline"
 
     def challenger_in_traffic(self) -> bool:
         """Whether a challenger may answer or shadow-score now."""
@@ -508,6 +513,7 @@ class ScoringService:
             "score": result.score if result else None,
             "decision": decision,
             "cut_off": self.context.cut_off,
+            "refer_up_to": self.context.refer_up_to,
             "reason_codes": result.reason_codes if result else [],
             "model_version": answered.version if answered and result else None,
             "variant": answered.variant if answered and result else None,
@@ -772,6 +778,7 @@ class ScoringService:
                 "shadow_cancelled": self.shadow_cancelled,
             },
             "cut_off": self.context.cut_off,
+            "refer_up_to": self.context.refer_up_to,
         }
 
     def _poll(self) -> None:

@@ -181,7 +181,7 @@ def _decision_link(decision: dict[str, Any], inputs: TraceInputs) -> Link:
     return Link(
         "decision",
         True,
-        f"{decision['decision']} at PD {decision.get('score')} (cut-off {decision.get('cut_off')}) for {decision.get('client')}, audited as seq {audited[-1].get('seq')}"
+        f"{decision['decision']} at PD {decision.get('score')} (cut-off {decision.get('cut_off')}, refer band up to {decision.get('refer_up_to', decision.get('cut_off'))}) for {decision.get('client')}, audited as seq {audited[-1].get('seq')}"
         + (
             " (replayed at a restart from the line itself: the process died before sending it)"
             if details.get("replayed")

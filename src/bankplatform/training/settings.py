@@ -3,26 +3,52 @@ quality bounds a training run must meet."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class OutOfTimeSplit(BaseModel):
-    """Train on applications up to ``train_until``, validate on those from ``validate_from``."""
+    """The out-of-time split: either the newest ``out_of_time_months`` calendar
+    months of labelled applications validate and everything before trains (the
+    split rolls forward as outcomes arrive), or fixed dates: train on
+    applications up to ``train_until``, validate on those from ``validate_from``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    train_until: date
-    validate_from: date
+    out_of_time_months: int | None = Field(default=None, ge=1, le=60)
+    train_until: date | None = None
+    validate_from: date | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
+        fixed = (self.train_until, self.validate_from)
+        if self.out_of_time_months is not None:
+            if fixed != (None, None):
+                msg = (
+                    "give out_of_time_months or train_until and validate_from, not both"
+                )
+                raise ValueError(msg)
+            return self
+        if self.train_until is None or self.validate_from is None:
+            msg = "give out_of_time_months, or both train_until and validate_from"
+            raise ValueError(msg)
         if self.validate_from <= self.train_until:
             msg = "validate_from must be after train_until (out-of-time validation)"
             raise ValueError(msg)
         return self
+
+    def dates(self, newest: date) -> tuple[date, date]:
+        """``(train_until, validate_from)`` for labelled applications whose newest
+        is ``newest`` (fixed dates are returned as they are)."""
+        if self.out_of_time_months is None:
+            assert self.train_until is not None and self.validate_from is not None  # noqa: S101 - validated
+            return self.train_until, self.validate_from
+        months = newest.year * 12 + newest.month - 1 - (self.out_of_time_months - 1)
+        validate_from = date(months // 12, months % 12 + 1, 1)
+        return validate_from - timedelta(days=1), validate_from
 
 
 class QualityGate(BaseModel):

@@ -62,18 +62,38 @@ def split_out_of_time(
     training_set: pd.DataFrame, split: OutOfTimeSplit
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Earlier applications train, later ones validate; the gap between is unused.
+    A rolling split takes its dates from the newest labelled application
+    (``OutOfTimeSplit.dates``), so training and evaluation of one training set
+    always agree.
 
     Raises:
         TrainingError: Either side is empty or has a single class.
     """
     applied = pd.to_datetime(training_set["event_timestamp"], utc=True).dt.date
-    train = training_set[applied <= split.train_until]
-    valid = training_set[applied >= split.validate_from]
+    if applied.empty:
+        msg = "the training set is empty"
+        raise TrainingError(msg)
+    train_until, validate_from = split.dates(applied.max())
+    train = training_set[applied <= train_until]
+    valid = training_set[applied >= validate_from]
     for name, part in (("train", train), ("validation", valid)):
         if part[LABEL].nunique() < 2:  # noqa: PLR2004 - two classes
             msg = f"the {name} window of the out-of-time split has {len(part)} rows and not both outcomes"
             raise TrainingError(msg)
     return train.reset_index(drop=True), valid.reset_index(drop=True)
+
+
+def window_summary(training_set: pd.DataFrame, split: OutOfTimeSplit) -> dict[str, str]:
+    """The dates a split of ``training_set`` uses, for the training report and
+    the model card: newest labelled application, train until, validate from."""
+    applied = pd.to_datetime(training_set["event_timestamp"], utc=True).dt.date
+    newest = applied.max()
+    train_until, validate_from = split.dates(newest)
+    return {
+        "newest_labelled": newest.isoformat(),
+        "train_until": train_until.isoformat(),
+        "validate_from": validate_from.isoformat(),
+    }
 
 
 def train_credit_model(

@@ -21,6 +21,7 @@ from bankplatform.governance.gates import as_records, measurement_gates, verdict
 from bankplatform.governance.outcome import EvaluationRecord, record_evaluation
 from bankplatform.governance.registry import CHAMPION
 from bankplatform.monitoring.inputs import out_of_time_reference, reference_partition
+from bankplatform.training.served import training_window
 from bankplatform.training.settings import TrainingParameters
 from bankplatform.training.train import split_out_of_time
 
@@ -28,6 +29,7 @@ from bankplatform.training.train import split_out_of_time
 def score_validation_windows(
     model_registration: dict[str, Any],
     training_set: pd.DataFrame,
+    labelled_decisions: pd.DataFrame,
     training: dict[str, Any],
 ) -> pd.DataFrame:
     """Score the training and out-of-time windows with the registered candidate.
@@ -35,13 +37,16 @@ def score_validation_windows(
     Args:
         model_registration: Name and version of the candidate.
         training_set: The point-in-time training set.
+        labelled_decisions: Served decisions whose outcomes arrived (the
+            training pipeline's: the same window the candidate was trained on).
         training: ``params:training`` (the out-of-time split).
 
     Returns:
         Both windows with ``window``, ``score``, outcome and protected attributes.
     """
     split = TrainingParameters.model_validate(training).split
-    train, valid = split_out_of_time(training_set, split)
+    window = training_window(training_set, labelled_decisions)
+    train, valid = split_out_of_time(window, split)
     model = _load(model_registration["model_name"], model_registration["version"])
     return evaluation.score_windows(evaluation.scorer(model), train, valid)
 

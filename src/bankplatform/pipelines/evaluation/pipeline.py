@@ -25,7 +25,12 @@ def create_pipeline(**kwargs: object) -> Pipeline:
         [
             Node(
                 score_validation_windows,
-                inputs=["model_registration", "training_set", "params:training"],
+                inputs=[
+                    "model_registration",
+                    "training_set",
+                    "labelled_decisions",
+                    "params:training",
+                ],
                 outputs="validation_scores",
                 name="score_validation_windows_node",
             ),

@@ -246,6 +246,21 @@ def build_training_set(
     return rows.join(protected, on="customer_token")
 
 
+def keep_protected_attributes(
+    customers_primary: pd.DataFrame, protected_attributes: list[str]
+) -> pd.DataFrame:
+    """Every customer's protected attributes by token: what the training pipeline
+    joins to served decisions whose outcomes arrived (fairness tests only, never
+    features), for customers who never applied in the extract too."""
+    missing = [c for c in protected_attributes if c not in customers_primary.columns]
+    if missing:
+        msg = f"governance.protected_attributes names columns the customers lack: {', '.join(missing)}"
+        raise FeatureStoreError(msg)
+    return customers_primary[["customer_token", *protected_attributes]].reset_index(
+        drop=True
+    )
+
+
 def _utc(times: pd.Series) -> pd.Series:
     stamps = pd.to_datetime(times)
     return (

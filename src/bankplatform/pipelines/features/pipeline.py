@@ -9,6 +9,7 @@ from bankplatform.pipelines.features.nodes import (
     build_application_features,
     build_customer_features,
     build_training_set,
+    keep_protected_attributes,
     materialize_online_store,
     register_feature_repository,
 )
@@ -64,6 +65,15 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 ],
                 outputs="training_set",
                 name="build_training_set_node",
+            ),
+            Node(
+                keep_protected_attributes,
+                inputs=[
+                    "customers_primary",
+                    "params:governance.protected_attributes",
+                ],
+                outputs="customer_attributes",
+                name="keep_protected_attributes_node",
             ),
         ],
         tags="features",

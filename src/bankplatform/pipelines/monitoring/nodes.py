@@ -31,8 +31,13 @@ from bankplatform.monitoring.inputs import (
 )
 from bankplatform.monitoring.reports import DRIFT_JSON, write_html
 from bankplatform.monitoring.verdict import WindowVerdict, judge_window
-from bankplatform.monitoring.windows import parse_window, window_decisions
-from bankplatform.security.audit import DECISION_SHA256
+from bankplatform.monitoring.windows import (
+    logged_decisions,
+    newest_time,
+    parse_window,
+    vouched_decision_lines,
+    window_decisions,
+)
 
 REPORTS = Path("data") / "08_reporting" / "monitoring"
 
@@ -48,7 +53,9 @@ def prepare_champion_reference(
     """The champion's validated out-of-time window, sampled by the seeded rule.
 
     Returns:
-        ``model_name``, ``model_version`` and ``reference``.
+        ``model_name``, ``model_version``, ``reference`` and ``labelled_until``
+        (the newest labelled application the champion was validated on: its
+        training window's end).
 
     Raises:
         MonitoringError: No champion, or no reference kept for it.
@@ -63,12 +70,16 @@ def prepare_champion_reference(
     if partition not in monitoring_references:
         msg = f"no monitoring reference for {name} version {version}: it was evaluated before references were kept; run `kedro run --pipeline evaluation` for it"
         raise MonitoringError(msg)
+    validated = monitoring_references[partition]()
     reference = sample_reference(
-        monitoring_references[partition](),
-        settings.reference_rows,
-        settings.reference_seed,
+        validated, settings.reference_rows, settings.reference_seed
     )
-    return {"model_name": name, "model_version": version, "reference": reference}
+    return {
+        "model_name": name,
+        "model_version": version,
+        "reference": reference,
+        "labelled_until": newest_time(validated["event_timestamp"]),
+    }
 
 
 def collect_window_decisions(
@@ -84,21 +95,28 @@ def collect_window_decisions(
     # Only lines the scoring service's audit records vouch for are measured; a
     # record replayed at a restart was made from the line itself and vouches for
     # nothing (a line planted while the service was down would be one).
-    audited = {
-        str((r.get("details") or {}).get(DECISION_SHA256, ""))
-        for r in workspace.security.audit_log().records(resource="request:")
-        if r.get("action") == "scoring.request"
-        and not (r.get("details") or {}).get("replayed")
-    }
+    audited = vouched_decision_lines(
+        workspace.security.audit_log().records(resource="request:")
+    )
     decisions, tampered = window_decisions(
-        workspace.serving.decision_log, window, audited - {""}
+        workspace.serving.decision_log, window, audited
     )
     outcomes = (
         pd.concat([load() for load in decision_outcomes.values()], ignore_index=True)
         if decision_outcomes
         else None
     )
+    labelled = (
+        logged_decisions(workspace.serving.decision_log, audited)
+        .merge(outcomes[["request_id"]].drop_duplicates(), on="request_id")
+        .get("time")
+        if outcomes is not None
+        else None
+    )
     return {
+        # The newest served decision whose outcome has arrived: retraining
+        # needs one newer than the champion's training window.
+        "newest_labelled": newest_time(labelled) if labelled is not None else None,
         "window": {
             "id": window.id,
             "start": window.start.isoformat(),
@@ -134,6 +152,8 @@ def judge_monitoring_window(
         "model_name": champion_reference["model_name"],
         "model_version": champion_reference["model_version"],
         "reference_rows": len(champion_reference["reference"]),
+        "champion_labelled_until": champion_reference.get("labelled_until"),
+        "newest_labelled": window_decisions.get("newest_labelled"),
         **verdict.summary(),
         # Decision lines the audit log does not vouch for: counted, never used.
         "tampered_decision_lines": window_decisions.get("tampered_decision_lines", 0),

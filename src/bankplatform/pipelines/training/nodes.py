@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -14,18 +15,52 @@ from bankplatform.feature_repo import FEATURE_SERVICES
 from bankplatform.feature_repo.services import feature_names
 from bankplatform.features.settings import FeaturesParameters
 from bankplatform.lineage.records import current_kedro_run
+from bankplatform.monitoring.windows import logged_decisions, vouched_decision_lines
 from bankplatform.security.policy import Action
 from bankplatform.security.runtime import acting_principal
 from bankplatform.training.boosting import load_booster
 from bankplatform.training.registry import register_candidate
+from bankplatform.training.served import labelled_decisions, training_window
 from bankplatform.training.settings import QualityGate, TrainingParameters
-from bankplatform.training.train import TrainedModel, train_credit_model
+from bankplatform.training.train import (
+    TrainedModel,
+    train_credit_model,
+    window_summary,
+)
 
 CHECKPOINTS = "data/06_models/checkpoints"
 
 
+def label_served_decisions(
+    decision_outcomes: dict[str, Callable[[], pd.DataFrame]],
+    customer_attributes: pd.DataFrame,
+    workspace: WorkspaceContext,
+) -> pd.DataFrame:
+    """The scoring service's decisions whose loan outcomes arrived, as training
+    rows (only lines the audit log vouches for: a planted line trains nothing).
+
+    Args:
+        decision_outcomes: The loan-servicing system's deliveries.
+        customer_attributes: Protected attributes by customer token.
+
+    Returns:
+        One row per labelled decision (``training.served.labelled_decisions``).
+    """
+    vouched = vouched_decision_lines(
+        workspace.security.audit_log().records(resource="request:")
+    )
+    decisions = logged_decisions(workspace.serving.decision_log, vouched)
+    outcomes = (
+        pd.concat([load() for load in decision_outcomes.values()], ignore_index=True)
+        if decision_outcomes
+        else pd.DataFrame(columns=["request_id", "defaulted"])
+    )
+    return labelled_decisions(decisions, outcomes, customer_attributes)
+
+
 def train_credit_default_model(
     training_set: pd.DataFrame,
+    labelled_decisions: pd.DataFrame,
     training: dict[str, Any],
     features: dict[str, Any],
     workspace: WorkspaceContext,
@@ -34,6 +69,8 @@ def train_credit_default_model(
 
     Args:
         training_set: The point-in-time training set.
+        labelled_decisions: Served decisions whose outcomes arrived (they join
+            the training window; the rolling split moves with them).
         training: ``params:training``.
         features: ``params:features`` (which feature service).
         governance: ``params:governance`` (its discrimination and leakage gates
@@ -51,7 +88,8 @@ def train_credit_default_model(
         min_auc=gates.discrimination.threshold,
         leakage_ceiling=gates.leakage.threshold,
     )
-    trained = train_credit_model(training_set, names, parameters, checkpoints, quality)
+    window = training_window(training_set, labelled_decisions)
+    trained = train_credit_model(window, names, parameters, checkpoints, quality)
     # Checkpoints serve retries within this run only; a failed run keeps them.
     shutil.rmtree(checkpoints, ignore_errors=True)
     booster = load_booster(trained.model)
@@ -65,6 +103,8 @@ def train_credit_default_model(
         "feature_importance": booster.get_score(importance_type="gain"),
         "monotone": parameters.monotone,
         "trials": trained.trials,
+        "training_window": window_summary(window, parameters.split),
+        "served_decisions": len(labelled_decisions),
     }
     return trained, report
 

@@ -1,10 +1,12 @@
-"""The training pipeline: training set -> XGBoost on Ray -> registered candidate."""
+"""The training pipeline: served decisions whose outcomes arrived -> training
+window (with the training set) -> XGBoost on Ray -> registered candidate."""
 
 from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
 from bankplatform.pipelines.training.nodes import (
+    label_served_decisions,
     register_credit_default_model,
     train_credit_default_model,
 )
@@ -19,9 +21,16 @@ def create_pipeline(**kwargs: object) -> Pipeline:
     return Pipeline(
         [
             Node(
+                label_served_decisions,
+                inputs=["decision_outcomes", "customer_attributes", "workspace"],
+                outputs="labelled_decisions",
+                name="label_served_decisions_node",
+            ),
+            Node(
                 train_credit_default_model,
                 inputs=[
                     "training_set",
+                    "labelled_decisions",
                     "params:training",
                     "params:features",
                     "workspace",
