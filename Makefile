@@ -77,9 +77,9 @@ demo: install ## Generate the demo extract, run every pipeline, serve, monitor d
 	@echo "== a validator approves and a risk officer promotes the new version, each with a token the admin issued"
 	@$(APPROVE_AND_PROMOTE)
 	$(BIN)/bankplatform model list
-	@echo "== the scoring service: 200 applications from the origination system, one decision's whole chain, then 300 drifted ones"
+	@echo "== the scoring service: 1,000 applications from the origination system, one decision's whole chain, then 300 drifted ones"
 	@$(BIN)/bankplatform serve > data/08_reporting/serve-demo.log 2>&1 & server=$$!; \
-	summary=$$($(BIN)/bankplatform simulate traffic --requests 200); status=$$?; echo "$$summary"; \
+	summary=$$($(BIN)/bankplatform simulate traffic --requests 1000); status=$$?; echo "$$summary"; \
 	if [ $$status -eq 0 ]; then \
 		$(BIN)/bankplatform decision trace $$(echo "$$summary" | grep -o 'req_[0-9a-f]*'); status=$$?; \
 	fi; \
@@ -96,9 +96,13 @@ demo: install ## Generate the demo extract, run every pipeline, serve, monitor d
 	$(BIN)/bankplatform data outcomes data/01_raw/servicing/outcomes-export.csv
 	$(BIN)/kedro run --pipelines monitoring
 	@$(SHOW_ACTION)
-	@echo "== the retrained version learnt from the newest labelled window: the same two people decide on it"
-	@if $(BIN)/python -c "import json, sys; a = json.load(open('data/08_reporting/monitoring/last_action.json')); \
-		sys.exit(0 if a.get('new_version') else 1)"; then $(APPROVE_AND_PROMOTE); else echo "no new version to decide on"; fi
+	@echo "== the review asks for a model of the newest window: a data scientist retrains on it; the same two people decide"
+	$(BIN)/kedro run --pipelines training,evaluation
+	@$(BIN)/python -c "import json; w = json.load(open('data/08_reporting/training_report.json')); \
+		g = json.load(open('data/08_reporting/gate_outcome.json')); t = w['training_window']; \
+		print(f\"version {g['version']}: trained on applications up to {t['train_until']}, judged against the champion on \
+		{t['validate_from']} to {t['newest_labelled']} ({w['served_decisions']:,} served decisions with outcomes), gates {g['gate_status']}\")"
+	@$(APPROVE_AND_PROMOTE)
 	$(BIN)/bankplatform model list
 	@echo "== where to look next"
 	@echo "  MLflow UI (runs, registry, monitoring):  make ui"
