@@ -100,8 +100,9 @@ demo: install ## Generate the demo extract, run every pipeline, serve, monitor d
 	$(BIN)/kedro run --pipelines training,evaluation
 	@$(BIN)/python -c "import json; w = json.load(open('data/08_reporting/training_report.json')); \
 		g = json.load(open('data/08_reporting/gate_outcome.json')); t = w['training_window']; \
-		print(f\"version {g['version']}: trained on applications up to {t['train_until']}, judged against the champion on \
-		{t['validate_from']} to {t['newest_labelled']} ({w['served_decisions']:,} served decisions with outcomes), gates {g['gate_status']}\")"
+		trained = f\"version {g['version']}: trained on applications up to {t['train_until']}\"; \
+		judged = f\"judged against the champion on {t['validate_from']} to {t['newest_labelled']}\"; \
+		print(f\"{trained}, {judged} ({w['served_decisions']:,} served decisions with outcomes), gates {g['gate_status']}\")"
 	@$(APPROVE_AND_PROMOTE)
 	$(BIN)/bankplatform model list
 	@echo "== where to look next"
@@ -129,7 +130,7 @@ airflow: airflow-env ## Generate the Airflow DAGs of the pipelines (.airflow/dag
 	@echo "DAGs in $(AIRFLOW_DIR)/dags; try one run:  AIRFLOW_HOME=$(CURDIR)/$(AIRFLOW_DIR) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/$(AIRFLOW_DIR)/dags $(AIRFLOW_BIN)/airflow dags test bankplatform_monitoring"
 
 test: install lint browser airflow-env ## Lint, type-check, then run every test
-	$(BIN)/pytest -n 2 --dist loadfile --durations=15 || [ $$? -eq 5 ]
+	$(BIN)/pytest -n 3 --dist loadfile --durations=25 || [ $$? -eq 5 ]
 
 # The page tests drive Debian's chromium (never `playwright install`, which downloads).
 browser: ## Install Debian's chromium for the browser tests if it is missing (needs root)
