@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_command
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +30,18 @@ def test_verify_records_a_check_only_on_an_intact_chain(workspace_dir: Path) -> 
         "policy.install",
         "read_audit_log",
     ]
+    # The service checkpoints its head once appends pause (1 s): wait for the check's
+    # record to be signed, so nothing legitimate is still to come.
+    checkpoints = _audit(workspace_dir).with_name("audit.jsonl.checkpoints")
+    wait_for(
+        lambda: [json.loads(c)["seq"] for c in checkpoints.read_text().splitlines()]
+        == [1, 2],
+        what="the idle checkpoint of the check's record",
+    )
     # Edit the check's record: the next verify finds it and appends nothing.
     edited = lines[1].replace('"actor":"local-developer"', '"actor":"mallory"')
     assert edited != lines[1]
     _audit(workspace_dir).write_text(lines[0] + "\n" + edited + "\n")
-    checkpoints = _audit(workspace_dir).with_name("audit.jsonl.checkpoints")
     signed = checkpoints.read_text()
     broken = run_command(
         ["bankplatform", "audit", "verify", "--env", "test"], workspace_dir
