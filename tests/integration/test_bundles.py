@@ -228,6 +228,8 @@ def test_a_swapped_champion_file_never_runs_and_scores_equal_the_registered_mode
         assert servable is not None and servable.version == 1
         served = load_served(MODEL, servable, "champion", records, security.bundles())
     assert not marker.exists()
+    # The bounds the version was judged at travel in its signed gate report.
+    assert served.judged_at == (0.15, 0.25)
     assert (
         served.bundle_digest
         == _allowed(workspace, "model.promote")[0]["details"]["bundle_digest"]

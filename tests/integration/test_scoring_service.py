@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import httpx
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from bankplatform.security.policy import AccessDenied
@@ -798,6 +799,49 @@ def test_a_reviewer_overrides_and_an_applicant_appeals(
         ("scoring.appeal", "origination-system"),
         ("scoring.override", "uma.underwriter"),
     ]
+
+
+def test_a_cut_off_edited_in_conf_refuses_the_champion_instead_of_deciding_otherwise(
+    workspace: Path, tokens: dict[str, str], customers: list[str]
+) -> None:
+    """The service's cut-off and refer band come from conf/, which people in the
+    workspace can edit; the champion was judged (and approved) at those of its
+    signed gate report. A service configured otherwise refuses it, audited, and
+    refers every application to a person instead of deciding at other bounds."""
+    settings = workspace / "conf" / "test" / "governance.yml"
+    shipped = settings.read_text()
+    edited = yaml.safe_load(shipped)
+    edited["governance"]["refer_band"] = 0.30
+    settings.write_text(yaml.safe_dump(edited))
+    try:
+        moved = start_service(workspace)
+        try:
+            with moved.client(tokens["client"]) as client:
+                answer = _ok(_score(client, customers[0]))
+            with moved.client(tokens["admin"]) as client:
+                state = _ok(client.get("/v1/models"))
+        finally:
+            moved.stop()
+    finally:
+        settings.write_text(shipped)
+    assert (answer["decision"], answer["score"], answer["refer_up_to"]) == (
+        "refer",
+        None,
+        0.45,
+    )
+    assert "champion" not in state["served"]
+    assert state["refused"]["champion"] == (
+        f"{MODEL} version 1 was judged at cut-off 0.15 (refer band up to 0.25); this "
+        "service decides at 0.15 (up to 0.45): governance.yml differs from what was "
+        "approved, not served"
+    )
+    refusals = [
+        r
+        for r in audit_records(workspace)
+        if r["action"] == "scoring.model_refused"
+        and "governance.yml differs" in r["details"]["reason"]
+    ]
+    assert refusals
 
 
 def test_a_decommissioned_or_unapproved_version_is_never_served(

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 SBOM = "sbom.cdx.json"
 _BUNDLE_NAMESPACE = uuid.UUID("6f1c3a52-5d0e-4d55-9c39-5b8f8a3b7e11")
 
+# Where a bundle keeps the gate report its approval judged (the cut-off with it).
+BUNDLED_GATE_REPORT = "evidence/gate_report.json"
+
 
 def bundle_files(
     client: MlflowClient, root: Path, model: str, version: int, facts: VersionFacts
@@ -61,7 +64,7 @@ def bundle_files(
     }
     files["requirements.lock"] = lock.read_bytes()
     files["feature_service.json"] = _json(_feature_service(facts))
-    files["evidence/gate_report.json"] = report.read_bytes()
+    files[BUNDLED_GATE_REPORT] = report.read_bytes()
     files["evidence/hashes.json"] = _json(
         {
             "manifest": facts.evidence_manifest,

@@ -11,6 +11,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from pydantic import BaseModel, ConfigDict
 
+from bankplatform.governance.settings import refer_up_to
+
 
 class _Read(BaseModel):
     """A part of the gate report: read what the documents state, ignore the rest."""
@@ -101,8 +103,8 @@ class ReportSettings(_Read):
     protected_attributes: list[str]
 
     def refer_up_to(self) -> float:
-        """The top of the refer band (see ``GovernanceSettings.refer_up_to``)."""
-        return round(min(self.decision_cut_off + self.refer_band, 1.0), 6)
+        """The top of the refer band it was judged with."""
+        return refer_up_to(self.decision_cut_off, self.refer_band)
 
 
 class GateReport(_Read):

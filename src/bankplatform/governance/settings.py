@@ -64,6 +64,12 @@ class GateRules(BaseModel):
     evidence: GateRule
 
 
+def refer_up_to(cut_off: float, refer_band: float) -> float:
+    """The highest probability of default an underwriter decides: the top of the
+    refer band (the cut-off itself when there is no band)."""
+    return round(min(cut_off + refer_band, 1.0), 6)
+
+
 class GovernanceSettings(BaseModel):
     """``params:governance``.
 
@@ -92,9 +98,8 @@ class GovernanceSettings(BaseModel):
     refer_band: float = Field(default=0.0, ge=0, lt=1)
 
     def refer_up_to(self) -> float:
-        """The highest probability of default an underwriter decides (the top
-        of the refer band; the cut-off itself when there is no band)."""
-        return round(min(self.decision_cut_off + self.refer_band, 1.0), 6)
+        """The top of the refer band (``refer_up_to``)."""
+        return refer_up_to(self.decision_cut_off, self.refer_band)
 
     protected_attributes: list[str] = Field(min_length=1)
     min_group_size: int = Field(default=30, ge=1)

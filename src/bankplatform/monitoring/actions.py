@@ -93,11 +93,7 @@ def take_action(case: WindowCase, settings: MonitoringSettings) -> dict[str, Any
             }
         outcome: Literal["allowed", "failed"] = "allowed"
         try:
-            if instead:
-                opened = _open_review(case, settings, escalated_from=instead)
-                result = {"status": "taken", "instead_of": "retrain", **opened}
-            else:
-                result = {"status": "taken", **_carry_out(action, case, settings)}
+            result = {"status": "taken", **_carry_out(action, case, settings, instead)}
         except BankplatformError as error:
             result, outcome = {"status": "failed", "error": str(error)[:500]}, "failed"
         case.security.audit_log().append(
@@ -154,10 +150,14 @@ def actions_taken(security: WorkspaceSecurity, resource: str) -> dict[str, str]:
 
 
 def _carry_out(
-    action: MonitoringAction, case: WindowCase, settings: MonitoringSettings
+    action: MonitoringAction,
+    case: WindowCase,
+    settings: MonitoringSettings,
+    instead_of_retraining: str = "",
 ) -> dict[str, Any]:
     if action is MonitoringAction.HUMAN_REVIEW:
-        return _open_review(case, settings, escalated_from="")
+        opened = _open_review(case, settings, escalated_from=instead_of_retraining)
+        return {"instead_of": "retrain", **opened} if instead_of_retraining else opened
     if action is MonitoringAction.ROLLBACK:
         return _roll_back(case, settings)
     return _retrain(case, settings)

@@ -23,6 +23,8 @@ import mlflow.pyfunc
 
 from bankplatform.errors import BankplatformError
 from bankplatform.governance.audit_facts import VersionFacts, fold_version_facts
+from bankplatform.governance.bundles import BUNDLED_GATE_REPORT
+from bankplatform.governance.document_view import GateReport
 from bankplatform.governance.registry import CHALLENGER, CHAMPION, alias_holder
 from bankplatform.security.bundles import BundleRefused, unpack, verify_bundle
 from bankplatform.training.registry import artefact_sha256
@@ -67,6 +69,8 @@ class ServedModel:
         bundle_digest: The signed bundle it was loaded from.
         model: The pyfunc's Python model (``CreditDefaultModel``).
         features: Its input columns, in order.
+        judged_at: The cut-off and the top of the refer band its gates were
+            judged at, from the signed bundle's gate report.
     """
 
     variant: str
@@ -77,6 +81,7 @@ class ServedModel:
     bundle_digest: str
     model: Any
     features: list[str]
+    judged_at: tuple[float, float]
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /v1/models`` shows of it."""
@@ -166,6 +171,9 @@ def load_served(
             msg = f"{named}: its bundle's model files hash to {found[:12]}..., not the registered {facts.artefact_sha256[:12]}...: not served"
             raise ModelRefused(msg)
         pyfunc = mlflow.pyfunc.load_model(str(verified.model_folder))
+        judged = GateReport.model_validate_json(
+            (verified.folder / BUNDLED_GATE_REPORT).read_bytes()
+        ).settings
     python_model = pyfunc.unwrap_python_model()
     return ServedModel(
         variant=variant,
@@ -176,4 +184,5 @@ def load_served(
         bundle_digest=digest,
         model=python_model,
         features=list(python_model.features),
+        judged_at=(judged.decision_cut_off, judged.refer_up_to()),
     )

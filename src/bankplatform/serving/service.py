@@ -746,9 +746,11 @@ class ScoringService:
                 servable.version,
                 servable.bundle_digest,
             ):
-                self.served[variant] = load_served(
+                loaded = load_served(
                     name, servable, variant, records, self.context.security.bundles()
                 )
+                self._refuse_other_bounds(loaded)
+                self.served[variant] = loaded
             self.refused.pop(variant, None)
             self._refused_versions.pop(variant, None)
         except ModelRefused as error:
@@ -764,6 +766,23 @@ class ScoringService:
                     {"variant": variant, "reason": str(error)},
                 )
             self.refused[variant] = str(error)
+
+    def _refuse_other_bounds(self, loaded: ServedModel) -> None:
+        """A version decides only at the cut-off and refer band its gates were
+        judged at (its signed gate report): a service configured otherwise
+        (an edited ``governance.yml``) refuses it instead of deciding differently.
+
+        Raises:
+            ModelRefused: The bounds differ.
+        """
+        bounds = (self.context.cut_off, self.context.refer_up_to)
+        if loaded.judged_at != bounds:
+            msg = (
+                f"{loaded.name} version {loaded.version} was judged at cut-off {loaded.judged_at[0]} "
+                f"(refer band up to {loaded.judged_at[1]}); this service decides at {bounds[0]} "
+                f"(up to {bounds[1]}): governance.yml differs from what was approved, not served"
+            )
+            raise ModelRefused(msg)
 
     def models(self) -> dict[str, Any]:
         """What ``GET /v1/models`` shows: served versions, refusals, traffic, window."""
