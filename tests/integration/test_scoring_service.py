@@ -1333,8 +1333,16 @@ def test_the_online_lookup_returns_what_feast_get_online_features_returns(
         ).to_dict()
         expected.pop("customer_token")
         found = lookup.of(customer)
-        assert list(found) == [r.partition(":")[2] for r in online]
-        assert found == {name: values[0] for name, values in expected.items()}
+        assert list(found.values) == [r.partition(":")[2] for r in online]
+        assert found.values == {name: values[0] for name, values in expected.items()}
+        # The batch's latest monthly snapshot, as Feast itself reports it.
+        stamps = store.get_online_features(
+            features=online, entity_rows=[{"customer_token": customer}]
+        ).to_dict(include_event_timestamps=True)
+        assert found.as_of is not None
+        assert int(found.as_of.timestamp()) == min(
+            values[0] for name, values in stamps.items() if name.endswith("__ts")
+        )
     with pytest.raises(UnknownCustomer):
         lookup.of("cus_" + "0" * 32)
 

@@ -23,6 +23,7 @@ from bankplatform.cli.lineage import lineage
 from bankplatform.cli.model import model
 from bankplatform.cli.review import review
 from bankplatform.cli.scoring import decision, serve, simulate, traffic
+from bankplatform.cli.stream import simulate_bookings, stream
 from bankplatform.cli.tls import tls
 from bankplatform.cli.token import token
 from bankplatform.cli.tracking_server import tracking_server
@@ -69,7 +70,9 @@ commands.add_command(model)
 commands.add_command(serve)
 commands.add_command(traffic)
 commands.add_command(decision)
+simulate.add_command(simulate_bookings)
 commands.add_command(simulate)
+commands.add_command(stream)
 commands.add_command(review)
 commands.add_command(kpis)
 commands.add_command(tracking_server)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 # The servers of the production profile besides our own two; each gets
 # .bankplatform-tls/<name>.crt and .key.
 SERVERS = ("postgres", "redis", "mlflow", "ray")
-TLS_FOLDER = Path(".bankplatform-tls")
 
 
 @click.group()
@@ -43,6 +40,9 @@ def init(hosts: tuple[str, ...], service: str, env: str | None) -> None:
     the scoring service (serving.yml tls_*), and PostgreSQL, Redis, the MLflow
     tracking server and Ray (.bankplatform-tls/<name>.crt)."""
     from bankplatform.context import workspace_context
+    from bankplatform.security.tls import (
+        WORKSPACE_TLS_FOLDER as TLS_FOLDER,
+    )
     from bankplatform.security.tls import issue_certificate, local_ca
 
     ctx = workspace_context(env)

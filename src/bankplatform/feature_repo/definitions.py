@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    PushSource,
+    ValueType,
+)
 from feast.types import Float64, Int64, String
 
 CUSTOMER_FEATURES_FILE = "customer_features.parquet"
@@ -44,6 +52,13 @@ customer_features_source = FileSource(
     timestamp_field="event_timestamp",
     description="Monthly customer snapshots built by the features pipeline.",
 )
+# The stream's way in (``bankplatform stream``): rows pushed here update every
+# customer view in the online store at once; history still comes from the snapshots.
+customer_features_push = PushSource(
+    name="customer_features_push",
+    batch_source=customer_features_source,
+    description="Customer features recomputed from streamed core-banking bookings.",
+)
 application_features_source = FileSource(
     name="application_features_source",
     path=APPLICATION_FEATURES_FILE,
@@ -60,7 +75,7 @@ customer_transactions_fv = FeatureView(
     name="customer_transactions",
     entities=[customer],
     ttl=SNAPSHOT_TTL,
-    source=customer_features_source,
+    source=customer_features_push,
     schema=[
         *_floats(
             *(
@@ -84,7 +99,7 @@ customer_balances_fv = FeatureView(
     name="customer_balances",
     entities=[customer],
     ttl=SNAPSHOT_TTL,
-    source=customer_features_source,
+    source=customer_features_push,
     schema=_floats(
         "current_balance", "card_balance", "credit_limit", "card_utilisation"
     ),
@@ -94,7 +109,7 @@ customer_delinquency_fv = FeatureView(
     name="customer_delinquency",
     entities=[customer],
     ttl=SNAPSHOT_TTL,
-    source=customer_features_source,
+    source=customer_features_push,
     schema=_floats(
         "returned_dd_count_90d",
         "returned_dd_count_365d",
@@ -107,7 +122,7 @@ customer_profile_fv = FeatureView(
     name="customer_profile",
     entities=[customer],
     ttl=SNAPSHOT_TTL,
-    source=customer_features_source,
+    source=customer_features_push,
     schema=[
         Field(name="income", dtype=Float64),
         Field(name="employment_status", dtype=String),
@@ -148,6 +163,7 @@ FEATURE_REPOSITORY = [
     customer,
     loan_application,
     customer_features_source,
+    customer_features_push,
     application_features_source,
     *CUSTOMER_FEATURE_VIEWS,
     loan_application_fv,

@@ -124,6 +124,36 @@ def customer_snapshot_chunks(
         yield population.chunk_snapshots(number, book.take(number), snapshots)
 
 
+def customer_features_at(
+    customers: pd.DataFrame,
+    accounts: pd.DataFrame,
+    bookings: Iterable[pd.DataFrame],
+    times: pd.Series,
+) -> pd.DataFrame:
+    """Each customer's features at a time of their own, computed as the snapshots
+    are (the streamed features are held equal to these).
+
+    Args:
+        customers: Pseudonymised customers.
+        accounts: Pseudonymised accounts.
+        bookings: The transactions in batches (``BOOKING_COLUMNS`` at least).
+        times: When, by ``customer_token`` (UTC).
+
+    Returns:
+        One row per customer of ``times``: ``customer_token``, ``event_timestamp``
+        and the features, sorted by token.
+    """
+    wanted = customers[customers["customer_token"].astype(str).isin(times.index)]
+    population = Population.of(wanted, accounts, max(len(wanted), 1))
+    book = _CompactBook.read(bookings, population)
+    at = pd.to_datetime(times, utc=True).dt.tz_localize(None)
+    grid = population.chunk_snapshots(
+        0, book.take(0), pd.DatetimeIndex(sorted(set(at)))
+    )
+    own = at.reindex(grid["customer_token"]).dt.tz_localize("UTC").to_numpy()
+    return grid[grid["event_timestamp"].to_numpy() == own].reset_index(drop=True)
+
+
 def _booking_times(batch: pd.DataFrame) -> pd.Series:
     """A batch's booking times as naive ``datetime64[ns]`` (bookings are naive UTC)."""
     return pd.to_datetime(batch["booked_at"]).astype("datetime64[ns]")

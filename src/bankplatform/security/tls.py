@@ -24,6 +24,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 VALID_DAYS = 397  # the longest validity browsers accept for a TLS certificate
 CA_VALID_DAYS = 3 * 365
 CA_NAME = "bankplatform local CA"
+# The workspace's CA and the certificates it issued (git-ignored).
+WORKSPACE_TLS_FOLDER = Path(".bankplatform-tls")
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,16 @@ def local_ca(folder: Path) -> LocalCA:
 
 
 def issue_certificate(
-    ca: LocalCA, cert_file: Path, key_file: Path, hosts: list[str]
+    ca: LocalCA,
+    cert_file: Path,
+    key_file: Path,
+    hosts: list[str],
+    emails: tuple[str, ...] = (),
 ) -> tuple[Path, Path]:
     """Write a key (mode 600) and a certificate for ``hosts`` signed by ``ca``,
     valid for servers and clients (``cert_file`` holds it, then the CA's).
+    ``emails`` become e-mail names too: the identity a server that maps client
+    certificates to users (NATS ``verify_and_map``) reads first.
 
     Returns:
         The certificate and key paths.
@@ -101,6 +109,7 @@ def issue_certificate(
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             names.append(x509.DNSName(host))
+    names += [x509.RFC822Name(email) for email in emails]
     now = datetime.now(UTC)
     certificate = (
         x509.CertificateBuilder()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,6 +51,15 @@ class ModelFault(BankplatformError):
 
 
 @dataclass(frozen=True)
+class CustomerFeatures:
+    """A customer's online features and the time they describe (the oldest of the
+    views' event times: a batch snapshot's, or the streamed booking's)."""
+
+    values: dict[str, Any]
+    as_of: datetime | None
+
+
+@dataclass(frozen=True)
 class Scored:
     """A version's verdict on one application."""
 
@@ -80,8 +90,8 @@ class OnlineFeatures:
         ]
         self._names = [ref.partition(":")[2] for ref in wanted]
 
-    def of(self, customer_token: str) -> dict[str, Any]:
-        """The customer's latest feature values.
+    def of(self, customer_token: str) -> CustomerFeatures:
+        """The customer's latest feature values and their as-of time.
 
         Raises:
             UnknownCustomer: No feature of any view is known for the token.
@@ -90,8 +100,13 @@ class OnlineFeatures:
             join_keys=[CUSTOMER_KEY], entity_values=[Value(string_val=customer_token)]
         )
         values: dict[str, Any] = {}
+        times: list[datetime] = []
         for view, names in self._views:
-            ((_, stored),) = self._online.online_read(self._config, view, [key], names)
+            ((written, stored),) = self._online.online_read(
+                self._config, view, [key], names
+            )
+            if written is not None:
+                times.append(written)
             for name in names:
                 found = (stored or {}).get(name)
                 values[name] = (
@@ -100,7 +115,15 @@ class OnlineFeatures:
         if all(value is None for value in values.values()):
             msg = "unknown customer: no features in the online store for this customer token"
             raise UnknownCustomer(msg)
-        return {name: values[name] for name in self._names}
+        return CustomerFeatures(
+            {name: values[name] for name in self._names},
+            _utc(min(times)) if times else None,
+        )
+
+
+def _utc(moment: datetime) -> datetime:
+    # Feast's SQLite store gives naive UTC times, Redis aware ones.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def model_input(features: dict[str, Any], application: Application) -> dict[str, Any]:

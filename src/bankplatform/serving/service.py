@@ -290,10 +290,18 @@ class ScoringService:
         state = self.traffic.state
         # An unknown customer is 404 in every mode, halted or not.
         features = self.context.features.of(application.customer_token)
-        row = model_input(features, application)
+        row = model_input(features.values, application)
         if state.halted:
             return self._respond(
-                request_id, caller, application, row, None, REFER, started, halted=True
+                request_id,
+                caller,
+                application,
+                row,
+                None,
+                REFER,
+                started,
+                halted=True,
+                as_of=features.as_of,
             )
         champion = self.served.get(CHAMPION)
         if champion is None:  # nothing may decide: a person does
@@ -307,6 +315,7 @@ class ScoringService:
                 REFER,
                 started,
                 fallback=f"no champion: {reason}",
+                as_of=features.as_of,
             )
         challenger = self.served.get(CHALLENGER)
         if challenger is not None and routes_to_challenger(
@@ -328,6 +337,7 @@ class ScoringService:
             started,
             result,
             fallback,
+            as_of=features.as_of,
         )
 
     def decision_at(self, score: float) -> str:
@@ -507,6 +517,7 @@ class ScoringService:
         fallback: str = "",
         *,
         halted: bool = False,
+        as_of: datetime | None = None,
     ) -> dict[str, Any]:
         response = {
             "request_id": request_id,
@@ -527,6 +538,9 @@ class ScoringService:
             "application": application.model_dump(exclude={"customer_token"}),
             "features": row,
             "input_sha256": input_sha256(row) if row is not None else None,
+            # When the features were true: a monthly snapshot's time, or the
+            # streamed booking that last changed them.
+            "features_as_of": as_of.isoformat() if as_of else None,
             "model": answered.describe() if answered and result else None,
             "fallback": fallback,
             "halted": halted,

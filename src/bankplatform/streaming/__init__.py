@@ -1,0 +1,1 @@
+"""Core-banking booking events into fresh online features, on NATS JetStream."""
