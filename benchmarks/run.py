@@ -30,6 +30,7 @@ import monitoring_drift
 import production_stores
 import scale
 import scoring_service
+import streaming
 import training_cluster
 import training_on_ray
 from bankplatform.third_party import quiet_third_party_warnings
@@ -53,6 +54,7 @@ BENCHMARKS = {
     "monitoring": monitoring_drift.main,
     "prod": production_stores.main,
     "scale": scale.main,
+    "stream": streaming.main,
 }
 
 

@@ -19,12 +19,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from bankplatform.feature_repo.definitions import credit_default_v1
+from bankplatform.feature_repo.services import service_features
 from bankplatform.features.customer_features import (
     BOOKING_COLUMNS,
     customer_features_at,
 )
-from bankplatform.feature_repo.definitions import credit_default_v1
-from bankplatform.feature_repo.services import service_features
 from bankplatform.project import env_config_loader
 from bankplatform.security.envelope import DecryptingReader
 from bankplatform.streaming.broker import (

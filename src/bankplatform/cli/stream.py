@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from datetime import date
+
     import pandas as pd
 
     from bankplatform.context import WorkspaceContext
@@ -188,27 +190,32 @@ def simulate_bookings(
     rate: float, seconds: float, seed: int | None, env: str | None
 ) -> None:
     """Publish new bookings from core banking (after the extract's end) through
-    the booking edge: raw account numbers are pseudonymised by the key service
-    before anything reaches the stream (as the booking edge, started by a data
+    the booking edge: core banking's accounts (drawn as the extract drew them)
+    carry raw account numbers, which the key service pseudonymises before
+    anything reaches the stream (as the booking edge, started by a data
     engineer). Consume them with `bankplatform stream`."""
     from bankplatform.security.client import acting_for
     from bankplatform.security.runtime import activate, granted_run
     from bankplatform.streaming.broker import EDGE, connect, endpoint
     from bankplatform.streaming.edge import BookingEdge
     from bankplatform.synthetic.bookings import BookingDraws
+    from bankplatform.synthetic.extract import core_banking_accounts
 
     ctx, settings = _contexts(env)
     activate(ctx.security)
+    extract = _extract_config(ctx)
+    accounts = core_banking_accounts(extract)
+    draws = BookingDraws.over(accounts, seed if seed is not None else _fresh_seed())
     with granted_run(ctx.security, ["booking_edge"]), acting_for("booking_edge"):
-        accounts = _dataset(ctx, "accounts_raw").load()
-        draws = BookingDraws.over(accounts, seed if seed is not None else _fresh_seed())
         _ensure_streams(ctx, settings)
 
         async def publish() -> tuple[int, str, str]:
             connection = await connect(endpoint(settings, ctx.root, EDGE), EDGE)
             try:
                 edge = BookingEdge(settings, connection, ctx.security.pseudonymiser())
-                return await _publish_for(edge, draws, rate, seconds, ctx, settings)
+                return await _publish_for(
+                    edge, draws, rate, seconds, extract.history_end, settings
+                )
             finally:
                 await connection.close()
 
@@ -224,7 +231,7 @@ async def _publish_for(
     draws: Any,
     rate: float,
     seconds: float,
-    ctx: WorkspaceContext,
+    history_end: date,
     settings: StreamingSettings,
 ) -> tuple[int, str, str]:
     """Publish ``rate`` bookings a second for ``seconds``, in ticks of 100 ms; event
@@ -234,7 +241,7 @@ async def _publish_for(
     import pandas as pd
 
     run = uuid.uuid4().hex[:10]
-    clock = await _last_booking(edge, ctx, settings)
+    clock = await _last_booking(edge, history_end, settings)
     first = clock
     started = time.monotonic()
     tick, due, number, published = 0.1, 0.0, 0, 0
@@ -253,7 +260,7 @@ async def _publish_for(
 
 
 async def _last_booking(
-    edge: Any, ctx: WorkspaceContext, settings: StreamingSettings
+    edge: Any, history_end: date, settings: StreamingSettings
 ) -> pd.Timestamp:
     import orjson
     import pandas as pd
@@ -266,9 +273,24 @@ async def _last_booking(
         booked = pd.Timestamp(orjson.loads(last.data)["booked_at"])
         return booked + pd.Timedelta(seconds=1)
     except (NotFoundError, KeyError, ValueError, orjson.JSONDecodeError):
-        extract = ctx.params.get("synthetic_extract") or {}
-        end = pd.Timestamp(str(extract.get("history_end", "2025-12-31")))
-        return (end + pd.Timedelta(days=1)).tz_localize("UTC")
+        # The day after the extract's last: the batch holds everything before.
+        return (pd.Timestamp(history_end) + pd.Timedelta(days=1)).tz_localize("UTC")
+
+
+def _extract_config(ctx: WorkspaceContext) -> Any:
+    """The settings the workspace's raw extract was generated with (its
+    ``_extract.json``: sizes and seed, no data)."""
+    import json
+
+    from bankplatform.synthetic import GeneratorConfig
+    from bankplatform.synthetic.extract import SUMMARY_FILE
+
+    summary = ctx.root / "data" / "01_raw" / SUMMARY_FILE
+    if not summary.is_file():
+        raise click.ClickException(
+            f"no extract in this workspace ({summary} is missing): run `bankplatform data generate`"
+        )
+    return GeneratorConfig.model_validate(json.loads(summary.read_text())["config"])
 
 
 def _fresh_seed() -> int:
@@ -323,14 +345,6 @@ def _batch_layer(ctx: WorkspaceContext) -> BatchLayer:
         pd.to_datetime(batch["booked_at"]).max()
         for batch in transactions.batches(["booked_at"])
     )
-    columns = [
-        "account_token",
-        "booked_at",
-        "amount",
-        "channel",
-        "mcc",
-        "balance_after",
-    ]
     primary = ctx.root / "data" / "03_primary"
     digests = []
     for path in sorted(primary.glob("*.parquet.enc")):

@@ -98,6 +98,7 @@ class BookingConsumer:
         self.report = ConsumerReport(started_at=_now())
         self._latencies: list[float] = []
         self._recent: deque[tuple[float, int]] = deque()
+        self._written = 0.0  # when the status file was last written (monotonic)
 
     async def run(self, until: StopWhen) -> ConsumerReport:
         """Consume until ``until`` says so; the report of the run."""
@@ -107,6 +108,8 @@ class BookingConsumer:
             subscription = await js.pull_subscribe_bind(
                 self.settings.consumer, stream=self.settings.stream
             )
+            # What a killed run counted but never pushed goes out first.
+            self._push(self.ledger.unpushed())
             await self._consume(connection, subscription, until)
         finally:
             # Everything handled was acknowledged and flushed; nothing to drain
@@ -125,6 +128,8 @@ class BookingConsumer:
                 )
             except (TimeoutError, NatsTimeout):
                 await self._refresh_status(connection)
+                if self.report.pending:  # delivered to a run that died: comes back
+                    idle_since = time.monotonic()
                 continue
             idle_since = time.monotonic()
             await self._handle(connection, messages)
@@ -141,6 +146,18 @@ class BookingConsumer:
             and time.monotonic() - idle_since >= until.idle_seconds
         )
 
+    def _push(self, customers: set[int]) -> None:
+        """Recompute and push the customers' rows, then clear them in the ledger."""
+        if not customers:
+            return
+        rows = features_as_of_latest(self.ledger, sorted(customers))
+        self.push(rows)
+        self.ledger.mark_pushed(customers)
+        self.report.customers_pushed += len(rows)
+        newest = rows["event_timestamp"].max().isoformat()
+        if self.report.last_booked_at is None or newest > self.report.last_booked_at:
+            self.report.last_booked_at = newest
+
     def _seen(self) -> int:
         r = self.report
         return r.counted + r.redelivered + r.dead_letters
@@ -151,15 +168,7 @@ class BookingConsumer:
             (m.metadata.sequence.stream, read_event(m.data, limit)) for m in messages
         ]
         applied = self.ledger.apply(parsed)
-        if applied.customers:
-            rows = features_as_of_latest(self.ledger, sorted(applied.customers))
-            self.push(rows)
-            self.report.customers_pushed += len(rows)
-            newest = rows["event_timestamp"].max()
-            if self.report.last_booked_at is None or newest.isoformat() > (
-                self.report.last_booked_at
-            ):
-                self.report.last_booked_at = newest.isoformat()
+        self._push(applied.customers)
         by_sequence = {m.metadata.sequence.stream: m for m in messages}
         for sequence, rejection in applied.rejections:
             letter = dead_letter(by_sequence[sequence].data, rejection, sequence, limit)
@@ -198,7 +207,7 @@ class BookingConsumer:
                 "p99": round(float(np.percentile(values, 99)), 1),
                 "max": round(float(values.max()), 1),
             }
-        if force or now - getattr(self, "_written", 0.0) >= 1.0:
+        if force or now - self._written >= 1.0:
             try:
                 info = await connection.jetstream().consumer_info(
                     self.settings.stream, self.settings.consumer

@@ -64,6 +64,7 @@ CREATE INDEX IF NOT EXISTS balances_by_customer ON balances (customer);
 CREATE TABLE IF NOT EXISTS events (
     event_id TEXT PRIMARY KEY, stream_sequence INTEGER NOT NULL,
     customer INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS unpushed (customer INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS rejected (
     stream_sequence INTEGER PRIMARY KEY, event_id TEXT, reason TEXT NOT NULL);
 """
@@ -258,7 +259,23 @@ class Ledger:
                         "INSERT OR IGNORE INTO rejected VALUES (?, ?, ?)",
                         (sequence, verdict.event_id, verdict.reason),
                     )
+            # Until their push is done: a consumer killed in between pushes them
+            # at its next start, before any event comes again.
+            db.executemany(
+                "INSERT OR IGNORE INTO unpushed VALUES (?)",
+                [(c,) for c in applied.customers],
+            )
         return applied
+
+    def unpushed(self) -> set[int]:
+        """Customers whose counted events may not have reached the online store."""
+        return {int(c) for (c,) in self._db.execute("SELECT customer FROM unpushed")}
+
+    def mark_pushed(self, customers: Iterable[int]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM unpushed WHERE customer = ?", [(c,) for c in customers]
+            )
 
     def _apply_one(
         self,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -130,6 +131,28 @@ def generate_raw_extract(
     summary = ExtractSummary(config=config, rows=rows, defects=defects)
     (output_dir / SUMMARY_FILE).write_text(summary.to_json() + "\n")
     return summary
+
+
+def core_banking_accounts(config: GeneratorConfig) -> pd.DataFrame:
+    """The accounts an extract's core banking holds (``account_id``, ``product``,
+    ``credit_limit``), drawn again as the extract drew them, without defects:
+    what the booking edge books new activity on (it never reads the extract)."""
+    pools = FakerPools.build(config.seed)
+    frames, next_account = [], 1
+    for chunk in range(_chunk_count(config)):
+        rng = np.random.default_rng(np.random.SeedSequence([config.seed, chunk]))
+        first = chunk * config.chunk_customers + 1
+        count = min(config.chunk_customers, config.customers - first + 1)
+        plan = plan_applications(rng, count, config)
+        customers, traits = draw_customers(
+            rng, first, count, pools, config, plan.drift_position
+        )
+        accounts, _ = draw_accounts(
+            rng, next_account, customers["customer_id"].to_numpy(), traits, config
+        )
+        next_account += len(accounts)
+        frames.append(accounts[["account_id", "product", "credit_limit"]])
+    return pd.concat(frames, ignore_index=True)
 
 
 def _chunk_count(config: GeneratorConfig) -> int:
