@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scoring_service import BIN, _env, _run
+from nats.errors import TimeoutError as NatsTimeout
 
 from bankplatform.streaming.consumer import BookingConsumer, StopWhen
+from scoring_service import BIN, _env, _run
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = "test"
@@ -121,7 +122,8 @@ class Workspace:
 
         store = FeatureStore(repo_path=str(self.root / "data" / "04_feature"))
         ledger = Ledger(self.settings.ledger)
-        assert ledger.seeded, "run `bankplatform stream` once first"
+        if not ledger.seeded:
+            raise SystemExit("run `bankplatform stream` once first")
 
         def push(rows: Any) -> None:
             store.push("customer_features_push", rows, to=PushMode.ONLINE)
@@ -147,7 +149,7 @@ async def _floor(
     js = connection.jetstream()
     try:
         await js.delete_stream(FLOOR_STREAM)
-    except Exception:  # noqa: BLE001, S110 - not there yet
+    except Exception:  # noqa: S110 - not there yet
         pass
     await js.add_stream(StreamConfig(name=FLOOR_STREAM, subjects=["bench.floor"]))
     await js.add_consumer(
@@ -172,7 +174,7 @@ async def _floor(
         while seen < count:
             try:
                 messages = await subscription.fetch(500, timeout=0.5)
-            except Exception:  # noqa: BLE001 - nothing yet
+            except NatsTimeout:  # nothing yet
                 continue
             now = datetime.now(UTC)
             for message in messages:
@@ -208,9 +210,10 @@ async def _ours(ws: Workspace, rate: float, seconds: float) -> dict[str, Any]:
     watcher = asyncio.create_task(stop_when_published())
     report = await consumer.run(StopWhen(idle_seconds=10.0, stop=stop))
     await watcher
-    assert publisher.returncode == 0, (
-        publisher.stderr.read() if publisher.stderr else ""
-    )
+    if publisher.returncode != 0:
+        raise SystemExit(
+            publisher.stderr.read() if publisher.stderr else "publisher failed"
+        )
     return {**_percentiles(consumer.latencies_ms()), "counted": report.counted}
 
 
