@@ -77,6 +77,10 @@ demo: install ## Generate the demo extract, run every pipeline, serve, monitor d
 	@echo "== a validator approves and a risk officer promotes the new version, each with a token the admin issued"
 	@$(APPROVE_AND_PROMOTE)
 	$(BIN)/bankplatform model list
+	@echo "== this morning's bookings: core banking publishes them on the stream (account numbers pseudonymised at the edge); the consumer counts each once into the online store"
+	$(BIN)/bankplatform simulate bookings --rate 100 --seconds 3 --seed 5
+	$(BIN)/bankplatform stream --until-idle 3
+	$(BIN)/bankplatform stream status
 	@echo "== the scoring service: 1,000 applications from the origination system, one decision's whole chain, then 300 drifted ones"
 	@$(BIN)/bankplatform serve > data/08_reporting/serve-demo.log 2>&1 & server=$$!; \
 	summary=$$($(BIN)/bankplatform simulate traffic --requests 1000); status=$$?; echo "$$summary"; \
@@ -111,7 +115,7 @@ demo: install ## Generate the demo extract, run every pipeline, serve, monitor d
 	@echo "  monitoring reports:                      $$(ls -d data/08_reporting/monitoring/*/*/ | tail -1)"
 	@echo "  pipelines for reviewers:                 make viz   (then serve build/ on 127.0.0.1)"
 	@echo "  model card:                              .venv/bin/bankplatform model card credit_default_pd 1 --html > card.html"
-	@echo "  notebooks 01-06 in JupyterLab:           make lab"
+	@echo "  notebooks 01-07 in JupyterLab:           make lab"
 	@echo "  platform KPIs:                           .venv/bin/bankplatform kpis"
 	@echo "== the audit log"
 	$(BIN)/bankplatform audit verify

@@ -27,6 +27,7 @@ import key_service
 import lineage_overhead
 import model_bundles
 import monitoring_drift
+import online_load
 import production_stores
 import scale
 import scoring_service
@@ -55,6 +56,7 @@ BENCHMARKS = {
     "prod": production_stores.main,
     "scale": scale.main,
     "stream": streaming.main,
+    "online_load": online_load.main,
 }
 
 

@@ -229,7 +229,9 @@ async def _ceiling(ws: Workspace, backlog: int) -> float:
 
 def main(quick: bool = False) -> None:
     rate, seconds, backlog = (200.0, 10.0, 2_000) if quick else (1_000.0, 60.0, 20_000)
-    with tempfile.TemporaryDirectory(prefix="bench-stream-") as folder:
+    with tempfile.TemporaryDirectory(
+        prefix="bench-stream-", ignore_cleanup_errors=True
+    ) as folder:
         root = featured_workspace(Path(folder), 500 if quick else 2_000)
         _run(
             [str(BIN / "bankplatform"), "stream", "--until-idle", "1", "--env", ENV],

@@ -115,3 +115,21 @@ def pipeline_names(run_params: dict[str, Any]) -> list[str]:
         or ["__default__"]
     )
     return [names] if isinstance(names, str) else list(names)
+
+
+def catalog_dataset(root: Path, env: str, name: str) -> Any:
+    """A catalog entry of an env as a dataset (patterns resolved as a run resolves
+    them), its paths anchored at the workspace: what a command or a service opens
+    outside a Kedro run."""
+    from kedro.io import AbstractDataset, CatalogConfigResolver  # noqa: PLC0415
+
+    config = env_config_loader(root, env)["catalog"]
+    resolver = CatalogConfigResolver(
+        config,
+        default_runtime_patterns={"{default}": {"type": "kedro.io.MemoryDataset"}},
+    )
+    entry = dict(config.get(name) or resolver.resolve_pattern(name))
+    for key in ("filepath", "path"):
+        if key in entry:
+            entry[key] = str(root / entry[key])
+    return AbstractDataset.from_config(name, entry)

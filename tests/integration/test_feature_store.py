@@ -272,3 +272,52 @@ def test_the_node_loads_the_latest_snapshot_and_refuses_a_customer_missing_there
         f"customer_features: 1 customers at the latest snapshot {latest.isoformat()}, "
         "2 in the table"
     )
+
+
+def test_the_bulk_sqlite_write_makes_feast_s_own_rows(
+    store_and_snapshots: tuple[FeatureStore, pd.DataFrame], tmp_path: Path
+) -> None:
+    """The online store loaded column by column holds exactly the rows Feast's own
+    write makes: keys, ValueProto bytes, value_text, event_ts (NaN, 0.0, -0.0,
+    integers, strings, a microsecond timestamp among them); and Feast reads them."""
+    import sqlite3
+
+    import numpy as np
+
+    from bankplatform.features.sqlite_online import bulk_writable, write_sqlite_online
+
+    store, snapshots = store_and_snapshots
+    rows = snapshots.groupby("customer_token").tail(1).reset_index(drop=True)
+    rows.loc[0, "txn_amount_sum_7d"] = 0.0
+    rows.loc[1, "txn_amount_sum_7d"] = -0.0
+    rows.loc[0, "card_utilisation"] = np.nan
+    rows.loc[1, "event_timestamp"] = T("2026-01-02 03:04:05.678901", tz="UTC")
+    twin_repo = tmp_path / "twin"
+    twin_repo.mkdir()
+    for name in ("customer_features.parquet", "application_features.parquet"):
+        (twin_repo / name).write_bytes(
+            (Path(store.config.repo_path) / name).read_bytes()
+        )
+    twin = FeatureStoreDataset(filepath=str(twin_repo), project="testbank").load()
+    register_definitions(twin, FEATURE_REPOSITORY)
+    for view in CUSTOMER_FEATURE_VIEWS:
+        registered = twin.get_feature_view(view.name)
+        assert bulk_writable(twin, registered)
+        store.write_to_online_store(view.name, rows)  # Feast's own write
+        write_sqlite_online(twin, registered, rows)
+
+    def table(repo: Path, view: str) -> list[tuple[object, ...]]:
+        columns = "entity_key, feature_name, value, value_text, event_ts, created_ts"
+        query = f'SELECT {columns} FROM "testbank_{view}"'  # noqa: S608 - the test's own table
+        with sqlite3.connect(repo / "online.db") as db:
+            return sorted(db.execute(query).fetchall())
+
+    for view in CUSTOMER_FEATURE_VIEWS:
+        feast_rows = table(Path(store.config.repo_path), view.name)
+        assert len(feast_rows) == len(rows) * len(view.features)
+        assert table(twin_repo, view.name) == feast_rows
+    refs = service_features(credit_default_v1)[:29]
+    tokens = list(rows["customer_token"])
+    assert online_customer_features(twin, tokens, refs).equals(
+        online_customer_features(store, tokens, refs)
+    )

@@ -431,6 +431,8 @@ def test_a_decision_has_a_score_reason_codes_and_is_logged_and_audited(
             k in record["features"]
             for k in ("name", "national_id", "email", "gender", "age_band")
         )
+        # Nothing streamed here: the features are the batch's latest monthly snapshot.
+        assert record["features_as_of"] == "2026-01-01T00:00:00+00:00"
     audited = wait_for(
         lambda: [
             r

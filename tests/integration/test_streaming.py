@@ -41,6 +41,7 @@ from bankplatform.streaming.events import BookingEvent
 from bankplatform.streaming.settings import StreamingSettings, load_streaming_settings
 from tests.conftest import (
     BIN,
+    REPO,
     command_env,
     copy_workspace,
     read_encrypted,
@@ -413,3 +414,135 @@ def test_a_credential_of_another_identity_is_refused(
     ):
         with pytest.raises(StreamError, match="cannot connect to the booking stream"):
             asyncio.run(connect(target, FEATURES))
+
+
+def test_an_existing_jetstream_stands_in_for_the_bank_s_cluster(
+    streaming_workspace: Path,
+) -> None:
+    """The production profile's path: no embedded server, the machine's own
+    JetStream on 127.0.0.1:4222 (plain: the only TLS-less URL accepted is a
+    loopback one), under names of this test's own."""
+    import uuid
+
+    import nats
+    import yaml
+
+    root = streaming_workspace
+    prod = yaml.safe_load((REPO / "conf" / "prod" / "streaming.yml").read_text())
+    prod_settings = StreamingSettings.model_validate(prod["streaming"])
+    assert prod_settings.server.startswith("tls://")
+    assert set(prod_settings.credentials) == {EDGE, FEATURES, ADMIN}
+    suffix = uuid.uuid4().hex[:8]
+    names = {
+        "stream": f"BOOKINGS_{suffix}",
+        "subject": f"bookings.{suffix}.events",
+        "dead_letter_stream": f"BOOKINGS_DEAD_{suffix}",
+        "dead_letter_subject": f"bookings.{suffix}.dead_letter",
+        "consumer": f"online-features-{suffix}",
+        "ack_wait_seconds": 5,
+    }
+    (root / "conf" / ENV / "streaming.yml").write_text(
+        yaml.safe_dump({"streaming": names})
+    )
+    external = {"BANKPLATFORM_STREAM_SERVER": "nats://127.0.0.1:4222"}
+
+    def command(*args: str) -> Any:
+        result = run_command(["bankplatform", *args, "--env", ENV], root, 240, external)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    try:
+        command(
+            "simulate", "bookings", "--rate", "200", "--seconds", "2", "--seed", "9"
+        )
+        command("stream", "--until-idle", "2")
+        status = command("stream", "status").stdout
+        assert f"stream {names['stream']}:" in status and "lag 0" in status
+        assert not (root / ".bankplatform" / "stream" / "run").exists()  # never started
+
+        async def held() -> int:
+            connection = await nats.connect("nats://127.0.0.1:4222")
+            try:
+                info = await connection.jetstream().stream_info(names["stream"])
+                return int(info.state.messages)
+            finally:
+                await connection.close()
+
+        assert asyncio.run(held()) >= 350
+        os.environ["BANKPLATFORM_STREAM_SERVER"] = external[
+            "BANKPLATFORM_STREAM_SERVER"
+        ]
+        _assert_online_equals_batch(root)
+    finally:
+        os.environ.pop("BANKPLATFORM_STREAM_SERVER", None)
+
+        async def remove() -> None:
+            connection = await nats.connect("nats://127.0.0.1:4222")
+            try:
+                for stream in (names["stream"], names["dead_letter_stream"]):
+                    try:
+                        await connection.jetstream().delete_stream(stream)
+                    except Exception:  # noqa: S110 - not created
+                        pass
+            finally:
+                await connection.close()
+
+        asyncio.run(remove())
+
+
+def test_the_notebook_shows_a_booking_move_features_and_score_and_decisions_see_it(
+    governed_workspace: Path, tmp_path: Path
+) -> None:
+    """Notebook 07 on a workspace with a champion: bookings published and counted,
+    one customer's features and score before and after; then the scoring service
+    decides on the streamed features and its decision line says as of when."""
+    from tests.conftest import notebook_summary
+    from tests.helpers import champion_workspace, start_service, token
+
+    root = champion_workspace(governed_workspace, tmp_path / "champion")
+    try:
+        summary = notebook_summary("07_streaming_features.ipynb", root, tmp_path)
+        assert summary["published"] >= 250
+        assert summary["counted"] + summary["dead_letters"] == summary["published"]
+        assert summary["customers_moved"] > 100
+        assert summary["as_of_before"] == "2026-01-01T00:00:00+00:00"
+        assert summary["as_of_after"] > summary["as_of_before"]
+        assert "txn_count_7d" in summary["features_changed"]
+        assert 0 < summary["score_before"] < 1 and 0 < summary["score_after"] < 1
+        service = start_service(root)
+        try:
+            with service.client(
+                token(root, "origination-system", "scoring_client")
+            ) as client:
+                answer = client.post(
+                    "/v1/score",
+                    json={
+                        "customer_token": summary["customer"],
+                        "amount": 8_000.0,
+                        "term_months": 36,
+                        "purpose": "car",
+                    },
+                )
+            assert answer.status_code == 200, answer.text
+            request_id = answer.json()["request_id"]
+            shown = run_command(
+                ["bankplatform", "decision", "show", request_id, "--env", ENV], root
+            )
+            assert shown.returncode == 0, shown.stderr[-2000:]
+        finally:
+            service.stop()
+        from bankplatform.serving.records import decision_lines
+
+        folder = root / "data" / "08_reporting" / "decisions"
+        (line,) = [
+            record
+            for path in sorted(folder.glob("*.jsonl"))
+            for _, record in decision_lines(path)
+            if record.get("request_id") == request_id
+        ]
+        # Feast keeps whole seconds of the event time.
+        streamed = pd.Timestamp(summary["as_of_after"]).floor("s")
+        assert pd.Timestamp(line["features_as_of"]) == streamed
+        assert line["score"] == pytest.approx(summary["score_after"], abs=1e-6)
+    finally:
+        EmbeddedServer(_settings(root), root).stop()

@@ -126,18 +126,6 @@ def outcomes(export: Path, env: str | None) -> None:
 
 def catalog_dataset(ctx: Any, name: str) -> Any:
     """A catalog entry of the command's env, its paths anchored at the workspace."""
-    from kedro.io import AbstractDataset, CatalogConfigResolver
+    from bankplatform.project import catalog_dataset as open_entry
 
-    from bankplatform.project import env_config_loader
-
-    config = env_config_loader(ctx.root, ctx.env)["catalog"]
-    # Entries named by a pattern ("{table}_primary") resolve as a run would.
-    resolver = CatalogConfigResolver(
-        config,
-        default_runtime_patterns={"{default}": {"type": "kedro.io.MemoryDataset"}},
-    )
-    entry = dict(config.get(name) or resolver.resolve_pattern(name))
-    for key in ("filepath", "path"):
-        if key in entry:
-            entry[key] = str(ctx.root / entry[key])
-    return AbstractDataset.from_config(name, entry)
+    return open_entry(ctx.root, ctx.env, name)

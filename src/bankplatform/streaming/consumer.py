@@ -97,6 +97,7 @@ class BookingConsumer:
         self.push = push
         self.report = ConsumerReport(started_at=_now())
         self._latencies: list[float] = []
+        self._recent_latencies: deque[float] = deque(maxlen=10_000)
         self._recent: deque[tuple[float, int]] = deque()
         self._written = 0.0  # when the status file was last written (monotonic)
 
@@ -124,9 +125,11 @@ class BookingConsumer:
         while not self._done(until, idle_since):
             try:
                 messages = await subscription.fetch(
-                    self.settings.fetch_batch, timeout=0.5
+                    self.settings.fetch_batch, timeout=self.settings.fetch_wait_seconds
                 )
             except (TimeoutError, NatsTimeout):
+                messages = []
+            if not messages:  # a fetch may also come back empty-handed
                 await self._refresh_status(connection)
                 if self.report.pending:  # delivered to a run that died: comes back
                     idle_since = time.monotonic()
@@ -183,7 +186,9 @@ class BookingConsumer:
             await message.ack()
             stored = message.metadata.timestamp
             if stored is not None:
-                self._latencies.append((visible - stored).total_seconds() * 1000)
+                latency = (visible - stored).total_seconds() * 1000
+                self._latencies.append(latency)
+                self._recent_latencies.append(latency)
         await connection.flush()
         self.report.counted += applied.counted
         self.report.redelivered += applied.redelivered
@@ -194,32 +199,31 @@ class BookingConsumer:
 
     async def _refresh_status(self, connection: NATS, *, force: bool = False) -> None:
         now = time.monotonic()
+        if not force and now - self._written < 1.0:
+            return
         while self._recent and now - self._recent[0][0] > _RATE_SECONDS:
             self._recent.popleft()
         report = self.report
         report.events_per_second = round(
             sum(n for _, n in self._recent) / _RATE_SECONDS, 1
         )
-        if self._latencies:
-            values = np.asarray(self._latencies)
+        if self._recent_latencies:  # the last 10,000 events'
+            values = np.asarray(self._recent_latencies)
             report.latency_ms = {
                 "p50": round(float(np.percentile(values, 50)), 1),
                 "p99": round(float(np.percentile(values, 99)), 1),
                 "max": round(float(values.max()), 1),
             }
-        if force or now - self._written >= 1.0:
-            try:
-                info = await connection.jetstream().consumer_info(
-                    self.settings.stream, self.settings.consumer
-                )
-                report.pending = int(info.num_pending or 0) + int(
-                    info.num_ack_pending or 0
-                )
-            except Exception:
-                report.pending = None
-            report.updated_at = _now()
-            write_status(self.settings.status_file, asdict(report))
-            self._written = now
+        try:
+            info = await connection.jetstream().consumer_info(
+                self.settings.stream, self.settings.consumer
+            )
+            report.pending = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        except Exception:
+            report.pending = None
+        report.updated_at = _now()
+        write_status(self.settings.status_file, asdict(report))
+        self._written = now
 
     def latencies_ms(self) -> list[float]:
         """Every event's time from stored on the stream to visible online (ms)."""

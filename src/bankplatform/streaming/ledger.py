@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -352,14 +352,6 @@ class Ledger:
 
     # Reading it back -------------------------------------------------------
 
-    def customer_tokens(self, customers: Iterable[int]) -> dict[int, str]:
-        numbers = sorted(customers)
-        rows = self._select_in(
-            "SELECT customer, customer_token FROM customers WHERE customer IN ({})",
-            numbers,
-        )
-        return {int(c): str(t) for c, t in rows}
-
     def profiles(self, customers: Sequence[int]) -> pd.DataFrame:
         rows = self._select_in(
             "SELECT customer, customer_token, income, employment_status, tenure_months"
@@ -435,11 +427,6 @@ ON CONFLICT (account_token) DO UPDATE SET
 WHERE excluded.booked_at > balances.booked_at
    OR (excluded.booked_at = balances.booked_at AND excluded.sequence >= balances.sequence)
 """
-
-
-def open_ledger(path: Path) -> closing[Ledger]:
-    """A ledger that closes at the end of a ``with`` block."""
-    return closing(Ledger(path))
 
 
 def _ns(moment: pd.Timestamp) -> int:

@@ -54,6 +54,8 @@ class StreamingSettings(BaseModel):
         status_file: Lag and throughput, rewritten by the running consumer.
         max_event_bytes: Larger events are dead letters.
         fetch_batch: Events fetched (and pushed) at a time.
+        fetch_wait_seconds: How long a fetch waits to fill its batch once an
+            event came (what an event may wait for company at low rates).
         ack_wait_seconds: An unacknowledged event is delivered again after this.
         retention_days: How long the stream keeps events.
     """
@@ -77,6 +79,7 @@ class StreamingSettings(BaseModel):
     status_file: Path = Path("data/08_reporting/stream/status.json")
     max_event_bytes: int = Field(default=65_536, ge=512, le=1_048_576)
     fetch_batch: int = Field(default=500, ge=1, le=10_000)
+    fetch_wait_seconds: float = Field(default=0.05, gt=0, le=5)
     ack_wait_seconds: float = Field(default=30.0, gt=0, le=3_600)
     retention_days: int = Field(default=30, ge=1, le=3_650)
 
