@@ -32,7 +32,7 @@ from bankplatform.feature_repo.definitions import credit_default_v1
 from bankplatform.feature_repo.services import service_features
 from bankplatform.features.customer_features import BOOKING_COLUMNS
 from bankplatform.project import catalog_dataset, env_config_loader
-from bankplatform.security.client import acting_for
+from bankplatform.security.client import acting_for, acting_pipeline
 from bankplatform.security.runtime import activate, granted_run
 from bankplatform.streaming.broker import (
     ADMIN,
@@ -188,6 +188,7 @@ def online_view(ctx: WorkspaceContext, tokens: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(response).set_index("customer_token")
     stamps = frame[[c for c in frame.columns if c.endswith("__ts")]]
     view = frame.drop(columns=stamps.columns)
+    stamps = stamps.drop(columns="customer_token__ts", errors="ignore")  # the key's: 0
     view["as_of"] = pd.to_datetime(stamps.min(axis=1), unit="s", utc=True)
     return view
 
@@ -273,8 +274,14 @@ def _run(awaitable: Any) -> Any:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(awaitable)
+    pipeline = acting_pipeline()  # the service identity is the thread's: carry it
+
+    def in_thread() -> Any:
+        with acting_for(pipeline):
+            return asyncio.run(awaitable)
+
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, awaitable).result()
+        return pool.submit(in_thread).result()
 
 
 def _batch_layer(ctx: WorkspaceContext) -> BatchLayer:
