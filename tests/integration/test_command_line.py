@@ -28,6 +28,9 @@ def _assert_one_line_error(stderr: str, expected: str) -> None:
         ["workspace", "status"],
         ["data"],
         ["data", "generate"],
+        ["stream"],
+        ["stream", "status"],
+        ["simulate", "bookings"],
     ],
 )
 def test_every_command_has_help(workspace_dir: Path, command: list[str]) -> None:
@@ -118,3 +121,30 @@ def test_python_dash_m_is_the_same_command(workspace_dir: Path) -> None:
     )
     assert result.returncode == 0
     assert "workspace_id: retail-credit-default" in result.stdout
+
+
+def test_the_stream_commands_refuse_in_one_line_before_there_is_anything_to_stream(
+    workspace_dir: Path,
+) -> None:
+    """An empty workspace: no extract to book on, no stream yet, no primary layer
+    to start the ledger from; each says so in one line."""
+    published = run_command(
+        ["bankplatform", "simulate", "bookings", "--seconds", "1", "--env", "test"],
+        workspace_dir,
+    )
+    assert published.returncode == 1
+    _assert_one_line_error(published.stderr, "no extract in this workspace")
+    status = run_command(
+        ["bankplatform", "stream", "status", "--env", "test"], workspace_dir
+    )
+    assert status.returncode == 1
+    _assert_one_line_error(status.stderr, "no booking stream BOOKINGS")
+    consumed = run_command(
+        ["bankplatform", "stream", "--until-idle", "1", "--env", "test"], workspace_dir
+    )
+    assert consumed.returncode == 1
+    _assert_one_line_error(consumed.stderr, "the ledger starts from the primary layer")
+    from bankplatform.streaming.broker import EmbeddedServer
+    from bankplatform.streaming.settings import StreamingSettings
+
+    EmbeddedServer(StreamingSettings().anchored(workspace_dir), workspace_dir).stop()

@@ -60,6 +60,8 @@ def status(env: str | None) -> None:
     acknowledged, and the running consumer's own figures."""
     import json
 
+    from nats.js.errors import NotFoundError
+
     from bankplatform.context import workspace_context
     from bankplatform.streaming.broker import ADMIN, connect, endpoint
     from bankplatform.streaming.runs import stream_settings
@@ -74,6 +76,11 @@ def status(env: str | None) -> None:
             events = await js.stream_info(settings.stream)
             dead = await js.stream_info(settings.dead_letter_stream)
             consumer = await js.consumer_info(settings.stream, settings.consumer)
+        except NotFoundError:
+            raise click.ClickException(
+                f"no booking stream {settings.stream} with consumer {settings.consumer} "
+                "yet: `bankplatform simulate bookings` or `bankplatform stream` creates them"
+            ) from None
         finally:
             await connection.close()
         return {

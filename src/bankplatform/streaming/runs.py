@@ -25,6 +25,7 @@ import orjson
 import pandas as pd
 from feast.data_source import PushMode
 from filelock import FileLock, Timeout
+from kedro.io.core import DatasetError
 from nats.js.errors import NotFoundError
 
 from bankplatform.errors import BankplatformError
@@ -137,7 +138,13 @@ def consume_bookings(
             ledger = Ledger(settings.ledger)
             try:
                 if not ledger.seeded:
-                    kept = ledger.seed(_batch_layer(ctx))
+                    try:
+                        batch = _batch_layer(ctx)
+                    except DatasetError as error:
+                        first = str(error).splitlines()[-1]
+                        msg = f"the ledger starts from the primary layer, which cannot be read ({first}): run `kedro run --pipeline ingestion` first"
+                        raise StreamRunError(msg) from None
+                    kept = ledger.seed(batch)
                     if on_seeded is not None:
                         on_seeded(ledger, kept)
                 # A new ledger counts every event the stream holds, from the first.
