@@ -148,3 +148,28 @@ def test_the_stream_commands_refuse_in_one_line_before_there_is_anything_to_stre
     from bankplatform.streaming.settings import StreamingSettings
 
     EmbeddedServer(StreamingSettings().anchored(workspace_dir), workspace_dir).stop()
+
+
+def test_a_second_key_service_leaves_the_running_one_s_credential(
+    workspace_dir: Path,
+) -> None:
+    """Two clients that each start a key service at once (one killed mid-start, as
+    the stream's kill test did): the second is refused at the socket and must not
+    overwrite the session credential of the one that serves, or every later
+    command fails with "local session credential does not match"."""
+    first = run_command(
+        ["bankplatform", "audit", "show", "--tail", "1", "--env", "test"], workspace_dir
+    )
+    assert first.returncode == 0, first.stderr
+    session = workspace_dir / ".bankplatform" / "keyservice-test.session"
+    before = session.read_text()
+    second = run_command(
+        ["bankplatform", "keyservice", "--env", "test"], workspace_dir, timeout=60
+    )
+    assert second.returncode != 0
+    assert "a key service is already listening" in second.stderr
+    assert session.read_text() == before
+    again = run_command(
+        ["bankplatform", "audit", "show", "--tail", "1", "--env", "test"], workspace_dir
+    )
+    assert again.returncode == 0, again.stderr

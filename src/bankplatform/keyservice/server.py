@@ -35,8 +35,6 @@ def serve(
     authority = KeyAuthority(root, env)
     settings = authority.settings
     path = settings.keyservice_socket
-    if authority.local_sessions:
-        authority.write_session_file()
     app = create_app(authority)
     if settings.keyservice_url:  # on its own host: TLS over TCP
         host, port = settings.keyservice_url.removeprefix("https://").rsplit(":", 1)
@@ -57,6 +55,10 @@ def serve(
             app, log_level="warning", access_log=False, lifespan="off"
         )
         listeners = [_bind(path, socket_group, strict=authority.production)]
+    # Only once this process holds the socket: a second service refused there
+    # (two clients started one each) must not replace the running one's credential.
+    if authority.local_sessions:
+        authority.write_session_file()
     server = uvicorn.Server(config)
     idle = idle_seconds if idle_seconds is not None else _idle_from_env()
     watcher = threading.Thread(
