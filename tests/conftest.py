@@ -350,6 +350,20 @@ def featured_workspace(
     )
 
 
+@pytest.fixture
+def streaming_workspace(featured_workspace: Path, tmp_path: Path) -> Iterator[Path]:
+    """A copy of the featured 1k workspace for the booking-stream tests; its
+    stream server stopped at the end."""
+    from bankplatform.project import env_config_loader
+    from bankplatform.streaming.broker import EmbeddedServer
+    from bankplatform.streaming.settings import load_streaming_settings
+
+    root = copy_workspace(featured_workspace, tmp_path / "ws")
+    yield root
+    settings = load_streaming_settings(env_config_loader(root, "test"), root)
+    EmbeddedServer(settings, root).stop()
+
+
 PII_COLUMNS = {
     "customers": ["customer_id", "name", "national_id", "email", "phone", "postcode"],
     "accounts": ["account_id"],

@@ -20,11 +20,10 @@ from bankplatform.features.customer_features import (
 )
 from bankplatform.project import env_config_loader
 from bankplatform.security.envelope import DecryptingReader
-from bankplatform.streaming.broker import ADMIN, EmbeddedServer, connect, endpoint
+from bankplatform.streaming.broker import ADMIN, connect, endpoint
 from bankplatform.streaming.events import BookingEvent
 from bankplatform.streaming.settings import StreamingSettings, load_streaming_settings
 from tests.conftest import (
-    copy_workspace,
     read_encrypted,
     run_command,
     workspace_keyring,
@@ -42,14 +41,6 @@ FEATURE_COLUMNS = [
     for ref in ONLINE_REFS
     if not ref.endswith("employment_status")
 ]
-
-
-def streaming_copy(featured: Path, folder: Path) -> Any:
-    """A copy of the featured 1k workspace; its stream server stopped at the end
-    (a fixture's body: ``yield from``)."""
-    root = copy_workspace(featured, folder / "ws")
-    yield root
-    EmbeddedServer(stream_settings(root), root).stop()
 
 
 def stream_settings(root: Path) -> StreamingSettings:

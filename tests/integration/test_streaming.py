@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -30,15 +29,9 @@ from tests.streams import (
     primary_tables,
     stream_messages,
     stream_settings,
-    streaming_copy,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def streaming_workspace(featured_workspace: Path, tmp_path: Path) -> Any:
-    yield from streaming_copy(featured_workspace, tmp_path)
 
 
 def test_the_stream_counts_each_event_once_and_agrees_with_the_batch(

@@ -13,14 +13,9 @@ import pytest
 from bankplatform.streaming.broker import ADMIN, EDGE, FEATURES
 from bankplatform.streaming.settings import StreamingSettings
 from tests.conftest import REPO, run_command
-from tests.streams import ENV, assert_online_equals_batch, streaming_copy
+from tests.streams import ENV, assert_online_equals_batch
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def streaming_workspace(featured_workspace: Path, tmp_path: Path) -> Any:
-    yield from streaming_copy(featured_workspace, tmp_path)
 
 
 def test_an_existing_jetstream_stands_in_for_the_bank_s_cluster(

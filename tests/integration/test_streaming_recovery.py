@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -23,15 +22,9 @@ from tests.streams import (
     counted_events,
     primary_tables,
     stream_settings,
-    streaming_copy,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def streaming_workspace(featured_workspace: Path, tmp_path: Path) -> Any:
-    yield from streaming_copy(featured_workspace, tmp_path)
 
 
 def test_kill_9_at_random_points_loses_and_doubles_nothing(

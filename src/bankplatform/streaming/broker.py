@@ -146,7 +146,7 @@ class EmbeddedServer:
 
     def _running_url(self) -> str | None:
         pid = _read_pid(self._run / "nats-server.pid")
-        if pid is None or not _alive(pid):
+        if pid is None or not _alive(pid) or not self._ours(pid):
             return None
         ports = self._run / f"nats-server_{pid}.ports"
         if not ports.is_file():
@@ -212,13 +212,25 @@ class EmbeddedServer:
     def stop(self) -> bool:
         """Stop the server if it runs; whether it did."""
         pid = _read_pid(self._run / "nats-server.pid")
-        if pid is None or not _alive(pid):
+        if pid is None or not _alive(pid) or not self._ours(pid):
             return False
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         return True
+
+    def _ours(self, pid: int) -> bool:
+        """Whether ``pid`` is this workspace's server (a stale pid file's number may
+        belong to another process by now)."""
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        config = str(self._run / "nats-server.conf").encode()
+        return (
+            bool(command) and command[0].endswith(b"nats-server") and config in command
+        )
 
 
 def server_binary() -> Path:
