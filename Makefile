@@ -77,10 +77,6 @@ demo: install ## Generate the demo extract, run every pipeline, serve, monitor d
 	@echo "== a validator approves and a risk officer promotes the new version, each with a token the admin issued"
 	@$(APPROVE_AND_PROMOTE)
 	$(BIN)/bankplatform model list
-	@echo "== this morning's bookings: core banking publishes them on the stream (account numbers pseudonymised at the edge); the consumer counts each once into the online store"
-	$(BIN)/bankplatform simulate bookings --rate 100 --seconds 3 --seed 5
-	$(BIN)/bankplatform stream --until-idle 3
-	$(BIN)/bankplatform stream status
 	@echo "== the scoring service: 1,000 applications from the origination system, one decision's whole chain, then 300 drifted ones"
 	@$(BIN)/bankplatform serve > data/08_reporting/serve-demo.log 2>&1 & server=$$!; \
 	summary=$$($(BIN)/bankplatform simulate traffic --requests 1000); status=$$?; echo "$$summary"; \
@@ -109,6 +105,10 @@ demo: install ## Generate the demo extract, run every pipeline, serve, monitor d
 		print(f\"{trained}, {judged} ({w['served_decisions']:,} served decisions with outcomes), gates {g['gate_status']}\")"
 	@$(APPROVE_AND_PROMOTE)
 	$(BIN)/bankplatform model list
+	@echo "== the next morning's bookings: core banking publishes them on the stream (account numbers pseudonymised at the edge); the consumer counts each once into the online store"
+	$(BIN)/bankplatform simulate bookings --rate 100 --seconds 3 --seed 5
+	$(BIN)/bankplatform stream --until-idle 3
+	$(BIN)/bankplatform stream status
 	@echo "== where to look next"
 	@echo "  MLflow UI (runs, registry, monitoring):  make ui"
 	@echo "  evidence notebooks (HTML):               $$(ls data/08_reporting/governance/credit_default_pd/*/model_validation.html | head -1 | xargs dirname)/"
