@@ -217,15 +217,18 @@ async def _paced(
     seconds: float,
     history_end: date,
 ) -> Published:
-    """``rate`` bookings a second for ``seconds``, in ticks; event times run on from
-    the stream's last booking (or the day after the extract's end)."""
+    """``rate`` bookings a second for ``seconds``: exactly ``rate * seconds`` of
+    them, paced by the clock (a busy machine catches up, it never publishes fewer);
+    event times run on from the stream's last booking (or the day after the
+    extract's end)."""
     run = uuid.uuid4().hex[:10]
     first = clock = await _after_last_booking(edge, history_end)
+    total = round(rate * seconds)
     started = time.monotonic()
-    due, number, stored = 0.0, 0, 0
-    while (elapsed := time.monotonic() - started) < seconds:
-        due += rate * _TICK
-        count = int(due) - number
+    number, stored = 0, 0
+    while number < total:
+        elapsed = time.monotonic() - started
+        count = min(total, int(rate * elapsed) + 1) - number
         if count > 0:
             until = max(first + pd.Timedelta(seconds=elapsed), clock)
             raw = draws.draw(count, clock, until)
@@ -233,7 +236,7 @@ async def _paced(
             stored += await edge.publish(raw, ids)
             number += count
             clock = until + pd.Timedelta(microseconds=1)
-        await asyncio.sleep(max(0.0, _TICK - (time.monotonic() - started - elapsed)))
+        await asyncio.sleep(_TICK)
     return Published(stored, first.isoformat(), clock.isoformat())
 
 

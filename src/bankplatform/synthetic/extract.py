@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -140,19 +141,28 @@ def core_banking_accounts(config: GeneratorConfig) -> pd.DataFrame:
     pools = FakerPools.build(config.seed)
     frames, next_account = [], 1
     for chunk in range(_chunk_count(config)):
-        rng = np.random.default_rng(np.random.SeedSequence([config.seed, chunk]))
-        first = chunk * config.chunk_customers + 1
-        count = min(config.chunk_customers, config.customers - first + 1)
-        plan = plan_applications(rng, count, config)
-        customers, traits = draw_customers(
-            rng, first, count, pools, config, plan.drift_position
-        )
+        rng, _, customers, traits = _chunk_people(config, pools, chunk)
         accounts, _ = draw_accounts(
             rng, next_account, customers["customer_id"].to_numpy(), traits, config
         )
         next_account += len(accounts)
         frames.append(accounts[["account_id", "product", "credit_limit"]])
     return pd.concat(frames, ignore_index=True)
+
+
+def _chunk_people(
+    config: GeneratorConfig, pools: FakerPools, chunk: int
+) -> tuple[np.random.Generator, Any, pd.DataFrame, Any]:
+    """A chunk's random stream (from seed and chunk number), application plan and
+    customers: where every table of the chunk starts drawing."""
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, chunk]))
+    first = chunk * config.chunk_customers + 1
+    count = min(config.chunk_customers, config.customers - first + 1)
+    plan = plan_applications(rng, count, config)
+    customers, traits = draw_customers(
+        rng, first, count, pools, config, plan.drift_position
+    )
+    return rng, plan, customers, traits
 
 
 def _chunk_count(config: GeneratorConfig) -> int:
@@ -164,13 +174,7 @@ def _chunks(
 ) -> Iterator[dict[str, tuple[pa.Table, dict[str, int]]]]:
     next_account = next_transaction = next_application = 1
     for chunk in range(_chunk_count(config)):
-        rng = np.random.default_rng(np.random.SeedSequence([config.seed, chunk]))
-        first = chunk * config.chunk_customers + 1
-        count = min(config.chunk_customers, config.customers - first + 1)
-        plan = plan_applications(rng, count, config)
-        customers, traits = draw_customers(
-            rng, first, count, pools, config, plan.drift_position
-        )
+        rng, plan, customers, traits = _chunk_people(config, pools, chunk)
         ids = customers["customer_id"].to_numpy()
         accounts, book = draw_accounts(rng, next_account, ids, traits, config)
         transactions = draw_transactions(
